@@ -1,0 +1,495 @@
+"""The 3D analog in-memory computing chip: its structure (:class:`ChipConfig`), the cost of every
+operation (:class:`CostModel`) and its silicon area (:class:`AreaModel`), with named presets.
+
+Every constant carries its source next to it. Values that no public source gives are *named
+assumptions*; they are listed in the book's appendix (book/appendix_assumptions.md) and can all be
+overridden (``dataclasses.replace`` / ``ChipConfig.replace``).
+
+Sources used below:
+
+* [3DSIM] IBM/3D-CiM-LLM-Inference-Simulator, public code defaults (the companion simulator of
+  Büchel et al., Nat. Comput. Sci. 5, 13-26, 2025).
+* [MOEPIM] superstarghy/MoEwithPIM, src/threedsim/accelerator.py: per-operation table labelled as
+  taken from the 3D-CiM paper, for vector lengths d = 256, 512, 768, 1024 (table values; the fork's
+  code deviates in places, we follow its table).
+* [BUCHEL-AREA] see AreaModel.
+* [HERMES] Le Gallo et al., "A 64-core mixed-signal in-memory compute chip based on phase-change
+  memory for deep neural network inference", Nature Electronics 6, 680-693 (2023): 14 nm, 64 cores
+  of 256x256 PCM unit cells, 63.1 TOPS peak at 9.76 TOPS/W.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple
+
+__all__ = [
+    "OpKind",
+    "OpCost",
+    "CostModel",
+    "AreaModel",
+    "UnitAssignment",
+    "KVPlacement",
+    "ChipConfig",
+    "preset",
+    "preset_names",
+    "hermes_mvm_cost",
+]
+
+
+# --------------------------------------------------------------------------- validation helpers
+def _check_number(cls: str, name: str, value, *, minimum: float = 0.0, strict: bool = False,
+                  integer: bool = False, fix: str = "") -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"{cls}.{name}={value!r}: must be {kind}; {fix or 'pass a number'}")
+    bad = value <= minimum if strict else value < minimum
+    if bad:
+        rng = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ValueError(f"{cls}.{name}={value!r}: out of range, valid range is {rng}; "
+                         f"{fix or 'pass a value in range'}")
+
+
+def _validate_fields(obj, *, integer_fields: tuple[str, ...] = (),
+                     positive_fields: tuple[str, ...] = ()) -> None:
+    """Check every numeric field: integers >= 1, positive reals > 0 or non-negative reals >= 0."""
+    cls = type(obj).__name__
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if f.name in integer_fields:
+            _check_number(cls, f.name, v, minimum=1, integer=True,
+                          fix=f"pass a positive integer {f.name}")
+        elif f.name in positive_fields:
+            _check_number(cls, f.name, v, minimum=0, strict=True,
+                          fix=f"pass a positive {f.name}")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            _check_number(cls, f.name, v, minimum=0, fix=f"pass a non-negative {f.name}")
+
+
+# --------------------------------------------------------------------------- costs
+class OpKind(str, Enum):
+    """Operations the chip performs; the simulator builds its graphs from these."""
+
+    MVM = "mvm"  # one tier MVM on a tile
+    LAYERNORM = "layernorm"
+    RELU = "relu"
+    GELU = "gelu"
+    SILU = "silu"
+    ADD = "add"  # residual add, partial-sum accumulation
+    MUL = "mul"  # element-wise multiply (gated FFN, expert weighting)
+    SOFTMAX = "softmax"  # router scores
+    TOPK = "topk"  # router top-k selection
+    COMM = "comm"  # one vector over the on-chip network
+    MHA = "mha"  # attention of n_queries queries over n_keys keys on an attention unit
+
+
+class OpCost(NamedTuple):
+    """Latency and energy of one operation."""
+
+    latency_ns: float
+    energy_pj: float
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Latency (ns) and energy (pJ) of each operation, as functions of vector length and sequence length.
+
+    Defaults are the "paper" costs: [3DSIM] defaults and the [MOEPIM] table (DESIGN.md §3).
+    Table rows given only at d = 256..1024 are extended to any d by the per-chunk rule stated on
+    each field (assumption A-COST-EXTRAP in the appendix).
+    """
+
+    mvm_latency_ns: float = 100.0
+    """One tier MVM (any rows x cols up to the tier shape). [3DSIM] default; [MOEPIM] table: 100 ns."""
+    mvm_energy_pj: float = 10_000.0
+    """One tier MVM. [3DSIM] default 10 nJ; [MOEPIM] table: 10 000 pJ."""
+
+    layernorm_latency_ns_per_512: float = 50.0
+    """LayerNorm latency per started chunk of 512 elements. [MOEPIM] 50, 50, 100, 100 ns at
+    d = 256, 512, 768, 1024 = 50 ns x ceil(d / 512); [3DSIM] default 50 ns."""
+    layernorm_energy_pj_per_512: float = 20.96
+    """LayerNorm energy per started chunk of 512 elements. [MOEPIM] 20.96, 20.96, 41.92, 41.92 pJ."""
+
+    relu_latency_ns: float = 1.0
+    """ReLU latency, independent of d. [MOEPIM] 1 ns at every d."""
+    relu_energy_pj_per_element: float = 6.12e-5
+    """ReLU energy per element: least-squares line through the origin of [MOEPIM]'s 0.02, 0.03,
+    0.05, 0.06 pJ at d = 256, 512, 768, 1024 (120.32 / 1 966 080 pJ per element)."""
+
+    gelu_latency_ns_per_256: float = 16.0
+    """GeLU latency slope. [MOEPIM] 16 * d / 256 + 6 ns."""
+    gelu_latency_ns_fixed: float = 6.0
+    """GeLU latency intercept. [MOEPIM] 16 * d / 256 + 6 ns."""
+    gelu_energy_pj_per_256: float = 9.63
+    """GeLU energy per 256 elements. [MOEPIM] 9.63 pJ per 256 elements."""
+    silu_relative_cost: float = 1.0
+    """SiLU cost relative to GeLU. Assumption A-SILU: both are one transcendental element-wise
+    function evaluated by the same DPU datapath; no public table gives SiLU."""
+
+    add_latency_ns_per_256: float = 8.0
+    """Element-wise add latency slope. [MOEPIM] 8 * d / 256 + 4 ns."""
+    add_latency_ns_fixed: float = 4.0
+    """Element-wise add latency intercept. [MOEPIM] 8 * d / 256 + 4 ns."""
+    add_energy_pj_per_256: float = 9.43
+    """Element-wise add energy per 256 elements. [MOEPIM] 9.43 pJ per 256 elements."""
+    mul_relative_cost: float = 1.0
+    """Element-wise multiply cost relative to add. Assumption A-MUL: one multiply per element on
+    the same vector datapath; no public table gives it."""
+
+    comm_latency_ns_per_512: float = 24.0
+    """On-chip network latency per started chunk of 512 elements. [MOEPIM] 24, 24, 48, 48 ns at
+    d = 256..1024 = 24 ns x ceil(d / 512)."""
+    comm_energy_pj_per_256: float = 12.93
+    """On-chip network energy per 256 elements. [MOEPIM] 12.93 pJ per 256 elements."""
+
+    mha_latency_ns_per_pair_d: float = 1.064e-4
+    """Attention latency per (query, key) pair, coefficient of d. [MOEPIM] whole sequence of n
+    tokens: n^2 (1.064e-4 d + 1.521e-5 d^2) ns; assumption A-MHA-PAIRS: cost scales with the
+    number of (query, key) pairs, so n^2 -> n_queries * n_keys."""
+    mha_latency_ns_per_pair_d2: float = 1.521e-5
+    """Attention latency per (query, key) pair, coefficient of d^2. [MOEPIM], see above."""
+    mha_energy_pj_per_pair_d: float = 0.022289
+    """Attention energy per (query, key) pair and element of d. [MOEPIM] 0.022289 d n^2 pJ (the
+    fork's code multiplies this by 25; we follow its table)."""
+
+    softmax_relative_cost: float = 1.0
+    """Router softmax over E scores costed as one GeLU-like transcendental pass over E elements,
+    times this factor. Assumption A-SOFTMAX."""
+    topk_passes_per_k: float = 1.0
+    """Router top-k costed as k comparison passes (add-like) over E elements, times this factor.
+    Assumption A-TOPK."""
+
+    dram_bandwidth_gb_s: float = 5.332
+    """DRAM bandwidth for KV-cache traffic, GB/s. [3DSIM] default."""
+    dram_active_power_w: float = 0.2467
+    """DRAM power while transferring, W. [3DSIM] default."""
+    dram_idle_power_w: float = 0.1297
+    """DRAM power while idle, W. [3DSIM] default."""
+    kv_bytes_per_element: float = 2.0
+    """Bytes per cached key/value element. Assumption A-KV-BYTES: 16-bit activations in the KV cache."""
+
+    unit_passive_power_w: float = 1.0
+    """Static power of each DPU and each attention unit, W. [3DSIM] default 1 W per unit."""
+    tile_passive_power_w: float = 0.0
+    """Static power of each analog tile, W. Assumption A-TILE-STATIC: [3DSIM] charges none
+    (non-volatile arrays hold weights without power; periphery power-gated when idle)."""
+
+    def __post_init__(self) -> None:
+        _validate_fields(self, positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s"))
+
+    # -- per-operation costs ---------------------------------------------------------------
+    def cost(self, op: OpKind | str, length: int, n_queries: int = 1, n_keys: int = 1) -> OpCost:
+        """Cost of one operation on a vector of ``length`` elements.
+
+        For ``OpKind.MVM`` the length is ignored (one tier MVM costs the same whatever part of the
+        tier is used). For ``OpKind.MHA`` ``length`` is d_model and the cost covers ``n_queries``
+        queries attending over ``n_keys`` keys. For SOFTMAX and TOPK ``length`` is the number of
+        experts E and ``n_queries`` carries k for TOPK.
+        """
+        op = OpKind(op)
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"cost(length={length!r}): vector length must be an integer >= 1")
+        d = length
+        chunks512 = math.ceil(d / 512)
+        if op is OpKind.MVM:
+            return OpCost(self.mvm_latency_ns, self.mvm_energy_pj)
+        if op is OpKind.LAYERNORM:
+            return OpCost(self.layernorm_latency_ns_per_512 * chunks512,
+                          self.layernorm_energy_pj_per_512 * chunks512)
+        if op is OpKind.RELU:
+            return OpCost(self.relu_latency_ns, self.relu_energy_pj_per_element * d)
+        if op in (OpKind.GELU, OpKind.SILU, OpKind.SOFTMAX):
+            scale = {OpKind.GELU: 1.0, OpKind.SILU: self.silu_relative_cost,
+                     OpKind.SOFTMAX: self.softmax_relative_cost}[op]
+            return OpCost(scale * (self.gelu_latency_ns_per_256 * d / 256 + self.gelu_latency_ns_fixed),
+                          scale * self.gelu_energy_pj_per_256 * d / 256)
+        if op in (OpKind.ADD, OpKind.MUL, OpKind.TOPK):
+            scale = {OpKind.ADD: 1.0, OpKind.MUL: self.mul_relative_cost,
+                     OpKind.TOPK: self.topk_passes_per_k * n_queries}[op]
+            return OpCost(scale * (self.add_latency_ns_per_256 * d / 256 + self.add_latency_ns_fixed),
+                          scale * self.add_energy_pj_per_256 * d / 256)
+        if op is OpKind.COMM:
+            return OpCost(self.comm_latency_ns_per_512 * chunks512,
+                          self.comm_energy_pj_per_256 * d / 256)
+        # MHA
+        for name, v in (("n_queries", n_queries), ("n_keys", n_keys)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"cost(op='mha', {name}={v!r}): must be an integer >= 1")
+        pairs = n_queries * n_keys
+        return OpCost(pairs * (self.mha_latency_ns_per_pair_d * d + self.mha_latency_ns_per_pair_d2 * d * d),
+                      pairs * self.mha_energy_pj_per_pair_d * d)
+
+    def dram_transfer(self, n_bytes: float) -> OpCost:
+        """Moving ``n_bytes`` between DRAM and the attention unit: time at full bandwidth, active power."""
+        if n_bytes < 0:
+            raise ValueError(f"dram_transfer(n_bytes={n_bytes!r}): must be >= 0")
+        t_ns = n_bytes / self.dram_bandwidth_gb_s  # 1 GB/s = 1 byte/ns
+        return OpCost(t_ns, self.dram_active_power_w * t_ns * 1e3)  # W * ns = nJ = 1e3 pJ
+
+
+def hermes_mvm_cost(rows: int = 256, cols: int = 256) -> OpCost:
+    """Latency and energy of one rows x cols MVM derived from [HERMES]'s peak figures.
+
+    63.1 TOPS over 64 cores is 0.986 TOPS per core; a 256x256 MVM is 2 x 256 x 256 = 131 072
+    operations, so it takes 131 072 / 0.986e12 s = 132.9 ns; at 9.76 TOPS/W it costs
+    131 072 / 9.76e12 J = 13.43 nJ. Other shapes scale the energy with the number of weights
+    (assumption A-HERMES-SCALE); the latency stays that of one MVM.
+    """
+    ops = 2 * 256 * 256
+    per_core_ops_s = HERMES_PEAK_TOPS * 1e12 / HERMES_CORES
+    latency_ns = ops / per_core_ops_s * 1e9
+    energy_pj = ops / (HERMES_TOPS_PER_W * 1e12) * 1e12 * (rows * cols) / (256 * 256)
+    return OpCost(latency_ns, energy_pj)
+
+
+HERMES_PEAK_TOPS = 63.1
+"""[HERMES] peak throughput of the chip, TOPS (8-bit-equivalent inputs)."""
+HERMES_TOPS_PER_W = 9.76
+"""[HERMES] peak energy efficiency, TOPS/W."""
+HERMES_CORES = 64
+"""[HERMES] number of 256x256 cores."""
+
+
+# --------------------------------------------------------------------------- area
+@dataclass(frozen=True)
+class AreaModel:
+    """Silicon area (mm²) of tiles, tiers and digital units.
+
+    A 3D tile's footprint is its periphery (ADCs, DACs, drivers, local control) plus one tier's
+    array; each added tier adds ``tier_overhead_fraction`` of an array footprint (staircase
+    contacts, vertical interconnect) and nothing else. All numbers default from [HERMES]'s core
+    tile area with the split stated on each field.
+
+    [BUCHEL-AREA]: 1 mm² per 512x512 tile, 1.25 mm² per DPU, 5 mm² per attention unit, as reported
+    for Büchel et al. 2025 by a secondary literature summary (the paper's text was not available to
+    us; assumption A-BUCHEL-AREA until checked against the paper).
+    """
+
+    array_area_mm2_per_weight: float = 0.25 * 1.0 / (512 * 512)
+    """Array footprint per stored weight (device pair), mm². Derived from [BUCHEL-AREA] 1 mm² per
+    512x512 tile with assumption A-ARRAY-SHARE: the array is 25% of a tile's footprint
+    (0.25 mm² / 262 144 = 9.5e-7 mm², i.e. 0.95 µm² per weight)."""
+    periphery_area_mm2_per_column: float = 0.75 * 1.0 / 512
+    """Periphery per output column (ADC, drivers, accumulation), mm². The other 75% of
+    [BUCHEL-AREA]'s 1 mm² tile spread over its 512 columns (A-ARRAY-SHARE). Cross-check: this
+    model gives a 256x256 tile 0.44 mm², against [HERMES]'s 0.635 mm² per core (63.1 TOPS /
+    1.55 TOPS/mm² / 64 cores)."""
+    periphery_area_mm2_per_row: float = 0.0
+    """Periphery per input row (DACs), mm². Folded into the per-column figure; kept as a knob."""
+    tier_overhead_fraction: float = 0.05
+    """Extra footprint per additional tier, as a fraction of one tier's array area. Assumption
+    A-TIER-OVERHEAD (3D NAND-like staircase contacts and vertical vias); no public number."""
+    dpu_area_mm2: float = 1.25
+    """Area of one digital processing unit, mm². [BUCHEL-AREA]."""
+    mha_unit_area_mm2: float = 5.0
+    """Area of one attention unit with its scratchpad SRAM, mm². [BUCHEL-AREA]."""
+
+    def __post_init__(self) -> None:
+        _validate_fields(self)
+
+    def tier_array_mm2(self, rows: int, cols: int) -> float:
+        """Footprint of one rows x cols crossbar array."""
+        return rows * cols * self.array_area_mm2_per_weight
+
+    def tile_mm2(self, rows: int, cols: int, n_tiers: int) -> float:
+        """Footprint of one tile: periphery + one array + per-tier overhead for the extra tiers."""
+        array = self.tier_array_mm2(rows, cols)
+        periphery = cols * self.periphery_area_mm2_per_column + rows * self.periphery_area_mm2_per_row
+        return periphery + array * (1.0 + self.tier_overhead_fraction * (n_tiers - 1))
+
+
+# --------------------------------------------------------------------------- the chip
+DPUS_PER_LAYER = 24
+"""[3DSIM] functional_bert_tvlsi.py: 288 DPUs for BERT-base's 12 layers."""
+MHA_UNITS_PER_LAYER = 8
+"""[3DSIM] functional_bert_tvlsi.py: 96 MHA units for BERT-base's 12 layers."""
+
+class UnitAssignment(str, Enum):
+    """How digital and attention units are shared: one pool for the whole chip, or units locked
+    to layers (unit = layer mod count, as 3D-SiM's lock_*_unit_to_layer)."""
+
+    POOL = "pool"
+    PER_LAYER = "per_layer"
+
+
+class KVPlacement(str, Enum):
+    """Where the KV cache lives: on-chip SRAM next to the attention units, or off-chip DRAM."""
+
+    SRAM = "sram"
+    DRAM = "dram"
+
+
+def _coerce(enum_cls, cls: str, name: str, value):
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(str(value).lower())
+    except ValueError:
+        valid = ", ".join(repr(m.value) for m in enum_cls)
+        raise ValueError(f"{cls}.{name}={value!r}: unknown value; use one of {valid}") from None
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """An abstract 3D AIMC chip: tiles of stacked crossbar tiers plus digital and attention units.
+
+    A tile computes with one tier at a time; 2D AIMC is ``n_tiers=1``.
+    """
+
+    n_tiles: int
+    """Analog tiles; each runs at most one tier MVM at a time."""
+    n_tiers: int
+    """Stacked crossbar tiers per tile (1 = a 2D chip)."""
+    tier_rows: int = 512
+    """Input rows of one tier's crossbar (max MVM input length). DESIGN.md §3 default 512."""
+    tier_cols: int = 512
+    """Output columns of one tier's crossbar (max MVM output length). DESIGN.md §3 default 512."""
+    n_dpus: int = 4
+    """Digital processing units (norms, activations, adds, router top-k). [3DSIM] default 4."""
+    n_mha_units: int = 1
+    """Attention units. [3DSIM] default 1."""
+    unit_assignment: UnitAssignment | str = UnitAssignment.POOL
+    """'pool' (any unit serves any layer; [3DSIM] default) or 'per_layer' (unit = layer mod count)."""
+    kv_placement: KVPlacement | str = KVPlacement.SRAM
+    """KV cache in on-chip 'sram' (no DRAM traffic) or off-chip 'dram' (costed by bandwidth/power)."""
+    weight_bits: int = 8
+    """Precision of a stored weight, bits (8-bit-equivalent, one weight per device pair; DESIGN.md §3)."""
+    cost: CostModel = field(default_factory=CostModel)
+    """Latency and energy of every operation."""
+    area: AreaModel = field(default_factory=AreaModel)
+    """Area of tiles and units."""
+    name: str = "custom"
+    """Preset name or a label."""
+
+    def __post_init__(self) -> None:
+        _validate_fields(self, integer_fields=("n_tiles", "n_tiers", "tier_rows", "tier_cols",
+                                               "n_dpus", "n_mha_units", "weight_bits"))
+        object.__setattr__(self, "unit_assignment",
+                           _coerce(UnitAssignment, "ChipConfig", "unit_assignment", self.unit_assignment))
+        object.__setattr__(self, "kv_placement",
+                           _coerce(KVPlacement, "ChipConfig", "kv_placement", self.kv_placement))
+        if not isinstance(self.cost, CostModel):
+            raise ValueError(f"ChipConfig.cost={self.cost!r}: must be a CostModel")
+        if not isinstance(self.area, AreaModel):
+            raise ValueError(f"ChipConfig.area={self.area!r}: must be an AreaModel")
+
+    # -- capacity ---------------------------------------------------------------------------
+    @property
+    def is_3d(self) -> bool:
+        """True when tiles stack more than one tier."""
+        return self.n_tiers > 1
+
+    @property
+    def weights_per_tier(self) -> int:
+        """Weights one tier holds (rows x cols)."""
+        return self.tier_rows * self.tier_cols
+
+    @property
+    def n_tier_slots(self) -> int:
+        """Tiers on the chip (tiles x tiers per tile): the number of blocks it can hold."""
+        return self.n_tiles * self.n_tiers
+
+    @property
+    def capacity_weights(self) -> int:
+        """Weights the chip holds when every tier is full."""
+        return self.n_tier_slots * self.weights_per_tier
+
+    @property
+    def capacity_bytes(self) -> int:
+        """Weight storage in bytes at ``weight_bits``."""
+        return self.capacity_weights * self.weight_bits // 8
+
+    # -- area -------------------------------------------------------------------------------
+    @property
+    def tile_area_mm2(self) -> float:
+        """Footprint of one tile, mm²."""
+        return self.area.tile_mm2(self.tier_rows, self.tier_cols, self.n_tiers)
+
+    @property
+    def tiles_area_mm2(self) -> float:
+        """Footprint of all tiles, mm²."""
+        return self.n_tiles * self.tile_area_mm2
+
+    @property
+    def digital_area_mm2(self) -> float:
+        """Footprint of all DPUs and attention units, mm²."""
+        return self.n_dpus * self.area.dpu_area_mm2 + self.n_mha_units * self.area.mha_unit_area_mm2
+
+    @property
+    def area_mm2(self) -> float:
+        """Chip area: tiles + digital and attention units, mm²."""
+        return self.tiles_area_mm2 + self.digital_area_mm2
+
+    @property
+    def passive_power_w(self) -> float:
+        """Static power charged for the whole run time, W."""
+        c = self.cost
+        dram = c.dram_idle_power_w if self.kv_placement is KVPlacement.DRAM else 0.0  # [3DSIM]
+        return ((self.n_dpus + self.n_mha_units) * c.unit_passive_power_w
+                + self.n_tiles * c.tile_passive_power_w + dram)
+
+    def replace(self, **changes) -> ChipConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def provisioned(self, n_layers: int, dpus_per_layer: int = DPUS_PER_LAYER,
+                    mha_units_per_layer: int = MHA_UNITS_PER_LAYER) -> ChipConfig:
+        """This chip with digital units built for an ``n_layers`` model and locked to layers.
+
+        Defaults follow [3DSIM]'s BERT-base check (functional_bert_tvlsi.py): 288 DPUs and 96 MHA
+        units for 12 layers, i.e. 24 and 8 per layer.
+        """
+        _check_number("ChipConfig.provisioned", "n_layers", n_layers, minimum=1, integer=True)
+        return self.replace(n_dpus=n_layers * dpus_per_layer,
+                            n_mha_units=n_layers * mha_units_per_layer,
+                            unit_assignment=UnitAssignment.PER_LAYER)
+
+    def as_2d(self) -> ChipConfig:
+        """The 2D chip of equal capacity: one tier per tile, tiles x tiers tiles."""
+        return self.replace(n_tiles=self.n_tier_slots, n_tiers=1, name=f"{self.name}-2d")
+
+    def describe(self) -> str:
+        """One line: shape, capacity and area."""
+        return (f"{self.name}: {self.n_tiles} tiles x {self.n_tiers} tiers of "
+                f"{self.tier_rows}x{self.tier_cols}, {self.capacity_weights / 1e6:.1f} M weights, "
+                f"{self.n_dpus} DPUs, {self.n_mha_units} MHA units, {self.area_mm2:.1f} mm²")
+
+
+# --------------------------------------------------------------------------- presets
+def _paper(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
+    """[3DSIM]/[MOEPIM] costs on 3D-SiM's README chip: 100 tiles x 1024 tiers of 512x512."""
+    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, name=kw.pop("name", "paper"), **kw)
+
+
+def _paper_2d(**kw) -> ChipConfig:
+    """The 'paper' chip flattened to 2D at equal capacity (one tier per tile)."""
+    return _paper(**kw).as_2d().replace(name=kw.get("name", "paper-2d"))
+
+
+def _hermes(n_tiles: int = HERMES_CORES, n_tiers: int = 1, **kw) -> ChipConfig:
+    """[HERMES]-derived costs: 256x256 tiers, 132.9 ns and 13.43 nJ per MVM; 64 cores, 2D."""
+    mvm = hermes_mvm_cost()
+    cost = CostModel(mvm_latency_ns=mvm.latency_ns, mvm_energy_pj=mvm.energy_pj)
+    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, tier_rows=256, tier_cols=256,
+                      cost=kw.pop("cost", cost), name=kw.pop("name", "hermes"), **kw)
+
+
+_PRESETS = {"paper": _paper, "paper-2d": _paper_2d, "hermes": _hermes}
+
+
+def preset_names() -> tuple[str, ...]:
+    """Names accepted by :func:`preset`."""
+    return tuple(_PRESETS)
+
+
+def preset(name: str, **overrides) -> ChipConfig:
+    """A named chip; keyword arguments override any ChipConfig field (e.g. ``n_tiles=2000``)."""
+    key = str(name).lower()
+    if key not in _PRESETS:
+        raise ValueError(f"preset(name={name!r}): unknown chip preset; choose one of "
+                         f"{', '.join(preset_names())}")
+    return _PRESETS[key](**overrides)
