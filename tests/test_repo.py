@@ -1,0 +1,77 @@
+"""Repository-level checks: pins agree, notebooks carry checked outputs, assumptions are listed,
+and the numpy core stays free of torch."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def _pins(lines):
+    return {m.group(1).lower(): m.group(2) for line in lines
+            if (m := re.match(r"^\s*(?:-\s+)?([A-Za-z0-9_.\-]+)==([^\s#]+)", line))}
+
+
+def test_environment_yml_mirrors_requirements():
+    req = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    env_text = (ROOT / "environment.yml").read_text()
+    env = _pins(env_text.splitlines())
+    assert req == env
+    assert "python=3.11" in env_text and "-e ." in env_text
+
+
+def test_readme_has_exactly_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    commands = [line.split("#")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
+    assert commands == ["make study", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_checked_cells_have_stored_outputs(nb):
+    """nbval skips cells saved without an execution count: a cleared notebook would pass vacuously."""
+    cells = json.loads(nb.read_text())["cells"]
+    checked = [c for c in cells if c["cell_type"] == "code"
+               and "".join(c["source"]).lstrip().startswith("# NBVAL_CHECK_OUTPUT")]
+    assert len(checked) >= 2, f"{nb.name}: mark a few key numbers with # NBVAL_CHECK_OUTPUT"
+    for c in checked:
+        assert c.get("execution_count") is not None, "".join(c["source"])[:80]
+        assert c.get("outputs"), "".join(c["source"])[:80]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_widget_cells_ignore_output(nb):
+    """Widget output changes on re-run; those cells must be tagged nbval-ignore-output."""
+    for c in json.loads(nb.read_text())["cells"]:
+        src = "".join(c.get("source", []))
+        if c["cell_type"] == "code" and "_panel(" in src:
+            assert "nbval-ignore-output" in c.get("metadata", {}).get("tags", []), src[:80]
+
+
+def test_every_named_assumption_is_in_the_appendix():
+    appendix = (ROOT / "book" / "appendix_assumptions.md").read_text()
+    ids = set()
+    for py in (ROOT / "aimoe_lib").rglob("*.py"):
+        ids |= set(re.findall(r"\bA-[A-Z0-9]+(?:-[A-Z0-9]+)*\b", py.read_text()))
+    assert ids, "no named assumptions found"
+    missing = sorted(i for i in ids if f"| {i} |" not in appendix)
+    assert not missing, f"assumptions used in code but not listed in the appendix: {missing}"
+
+
+def test_numpy_core_does_not_import_torch():
+    code = ("import sys, aimoe_lib, aimoe_lib.hardware, aimoe_lib.models, aimoe_lib.zoo, "
+            "aimoe_lib.viz, aimoe_lib.widgets; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
