@@ -482,11 +482,9 @@ class ModelSpec:
     def params(self, active: bool = False, embedding: bool = True, head: bool = True) -> int:
         """Parameter count.
 
-        Args:
-            active: count what one token uses: routed experts contribute only top_k of n_experts
-                per MoE layer; everything else counts in full.
-            embedding: include the input embedding (and learned position embedding).
-            head: include the LM head.
+        ``active`` counts what one token uses: routed experts contribute only top_k of n_experts
+        per MoE layer; everything else counts in full. ``embedding`` includes the input embedding
+        (and a learned position embedding); ``head`` includes the LM head.
 
         With tied embeddings, embedding and head are one matrix: it is counted once if either flag
         is set. Vendors publish with different flags (see ``zoo``): Mixtral, Qwen and OLMoE count
