@@ -66,7 +66,7 @@ def _validate_fields(obj, *, integer_fields: tuple[str, ...] = (),
         elif f.name in positive_fields:
             _check_number(cls, f.name, v, minimum=0, strict=True,
                           fix=f"pass a positive {f.name}")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        elif f.type in ("float", "int") or isinstance(v, (int, float)):
             _check_number(cls, f.name, v, minimum=0, fix=f"pass a non-negative {f.name}")
 
 
@@ -190,7 +190,7 @@ class CostModel:
         queries attending over ``n_keys`` keys. For SOFTMAX and TOPK ``length`` is the number of
         experts E and ``n_queries`` carries k for TOPK.
         """
-        op = OpKind(op)
+        op = _coerce(OpKind, "CostModel.cost", "op", op)
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise ValueError(f"cost(length={length!r}): vector length must be an integer >= 1")
         d = length
@@ -207,6 +207,9 @@ class CostModel:
                      OpKind.SOFTMAX: self.softmax_relative_cost}[op]
             return OpCost(scale * (self.gelu_latency_ns_per_256 * d / 256 + self.gelu_latency_ns_fixed),
                           scale * self.gelu_energy_pj_per_256 * d / 256)
+        if op is OpKind.TOPK and (isinstance(n_queries, bool) or not isinstance(n_queries, int)
+                                  or n_queries < 1):
+            raise ValueError(f"cost(op='topk', n_queries={n_queries!r}): k must be an integer >= 1")
         if op in (OpKind.ADD, OpKind.MUL, OpKind.TOPK):
             scale = {OpKind.ADD: 1.0, OpKind.MUL: self.mul_relative_cost,
                      OpKind.TOPK: self.topk_passes_per_k * n_queries}[op]
@@ -217,7 +220,7 @@ class CostModel:
                           self.comm_energy_pj_per_256 * d / 256)
         # MHA
         for name, v in (("n_queries", n_queries), ("n_keys", n_keys)):
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"cost(op='mha', {name}={v!r}): must be an integer >= 1")
         pairs = n_queries * n_keys
         return OpCost(pairs * (self.mha_latency_ns_per_pair_d * d + self.mha_latency_ns_per_pair_d2 * d * d),
@@ -225,8 +228,9 @@ class CostModel:
 
     def dram_transfer(self, n_bytes: float) -> OpCost:
         """Moving ``n_bytes`` between DRAM and the attention unit: time at full bandwidth, active power."""
-        if n_bytes < 0:
-            raise ValueError(f"dram_transfer(n_bytes={n_bytes!r}): must be >= 0")
+        if isinstance(n_bytes, bool) or not isinstance(n_bytes, (int, float)) \
+                or not math.isfinite(n_bytes) or n_bytes < 0:
+            raise ValueError(f"dram_transfer(n_bytes={n_bytes!r}): must be a finite number >= 0")
         t_ns = n_bytes / self.dram_bandwidth_gb_s  # 1 GB/s = 1 byte/ns
         return OpCost(t_ns, self.dram_active_power_w * t_ns * 1e3)  # W * ns = nJ = 1e3 pJ
 
@@ -466,15 +470,16 @@ def _paper(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
 
 
 def _paper_2d(**kw) -> ChipConfig:
-    """The 'paper' chip flattened to 2D at equal capacity (one tier per tile)."""
-    return _paper(**kw).as_2d().replace(name=kw.get("name", "paper-2d"))
+    """The 'paper' chip flattened to 2D at equal capacity (102 400 tiles of one tier); overrides
+    apply to the flattened chip."""
+    return _paper().as_2d().replace(**{"name": "paper-2d", **kw})
 
 
-def _hermes(n_tiles: int = HERMES_CORES, n_tiers: int = 1, **kw) -> ChipConfig:
+def _hermes(n_tiles: int = HERMES_CORES, n_tiers: int = 1, tier_rows: int = 256, tier_cols: int = 256, **kw) -> ChipConfig:
     """[HERMES]-derived costs: 256x256 tiers, 132.9 ns and 13.43 nJ per MVM; 64 cores, 2D."""
     mvm = hermes_mvm_cost()
     cost = CostModel(mvm_latency_ns=mvm.latency_ns, mvm_energy_pj=mvm.energy_pj)
-    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, tier_rows=256, tier_cols=256,
+    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, tier_rows=tier_rows, tier_cols=tier_cols,
                       cost=kw.pop("cost", cost), name=kw.pop("name", "hermes"), **kw)
 
 
@@ -486,7 +491,7 @@ def preset_names() -> tuple[str, ...]:
     return tuple(_PRESETS)
 
 
-def preset(name: str, **overrides) -> ChipConfig:
+def preset(name: str, /, **overrides) -> ChipConfig:
     """A named chip; keyword arguments override any ChipConfig field (e.g. ``n_tiles=2000``)."""
     key = str(name).lower()
     if key not in _PRESETS:

@@ -274,6 +274,8 @@ class ModelSpec:
         if self.n_heads % kv:
             raise _err("n_kv_heads", kv, f"must divide n_heads={self.n_heads} (each KV head serves "
                        "a whole group of query heads)", "choose a divisor of n_heads")
+        if self.head_dim is None and self.attention is AttentionKind.MLA:
+            set_("head_dim", max(1, self.qk_nope_head_dim + self.qk_rope_head_dim))
         if self.head_dim is None:
             if self.d_model % self.n_heads:
                 raise _err("n_heads", self.n_heads, f"does not divide d_model={self.d_model}",
@@ -288,6 +290,12 @@ class ModelSpec:
                 if getattr(self, f) < 1:
                     raise _err(f, getattr(self, f), "must be >= 1 for attention='mla'",
                                "give the MLA dimensions from the model's config")
+            if self.n_encoder_layers:
+                raise _err("n_encoder_layers", self.n_encoder_layers, "MLA is modelled for "
+                           "decoder-only models only", "use attention='mha' for encoder-decoders")
+            if self.qk_norm is not QKNorm.NONE:
+                raise _err("qk_norm", self.qk_norm.value, "MLA normalises its latents, not q/k",
+                           "leave qk_norm='none' with attention='mla'")
         else:
             for f in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
                       "v_head_dim"):
@@ -303,7 +311,7 @@ class ModelSpec:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise _err(f, v, "must be an integer >= 1", f"pass a positive {f}")
-        if not isinstance(self.moe_every, int) or self.moe_every < 1:
+        if not isinstance(self.moe_every, int) or isinstance(self.moe_every, bool) or self.moe_every < 1:
             raise _err("moe_every", self.moe_every, "must be an integer >= 1",
                        "use 1 for MoE in every layer, 2 for every other layer")
         if self.n_experts == 0:
@@ -400,10 +408,11 @@ class ModelSpec:
 
     def _cross_attention_matrices(self, prefix: str, layer: int) -> list[WeightMatrix]:
         d, qd, b = self.d_model, self.q_dim, self.bias
-        roles = ((Role.CROSS_Q, d, qd), (Role.CROSS_K, d, qd), (Role.CROSS_V, d, qd),
-                 (Role.CROSS_O, qd, d))
-        return [WeightMatrix(f"{prefix}.{r.value}", Stack.DECODER, layer, r, i, o, bias=b)
-                for r, i, o in roles]
+        qb = b or self.qkv_bias
+        roles = ((Role.CROSS_Q, d, qd, qb), (Role.CROSS_K, d, qd, qb), (Role.CROSS_V, d, qd, qb),
+                 (Role.CROSS_O, qd, d, b))
+        return [WeightMatrix(f"{prefix}.{r.value}", Stack.DECODER, layer, r, i, o, bias=bb)
+                for r, i, o, bb in roles]
 
     def _ffn_matrices(self, prefix: str, stack: Stack, layer: int, width: int,
                       expert: int = -1, shared: bool = False) -> list[WeightMatrix]:

@@ -1,0 +1,441 @@
+"""Tests of aimoe_lib.hardware: CostModel against the published table, HERMES derivation, ChipConfig
+capacity / area / power, presets and validation.
+
+The per-operation numbers are the table of superstarghy/MoEwithPIM src/threedsim/accelerator.py,
+labelled there as taken from the 3D-CiM paper ("MoEwithPIM table via DESIGN.md §3"), at vector
+lengths d = 256, 512, 768, 1024.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from aimoe_lib import hardware
+from aimoe_lib.hardware import (
+    AreaModel,
+    ChipConfig,
+    CostModel,
+    KVPlacement,
+    OpCost,
+    OpKind,
+    UnitAssignment,
+)
+
+D = (256, 512, 768, 1024)
+
+
+# ---------------------------------------------------------------------------- the cost table
+@pytest.mark.parametrize("d", [1, 256, 1024, 5000])
+def test_mvm_one_tier(cost, d):
+    # MoEwithPIM table via DESIGN.md §3: MVM (one tier) 100 ns, 10 000 pJ, whatever the length
+    assert cost.cost(OpKind.MVM, d) == OpCost(100.0, 10_000.0)
+
+
+@pytest.mark.parametrize(("d", "ns", "pj"), list(zip(D, (50, 50, 100, 100),
+                                                     (20.96, 20.96, 41.92, 41.92))))
+def test_layernorm_table(cost, d, ns, pj):
+    # MoEwithPIM table via DESIGN.md §3: LayerNorm 50, 50, 100, 100 ns;
+    # 20.96, 20.96, 41.92, 41.92 pJ
+    c = cost.cost("layernorm", d)
+    assert c.latency_ns == pytest.approx(ns)
+    assert c.energy_pj == pytest.approx(pj)
+
+
+@pytest.mark.parametrize(("d", "pj"), list(zip(D, (0.02, 0.03, 0.05, 0.06))))
+def test_relu_table(cost, d, pj):
+    # MoEwithPIM table via DESIGN.md §3: ReLU 1 ns; 0.02, 0.03, 0.05, 0.06 pJ (two digits printed,
+    # so a per-element line can only match each to within a few thousandths of a pJ)
+    c = cost.cost("relu", d)
+    assert c.latency_ns == 1.0
+    assert abs(c.energy_pj - pj) <= 0.006
+
+
+def test_relu_per_element_is_least_squares_fit(cost):
+    # least-squares line through the origin: sum(d * e) / sum(d^2)
+    fit = sum(d * e for d, e in zip(D, (0.02, 0.03, 0.05, 0.06))) / sum(d * d for d in D)
+    assert fit == pytest.approx(120.32 / 1_966_080)
+    assert cost.relu_energy_pj_per_element == pytest.approx(fit, rel=1e-3)
+
+
+@pytest.mark.parametrize("d", D)
+def test_gelu_table(cost, d):
+    # MoEwithPIM table via DESIGN.md §3: GeLU 16*d/256 + 6 ns (22, 38, 54, 70), 9.63 pJ per 256
+    c = cost.cost("gelu", d)
+    assert c.latency_ns == pytest.approx(16 * d / 256 + 6)
+    assert c.energy_pj == pytest.approx(9.63 * d / 256)
+    assert cost.cost("gelu", 256).latency_ns == pytest.approx(22.0)
+    assert cost.cost("gelu", 1024).latency_ns == pytest.approx(70.0)
+
+
+@pytest.mark.parametrize("d", D)
+def test_add_table(cost, d):
+    # MoEwithPIM table via DESIGN.md §3: Add 8*d/256 + 4 ns (12, 20, 28, 36), 9.43 pJ per 256
+    c = cost.cost("add", d)
+    assert c.latency_ns == pytest.approx(8 * d / 256 + 4)
+    assert c.energy_pj == pytest.approx(9.43 * d / 256)
+
+
+@pytest.mark.parametrize(("d", "ns"), list(zip(D, (24, 24, 48, 48))))
+def test_comm_table(cost, d, ns):
+    # MoEwithPIM table via DESIGN.md §3: Communication 24, 24, 48, 48 ns; 12.93 pJ per 256
+    c = cost.cost("comm", d)
+    assert c.latency_ns == pytest.approx(ns)
+    assert c.energy_pj == pytest.approx(12.93 * d / 256)
+
+
+@pytest.mark.parametrize("n", [1, 7, 128])
+@pytest.mark.parametrize("d", D)
+def test_mha_table(cost, d, n):
+    # MoEwithPIM table via DESIGN.md §3: whole sequence of n tokens (n queries over n keys)
+    # n^2 (1.064e-4 d + 1.521e-5 d^2) ns and 0.022289 d n^2 pJ
+    c = cost.cost("mha", d, n_queries=n, n_keys=n)
+    assert c.latency_ns == pytest.approx(n * n * (1.064e-4 * d + 1.521e-5 * d * d))
+    assert c.energy_pj == pytest.approx(0.022289 * d * n * n)
+
+
+def test_mha_scales_with_query_key_pairs(cost):
+    # assumption A-MHA-PAIRS: n^2 -> n_queries * n_keys (one decode query over 100 keys)
+    one = cost.cost("mha", 512, n_queries=1, n_keys=100)
+    assert one.latency_ns == pytest.approx(100 * (1.064e-4 * 512 + 1.521e-5 * 512 ** 2))
+    assert one.energy_pj == pytest.approx(100 * 0.022289 * 512)
+
+
+def test_chunked_rows_extend_beyond_table(cost):
+    # A-COST-EXTRAP: LayerNorm and Comm latencies grow per started chunk of 512 elements
+    assert cost.cost("layernorm", 1536) == pytest.approx((150.0, 3 * 20.96))
+    assert cost.cost("layernorm", 100) == pytest.approx((50.0, 20.96))
+    assert cost.cost("comm", 2048).latency_ns == pytest.approx(96.0)
+
+
+def test_untabled_ops_follow_stated_assumptions(cost):
+    # A-SILU: SiLU costs what GeLU costs; A-MUL: multiply what add costs;
+    # A-SOFTMAX: softmax over E scores = GeLU over E; A-TOPK: k add-like passes over E
+    assert cost.cost("silu", 768) == cost.cost("gelu", 768)
+    assert cost.cost("mul", 768) == cost.cost("add", 768)
+    assert cost.cost("softmax", 64) == cost.cost("gelu", 64)
+    add64 = cost.cost("add", 64)
+    top = cost.cost("topk", 64, n_queries=8)
+    assert top == pytest.approx((8 * add64.latency_ns, 8 * add64.energy_pj))
+    doubled = dataclasses.replace(cost, silu_relative_cost=2.0)
+    assert doubled.cost("silu", 256).energy_pj == pytest.approx(2 * 9.63)
+
+
+def test_dram_transfer(cost):
+    # [3DSIM] defaults: 5.332 GB/s (= 5.332 bytes/ns) at 0.2467 W while transferring
+    t = cost.dram_transfer(5332)
+    assert t.latency_ns == pytest.approx(5332 / 5.332)  # 1000 ns
+    assert t.energy_pj == pytest.approx(0.2467 * 1000e-9 * 1e12)  # W x s -> J -> pJ: 246 700 pJ
+    assert cost.dram_transfer(0) == (0.0, 0.0)
+    n_bytes = 4096 * 2 * 128
+    assert cost.dram_transfer(n_bytes).energy_pj == pytest.approx(
+        0.2467 * (n_bytes / 5.332e9) * 1e12)
+
+
+def test_hermes_derivation():
+    # Le Gallo et al. 2023: 63.1 TOPS peak over 64 cores of 256x256, 9.76 TOPS/W.
+    ops = 2 * 256 * 256  # one multiply and one add per weight
+    latency_ns = ops / (63.1e12 / 64) * 1e9
+    energy_pj = ops / 9.76e12 * 1e12
+    assert latency_ns == pytest.approx(132.9, abs=0.05)
+    assert energy_pj == pytest.approx(13_430, abs=1)  # 13.43 nJ
+    c = hardware.hermes_mvm_cost()
+    assert c.latency_ns == pytest.approx(latency_ns)
+    assert c.energy_pj == pytest.approx(energy_pj)
+    half = hardware.hermes_mvm_cost(128, 256)  # A-HERMES-SCALE: energy with the weights used
+    assert half.latency_ns == pytest.approx(latency_ns)
+    assert half.energy_pj == pytest.approx(energy_pj / 2)
+
+
+# ---------------------------------------------------------------------------- capacity
+def test_capacity_is_tiles_tiers_rows_cols():
+    chip = ChipConfig(n_tiles=3, n_tiers=5, tier_rows=7, tier_cols=12)
+    assert chip.weights_per_tier == 7 * 12
+    assert chip.n_tier_slots == 3 * 5
+    assert chip.capacity_weights == 3 * 5 * 7 * 12 == 1260
+    assert chip.capacity_bytes == 1260  # 8-bit weights
+    assert chip.replace(weight_bits=4).capacity_bytes == 630
+    assert chip.is_3d and not chip.replace(n_tiers=1).is_3d
+
+
+def test_paper_capacity(paper_chip):
+    assert paper_chip.capacity_weights == 100 * 1024 * 512 * 512
+
+
+@pytest.mark.parametrize(("tiles", "tiers", "rows", "cols"), [
+    (100, 1024, 512, 512), (3, 5, 7, 12), (1, 1, 1, 1), (64, 16, 256, 256)])
+def test_as_2d_keeps_capacity(tiles, tiers, rows, cols):
+    chip = ChipConfig(n_tiles=tiles, n_tiers=tiers, tier_rows=rows, tier_cols=cols, name="c")
+    flat = chip.as_2d()
+    assert flat.n_tiers == 1 and flat.n_tiles == tiles * tiers
+    assert flat.capacity_weights == chip.capacity_weights
+    assert (flat.tier_rows, flat.tier_cols) == (rows, cols)
+    assert flat.name == "c-2d"
+
+
+# ---------------------------------------------------------------------------- area
+def test_default_tile_is_one_mm2(area):
+    # [BUCHEL-AREA] 1 mm² per 512x512 tile: 75% periphery (512 columns) + 25% array
+    assert area.tile_mm2(512, 512, 1) == pytest.approx(0.75 + 0.25)
+    assert area.tier_array_mm2(512, 512) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("tiers", [1, 2, 8, 1024])
+@pytest.mark.parametrize(("rows", "cols"), [(512, 512), (256, 256), (128, 1024)])
+def test_tiers_add_only_their_overhead(area, rows, cols, tiers):
+    overhead = area.tier_overhead_fraction * rows * cols * area.array_area_mm2_per_weight
+    assert area.tile_mm2(rows, cols, tiers) - area.tile_mm2(rows, cols, 1) == pytest.approx(
+        (tiers - 1) * overhead)
+
+
+def test_paper_chip_area_by_hand(paper_chip):
+    # 100 tiles of (0.75 periphery + 0.25 array x (1 + 0.05 x 1023)) + 4 DPUs x 1.25 + 1 x 5 mm²
+    tile = 0.75 + 0.25 * (1 + 0.05 * 1023)
+    assert paper_chip.tile_area_mm2 == pytest.approx(tile)
+    assert paper_chip.tiles_area_mm2 == pytest.approx(100 * tile)
+    assert paper_chip.digital_area_mm2 == pytest.approx(4 * 1.25 + 5)
+    assert paper_chip.area_mm2 == pytest.approx(100 * tile + 10)  # 1388.75
+    assert paper_chip.as_2d().area_mm2 == pytest.approx(102_400 * 1.0 + 10)
+
+
+@pytest.mark.parametrize("tiers", [2, 4, 64, 1024])
+@pytest.mark.parametrize(("rows", "cols"), [(512, 512), (256, 256)])
+def test_3d_smaller_than_2d_at_equal_capacity(tiers, rows, cols):
+    chip = ChipConfig(n_tiles=10, n_tiers=tiers, tier_rows=rows, tier_cols=cols)
+    flat = chip.as_2d()
+    assert flat.capacity_weights == chip.capacity_weights
+    assert chip.area_mm2 < flat.area_mm2
+
+
+def test_2d_chip_is_its_own_flattening():
+    chip = ChipConfig(n_tiles=10, n_tiers=1)
+    assert chip.as_2d().area_mm2 == pytest.approx(chip.area_mm2)
+
+
+# ---------------------------------------------------------------------------- power, provisioning
+def test_passive_power():
+    # [3DSIM]: 1 W per DPU and per MHA unit; 0.1297 W idle DRAM when the KV cache lives there
+    chip = ChipConfig(n_tiles=10, n_tiers=4, n_dpus=10, n_mha_units=3)
+    assert chip.passive_power_w == pytest.approx((10 + 3) * 1.0)
+    assert chip.replace(kv_placement="dram").passive_power_w == pytest.approx(13 + 0.1297)
+    assert ChipConfig(n_tiles=1, n_tiers=1).passive_power_w == pytest.approx(4 + 1)
+
+
+def test_provisioned_bert_base(paper_chip):
+    # 3D-SiM functional_bert_tvlsi.py: 288 DPUs and 96 MHA units for BERT-base's 12 layers
+    chip = paper_chip.provisioned(12)
+    assert (chip.n_dpus, chip.n_mha_units) == (288, 96)
+    assert chip.unit_assignment is UnitAssignment.PER_LAYER
+    assert (chip.n_tiles, chip.n_tiers) == (paper_chip.n_tiles, paper_chip.n_tiers)
+    assert chip.passive_power_w == pytest.approx(288 + 96)
+    assert paper_chip.provisioned(2, dpus_per_layer=3, mha_units_per_layer=1).n_dpus == 6
+
+
+def test_enums_coerced():
+    chip = ChipConfig(n_tiles=1, n_tiers=1, unit_assignment="PER_LAYER", kv_placement="Dram")
+    assert chip.unit_assignment is UnitAssignment.PER_LAYER
+    assert chip.kv_placement is KVPlacement.DRAM
+
+
+def test_describe(paper_chip):
+    assert paper_chip.describe().startswith("paper: 100 tiles x 1024 tiers of 512x512")
+
+
+# ---------------------------------------------------------------------------- presets
+def test_preset_names():
+    assert hardware.preset_names() == ("paper", "paper-2d", "hermes")
+
+
+def test_paper_preset(paper_chip):
+    assert (paper_chip.n_tiles, paper_chip.n_tiers) == (100, 1024)
+    assert (paper_chip.tier_rows, paper_chip.tier_cols) == (512, 512)
+    assert (paper_chip.n_dpus, paper_chip.n_mha_units) == (4, 1)  # [3DSIM] pool defaults
+    assert paper_chip.unit_assignment is UnitAssignment.POOL
+    assert paper_chip.kv_placement is KVPlacement.SRAM
+    assert paper_chip.cost == CostModel()
+    assert paper_chip.name == "paper"
+
+
+def test_preset_case_insensitive(paper_chip):
+    assert hardware.preset("PAPER") == paper_chip
+    assert hardware.preset("Hermes") == hardware.preset("hermes")
+
+
+def test_paper_2d_preset(paper_chip):
+    flat = hardware.preset("paper-2d")
+    assert flat.n_tiers == 1 and flat.n_tiles == 100 * 1024
+    assert flat.capacity_weights == paper_chip.capacity_weights
+    assert flat.name == "paper-2d"
+
+
+def test_hermes_preset():
+    chip = hardware.preset("hermes")
+    assert (chip.n_tiles, chip.n_tiers, chip.tier_rows, chip.tier_cols) == (64, 1, 256, 256)
+    assert chip.cost.mvm_latency_ns == pytest.approx(2 * 256 * 256 / (63.1e12 / 64) * 1e9)
+    assert chip.cost.mvm_energy_pj == pytest.approx(2 * 256 * 256 / 9.76e12 * 1e12)
+
+
+def test_preset_overrides(paper_chip):
+    chip = hardware.preset("paper", n_tiles=2000, n_dpus=8, kv_placement="dram")
+    assert (chip.n_tiles, chip.n_tiers, chip.n_dpus) == (2000, 1024, 8)
+    assert chip.kv_placement is KVPlacement.DRAM
+    cheap = CostModel(mvm_energy_pj=1.0)
+    assert hardware.preset("paper", cost=cheap).cost == cheap
+    assert hardware.preset("hermes", n_tiers=16).n_tiers == 16
+    assert hardware.preset("paper-2d", n_dpus=8).n_dpus == 8
+
+
+@pytest.mark.parametrize("preset_name", ["paper", "paper-2d", "hermes"])
+def test_preset_name_override(preset_name):
+    """ChipConfig has a field called name; preset(..., name=...) must override it like any other."""
+    assert hardware.preset(preset_name, name="mine").name == "mine"
+
+
+@pytest.mark.parametrize("field", ["tier_rows", "tier_cols"])
+def test_hermes_preset_tier_shape_override(field):
+    """preset() promises that keyword arguments override any ChipConfig field."""
+    assert getattr(hardware.preset("hermes", **{field: 512}), field) == 512
+
+
+def test_unknown_preset_lists_names():
+    with pytest.raises(ValueError) as excinfo:
+        hardware.preset("tpu")
+    msg = str(excinfo.value)
+    assert "'tpu'" in msg
+    for name in ("paper", "paper-2d", "hermes"):
+        assert name in msg
+
+
+# ---------------------------------------------------------------------------- validation
+def _assert_message(excinfo, field, value, valid):
+    msg = str(excinfo.value)
+    assert field in msg, msg
+    assert repr(value) in msg, msg
+    assert valid in msg, msg
+
+
+@pytest.mark.parametrize(("field", "value", "valid"), [
+    ("n_tiles", 0, ">= 1"),
+    ("n_tiers", -1, ">= 1"),
+    ("tier_rows", 0, ">= 1"),
+    ("tier_cols", 1.5, "positive integer"),
+    ("n_dpus", 0, ">= 1"),
+    ("n_mha_units", 0, ">= 1"),
+    ("weight_bits", 0, ">= 1"),
+    ("n_tiles", True, "positive integer"),  # a bool is not a count
+    ("n_tiers", 2.0, "positive integer"),
+])
+def test_chip_invalid_numbers(field, value, valid):
+    with pytest.raises(ValueError) as excinfo:
+        ChipConfig(**{"n_tiles": 4, "n_tiers": 2, field: value})
+    _assert_message(excinfo, f"ChipConfig.{field}", value, valid)
+
+
+@pytest.mark.parametrize(("field", "value", "valid"), [
+    ("unit_assignment", "shared", "'pool', 'per_layer'"),
+    ("kv_placement", "hbm", "'sram', 'dram'"),
+])
+def test_chip_unknown_enum_values(field, value, valid):
+    with pytest.raises(ValueError) as excinfo:
+        ChipConfig(n_tiles=4, n_tiers=2, **{field: value})
+    _assert_message(excinfo, f"ChipConfig.{field}", value, valid)
+
+
+@pytest.mark.parametrize(("field", "value"), [("cost", "paper"), ("area", None)])
+def test_chip_cost_and_area_types(field, value):
+    with pytest.raises(ValueError, match=f"ChipConfig.{field}"):
+        ChipConfig(n_tiles=4, n_tiers=2, **{field: value})
+
+
+@pytest.mark.parametrize(("field", "value", "valid"), [
+    ("mvm_energy_pj", -1.0, ">= 0"),
+    ("layernorm_latency_ns_per_512", -50, ">= 0"),
+    ("mha_energy_pj_per_pair_d", -1e-3, ">= 0"),
+    ("dram_idle_power_w", -0.1, ">= 0"),
+    ("mvm_latency_ns", 0, "> 0"),  # a zero-time MVM would make every schedule degenerate
+    ("dram_bandwidth_gb_s", 0.0, "> 0"),
+    ("gelu_energy_pj_per_256", math.nan, "non-negative"),
+    ("add_latency_ns_fixed", math.inf, "non-negative"),
+    ("relu_latency_ns", True, "non-negative"),  # a bool is not a latency
+    ("comm_energy_pj_per_256", "12.93", "non-negative"),  # nor is a string
+])
+def test_cost_model_invalid_values(field, value, valid):
+    with pytest.raises(ValueError) as excinfo:
+        CostModel(**{field: value})
+    _assert_message(excinfo, f"CostModel.{field}", value, valid)
+
+
+@pytest.mark.parametrize(("field", "value", "valid"), [
+    ("dpu_area_mm2", -1.25, ">= 0"),
+    ("tier_overhead_fraction", math.nan, "non-negative"),
+])
+def test_area_model_invalid_values(field, value, valid):
+    with pytest.raises(ValueError) as excinfo:
+        AreaModel(**{field: value})
+    _assert_message(excinfo, f"AreaModel.{field}", value, valid)
+
+
+@pytest.mark.parametrize("length", [0, -3, 2.5, True])
+def test_cost_rejects_bad_length(cost, length):
+    with pytest.raises(ValueError) as excinfo:
+        cost.cost("gelu", length)
+    _assert_message(excinfo, "length", length, ">= 1")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("n_keys", 0), ("n_queries", 0), ("n_keys", -2), ("n_keys", True)])
+def test_mha_rejects_bad_counts(cost, field, value):
+    with pytest.raises(ValueError) as excinfo:
+        cost.cost("mha", 512, **{field: value})
+    _assert_message(excinfo, field, value, ">= 1")
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_topk_rejects_bad_k(cost, k):
+    """Top-k with k < 1 would return a zero or negative cost."""
+    with pytest.raises(ValueError) as excinfo:
+        cost.cost("topk", 64, n_queries=k)
+    _assert_message(excinfo, "n_queries", k, ">= 1")
+
+
+def test_unknown_op_rejected(cost):
+    with pytest.raises(ValueError, match="conv"):
+        cost.cost("conv", 256)
+
+
+def test_dram_transfer_rejects_negative_bytes(cost):
+    with pytest.raises(ValueError, match="n_bytes"):
+        cost.dram_transfer(-1)
+
+
+@pytest.mark.parametrize(("n_layers", "valid"), [
+    (0, ">= 1"), (-1, ">= 1"), (1.5, "integer"), (True, "integer")])
+def test_provisioned_rejects_bad_layers(paper_chip, n_layers, valid):
+    with pytest.raises(ValueError) as excinfo:
+        paper_chip.provisioned(n_layers)
+    _assert_message(excinfo, "n_layers", n_layers, valid)
+
+
+def test_replace_validates(paper_chip):
+    with pytest.raises(ValueError, match="n_tiles"):
+        paper_chip.replace(n_tiles=0)
+
+
+def test_op_names_are_case_insensitive_and_unknown_ops_list_the_valid_ones():
+    c = hardware.CostModel()
+    assert c.cost("MVM", 512) == c.cost(hardware.OpKind.MVM, 512)
+    with pytest.raises(ValueError, match=r"op='conv'.*'mvm'"):
+        c.cost("conv", 512)
+
+
+def test_dram_transfer_refuses_nan():
+    with pytest.raises(ValueError, match="n_bytes=nan"):
+        hardware.CostModel().dram_transfer(float("nan"))
+
+
+def test_paper_2d_overrides_apply_to_the_flat_chip():
+    chip = hardware.preset("paper-2d", n_tiles=2000)
+    assert (chip.n_tiles, chip.n_tiers, chip.name) == (2000, 1, "paper-2d")
+    assert hardware.preset("paper-2d").n_tiles == 100 * 1024  # equal capacity to 'paper'
