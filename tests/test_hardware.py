@@ -191,12 +191,12 @@ def test_tiers_add_only_their_overhead(area, rows, cols, tiers):
 
 
 def test_paper_chip_area_by_hand(paper_chip):
-    # 100 tiles of (0.75 periphery + 0.25 array x (1 + 0.05 x 1023)) + 4 DPUs x 1.25 + 1 x 5 mm²
-    tile = 0.75 + 0.25 * (1 + 0.05 * 1023)
+    # 100 tiles of (0.75 periphery + 0.25 array x (1 + 0.001 x 1023)) + 4 DPUs x 1.25 + 1 x 5 mm²
+    tile = 0.75 + 0.25 * (1 + 0.001 * 1023)
     assert paper_chip.tile_area_mm2 == pytest.approx(tile)
     assert paper_chip.tiles_area_mm2 == pytest.approx(100 * tile)
     assert paper_chip.digital_area_mm2 == pytest.approx(4 * 1.25 + 5)
-    assert paper_chip.area_mm2 == pytest.approx(100 * tile + 10)  # 1388.75
+    assert paper_chip.area_mm2 == pytest.approx(100 * tile + 10)  # 135.575
     assert paper_chip.as_2d().area_mm2 == pytest.approx(102_400 * 1.0 + 10)
 
 

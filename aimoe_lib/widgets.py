@@ -1,0 +1,72 @@
+"""ipywidgets panels the notebooks share: sliders over the figure functions of :mod:`aimoe_lib.viz`.
+
+Each panel is an ``ipywidgets.interactive`` over one viz function and is returned, not displayed:
+the last line of a notebook cell shows it. Sliders redraw only when released
+(``continuous_update=False``). In the static HTML book the sliders have no kernel behind them;
+the chapters show the default figure in a cell of its own.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+
+from . import viz
+from .hardware import AreaModel
+
+__all__ = ["tile_panel", "moe_panel"]
+
+_STYLE = {"description_width": "initial"}
+_LAYOUT = w.Layout(width="420px")
+
+
+def _int(value: int, lo: int, hi: int, step: int, label: str) -> w.IntSlider:
+    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=label,
+                       continuous_update=False, style=_STYLE, layout=_LAYOUT)
+
+
+def _choice(value: int, options, label: str) -> w.SelectionSlider:
+    return w.SelectionSlider(value=value, options=list(options), description=label,
+                             continuous_update=False, style=_STYLE, layout=_LAYOUT)
+
+
+def tile_panel(n_tiles: int = 100, n_tiers_max: int = 1024, tier_rows: int = 512,
+               tier_cols: int = 512, tier_overhead_fraction: float | None = None) -> w.interactive:
+    """Sliders over :func:`viz.tile_capacity_area`: tiles, tiers, tier shape and the per-tier area
+    overhead (assumption A-TIER-OVERHEAD, default from :class:`AreaModel`)."""
+    overhead = (AreaModel().tier_overhead_fraction if tier_overhead_fraction is None
+                else tier_overhead_fraction)
+
+    def show(n_tiles, n_tiers_max, tier_rows, tier_cols, tier_overhead_fraction):
+        area = AreaModel(tier_overhead_fraction=tier_overhead_fraction)
+        return viz.tile_capacity_area(n_tiles, n_tiers_max, tier_rows, tier_cols, area=area)
+
+    shapes = (128, 256, 512, 1024)
+    return w.interactive(
+        show,
+        n_tiles=_int(n_tiles, 1, 1000, 1, "tiles"),
+        n_tiers_max=_choice(n_tiers_max, [2**i for i in range(13)], "max tiers per tile"),
+        tier_rows=_choice(tier_rows, shapes, "tier rows"),
+        tier_cols=_choice(tier_cols, shapes, "tier columns"),
+        tier_overhead_fraction=w.FloatSlider(
+            value=overhead, min=0.0, max=0.5, step=0.01, readout_format=".2f",
+            description="area per extra tier (x one array)", continuous_update=False,
+            style=_STYLE, layout=_LAYOUT),
+    )
+
+
+def moe_panel(d_model: int = 1024, n_layers: int = 12, d_expert: int = 4096, top_k: int = 2,
+              max_experts: int = 64) -> w.interactive:
+    """Sliders over :func:`viz.moe_scaling`: width, depth, expert width, k and the largest E."""
+    def show(d_model, n_layers, d_expert, top_k, max_experts):
+        return viz.moe_scaling(d_model=d_model, n_layers=n_layers, d_expert=d_expert,
+                               top_k=min(top_k, max_experts), max_experts=max_experts)
+
+    widths = [256 * i for i in range(1, 33)]
+    return w.interactive(
+        show,
+        d_model=_choice(d_model, widths, "d_model"),
+        n_layers=_int(n_layers, 1, 96, 1, "layers"),
+        d_expert=_choice(d_expert, widths, "expert width d_expert"),
+        top_k=_int(top_k, 1, 16, 1, "top-k"),
+        max_experts=_choice(max_experts, [2**i for i in range(11)], "max experts E"),
+    )
