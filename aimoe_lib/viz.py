@@ -1,6 +1,6 @@
 """Figures and small tables for the book: matplotlib only, numpy only, no pyplot state.
 
-Every figure function takes plain parameters, builds a :class:`matplotlib.figure.Figure` (not
+Every figure function takes plain parameters, builds a ``matplotlib.figure.Figure`` (not
 registered with pyplot, so a notebook shows it once, and widgets can redraw it without leaking) and
 returns it. Each figure carries a title (``fig.get_suptitle()``), axis labels with units and a
 one-line takeaway computed from the numbers it plots (``fig.get_supxlabel()``).
@@ -90,9 +90,9 @@ def tile_capacity_area(n_tiles: int = 100, n_tiers_max: int = 1024, tier_rows: i
     capacity.
 
     The 3D chip has ``n_tiles`` tiles of 1, 2, 4, ... ``n_tiers_max`` tiers; the 2D chip is
-    :meth:`ChipConfig.as_2d` of it (tiles x tiers tiles of one tier). Areas are
-    :attr:`ChipConfig.area_mm2` (tiles + DPUs + attention units) from ``area`` (default
-    :class:`AreaModel`, whose constants carry their sources). Three panels: capacity (M weights),
+    :meth:`~aimoe_lib.hardware.ChipConfig.as_2d` of it (tiles x tiers tiles of one tier). Areas are
+    :attr:`~aimoe_lib.hardware.ChipConfig.area_mm2` (tiles + DPUs + attention units) from ``area`` (default
+    :class:`~aimoe_lib.hardware.AreaModel`, whose constants carry their sources). Three panels: capacity (M weights),
     chip area (mm²) and area per million weights (mm² / M weights), all against tiers per tile.
     """
     area = area if area is not None else AreaModel()
@@ -166,7 +166,7 @@ def one_tier_at_a_time(n_mvms: int = 4, n_tiers: int = 8, mvm_latency_ns: float 
     ``n_mvms`` independent tier MVMs (for example the k experts a token picks) either sit in
     ``n_mvms`` tiers of one tile, which computes with one tier at a time (k x latency), or in one
     tier of each of ``n_mvms`` different tiles, which run in parallel (one latency). Latency and
-    energy per tier MVM default to ``cost`` (default :class:`CostModel`: 100 ns and 10 nJ, from
+    energy per tier MVM default to ``cost`` (default :class:`~aimoe_lib.hardware.CostModel`: 100 ns and 10 nJ, from
     3D-SiM's defaults and the MoEwithPIM table); the energy is the same in both placements. Times
     are the closed form :func:`mvm_makespan_ns`, not a simulation.
     """
@@ -362,7 +362,7 @@ def published_table(entries: Iterable[zoo.ZooEntry] | None = None, moe_only: boo
 
     Columns: model, quantity (total / active), the figure as printed, our count in the same
     convention and unit (2 decimals), whether our count rounds to the printed figure (otherwise its
-    distance from the figure's rounding interval, :meth:`zoo.Published.relative_error`), and the
+    distance from the figure's rounding interval, :meth:`~aimoe_lib.zoo.Published.relative_error`), and the
     convention.
     """
     entries = zoo.entries() if entries is None else tuple(entries)
@@ -429,7 +429,7 @@ def moe_scaling(d_model: int = 1024, n_layers: int = 12, d_expert: int = 4096, t
                 ffn: str = "swiglu") -> Figure:
     """Total and active parameters as the number of experts E grows at fixed top-k.
 
-    Builds one :class:`ModelSpec` per E in k, 2k, 4k, ... ``max_experts`` (every layer MoE,
+    Builds one :class:`~aimoe_lib.models.ModelSpec` per E in k, 2k, 4k, ... ``max_experts`` (every layer MoE,
     experts of width ``d_expert``), plus the dense model with one FFN of width ``d_expert`` as
     reference. Left: parameters (billions) against E; right: the fraction of the parameters one
     token uses.

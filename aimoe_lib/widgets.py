@@ -31,8 +31,8 @@ def _choice(value: int, options, label: str) -> w.SelectionSlider:
 
 def tile_panel(n_tiles: int = 100, n_tiers_max: int = 1024, tier_rows: int = 512,
                tier_cols: int = 512, tier_overhead_fraction: float | None = None) -> w.interactive:
-    """Sliders over :func:`viz.tile_capacity_area`: tiles, tiers, tier shape and the per-tier area
-    overhead (assumption A-TIER-OVERHEAD, default from :class:`AreaModel`)."""
+    """Sliders over :func:`~aimoe_lib.viz.tile_capacity_area`: tiles, tiers, tier shape and the per-tier area
+    overhead (assumption A-TIER-OVERHEAD, default from :class:`~aimoe_lib.hardware.AreaModel`)."""
     overhead = (AreaModel().tier_overhead_fraction if tier_overhead_fraction is None
                 else tier_overhead_fraction)
 
@@ -56,7 +56,7 @@ def tile_panel(n_tiles: int = 100, n_tiers_max: int = 1024, tier_rows: int = 512
 
 def moe_panel(d_model: int = 1024, n_layers: int = 12, d_expert: int = 4096, top_k: int = 2,
               max_experts: int = 64) -> w.interactive:
-    """Sliders over :func:`viz.moe_scaling`: width, depth, expert width, k and the largest E."""
+    """Sliders over :func:`~aimoe_lib.viz.moe_scaling`: width, depth, expert width, k and the largest E."""
     def show(d_model, n_layers, d_expert, top_k, max_experts):
         return viz.moe_scaling(d_model=d_model, n_layers=n_layers, d_expert=d_expert,
                                top_k=min(top_k, max_experts), max_experts=max_experts)
