@@ -163,6 +163,14 @@ class CostModel:
     """Router top-k costed as k comparison passes (add-like) over E elements, times this factor.
     Assumption A-TOPK."""
 
+    digital_mvm_macs_per_ns: float = 256.0
+    """Throughput of a matrix-vector product run on a DPU instead of a tile (router, attention or
+    LM head made digital), multiply-accumulates per ns. Assumption A-DIGITAL-MVM: a 256-lane INT8
+    SIMD datapath at 1 GHz."""
+    digital_mvm_energy_pj_per_mac: float = 1.0
+    """Energy of one digital multiply-accumulate including its weight read from on-chip SRAM, pJ.
+    Assumption A-DIGITAL-MVM."""
+
     dram_bandwidth_gb_s: float = 5.332
     """DRAM bandwidth for KV-cache traffic, GB/s. [3DSIM] default."""
     dram_active_power_w: float = 0.2467
@@ -179,7 +187,8 @@ class CostModel:
     (non-volatile arrays hold weights without power; periphery power-gated when idle)."""
 
     def __post_init__(self) -> None:
-        _validate_fields(self, positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s"))
+        _validate_fields(self, positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s",
+                                                "digital_mvm_macs_per_ns"))
 
     # -- per-operation costs ---------------------------------------------------------------
     def cost(self, op: OpKind | str, length: int, n_queries: int = 1, n_keys: int = 1) -> OpCost:
@@ -225,6 +234,11 @@ class CostModel:
         pairs = n_queries * n_keys
         return OpCost(pairs * (self.mha_latency_ns_per_pair_d * d + self.mha_latency_ns_per_pair_d2 * d * d),
                       pairs * self.mha_energy_pj_per_pair_d * d)
+
+    def digital_mvm(self, in_features: int, out_features: int) -> OpCost:
+        """A whole in x out matrix-vector product on a DPU (A-DIGITAL-MVM)."""
+        macs = in_features * out_features
+        return OpCost(macs / self.digital_mvm_macs_per_ns, macs * self.digital_mvm_energy_pj_per_mac)
 
     def dram_transfer(self, n_bytes: float) -> OpCost:
         """Moving ``n_bytes`` between DRAM and the attention unit: time at full bandwidth, active power."""
