@@ -1,0 +1,254 @@
+"""Simulator: agreement with the reference scheduler, closed forms, energy bookkeeping, errors."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aimoe_lib import hardware, mapping, simulator, zoo
+from aimoe_lib.hardware import OpKind
+from aimoe_lib.models import ModelSpec
+from aimoe_lib.sim_reference import simulate_reference
+from aimoe_lib.simulator import Workload, simulate
+
+
+def _fit_chip(spec, rows, n_tiles, extra_tiers=0, **kw):
+    blocks = sum(mapping.blocks_of(m.in_features, m.out_features, rows, rows)
+                 for m in spec.matrices() if m.role.value != "embedding")
+    return hardware.ChipConfig(n_tiles=n_tiles, n_tiers=-(-blocks // n_tiles) + extra_tiers,
+                               tier_rows=rows, tier_cols=rows, **kw)
+
+
+# ------------------------------------------------------------------------- reference agreement
+@st.composite
+def cases(draw):
+    heads = draw(st.sampled_from([1, 2, 4]))
+    d = heads * draw(st.sampled_from([8, 16]))
+    moe = draw(st.booleans())
+    n_layers = draw(st.integers(1, 3))
+    kw = {}
+    if moe:
+        e = draw(st.integers(2, 5))
+        kw = dict(n_experts=e, top_k=draw(st.integers(1, e)), d_expert=draw(st.sampled_from([8, 24])),
+                  n_shared_experts=draw(st.integers(0, 1)),
+                  first_dense=draw(st.integers(0, n_layers - 1)))
+    spec = ModelSpec(d_model=d, n_layers=n_layers, n_heads=heads,
+                     d_ff=draw(st.sampled_from([8, 40])), vocab_size=draw(st.integers(4, 30)),
+                     ffn=draw(st.sampled_from(["gelu", "swiglu", "relu"])), **kw)
+    rows = draw(st.sampled_from([8, 16]))
+    strategies = ["in_order", "balanced", "random"] + (["moe_stacked"] if moe else [])
+    strategy = draw(st.sampled_from(strategies))
+    chip = _fit_chip(spec, rows, draw(st.integers(1, 10)),
+                     extra_tiers=draw(st.integers(0, 2)) + (200 if strategy == "moe_stacked" else 0),
+                     n_dpus=draw(st.integers(1, 4)), n_mha_units=draw(st.integers(1, 3)),
+                     unit_assignment=draw(st.sampled_from(["pool", "per_layer"])),
+                     kv_placement=draw(st.sampled_from(["sram", "dram"])))
+    m = mapping.map_model(spec, chip, strategy, seed=draw(st.integers(0, 9)))
+    w = Workload(batch=draw(st.integers(1, 3)), prompt_len=draw(st.integers(1, 4)),
+                 gen_len=draw(st.integers(1, 3)), kv_cache=draw(st.booleans()),
+                 routing=draw(st.sampled_from(["uniform", "zipf"])), seed=draw(st.integers(0, 99)))
+    return spec, chip, m, w
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_fast_engine_equals_reference_scheduler(case):
+    """The compiled claim-at-ready engine and the queue-based, one-event-per-tier-MVM reference
+    agree exactly: same makespan, token times, conflicts, events; energies to rounding."""
+    spec, chip, m, w = case
+    a, b = simulate(spec, chip, m, w), simulate_reference(spec, chip, m, w)
+    assert a.makespan_ns == b.makespan_ns
+    assert np.array_equal(a.token_times_ns, b.token_times_ns)
+    assert a.tile_conflicts == b.tile_conflicts
+    assert a.n_events == b.n_events
+    assert np.array_equal(a.tile_busy_ns, b.tile_busy_ns)
+    assert math.isclose(a.stall_ns, b.stall_ns, rel_tol=1e-12, abs_tol=1e-9)
+    for k in a.energy_breakdown_pj:
+        assert math.isclose(a.energy_breakdown_pj[k], b.energy_breakdown_pj[k], rel_tol=1e-12,
+                            abs_tol=1e-9), k
+
+
+# ------------------------------------------------------------------------- closed forms
+def _one_layer(d=16, d_ff=16, vocab=8, **kw):
+    return ModelSpec(d_model=d, n_layers=1, n_heads=2, d_ff=d_ff, vocab_size=vocab, ffn="relu", **kw)
+
+
+def _op_spans(r, name):
+    """(start, end) per tile of the op called ``name`` in the event log."""
+    op = r.op_names.index(name)
+    ev = r.events[r.events["op"] == op]
+    return ev["start_ns"], ev["end_ns"]
+
+
+def test_b_blocks_on_one_tile_take_b_mvm_latencies():
+    spec = _one_layer(d=32)  # q, k, v: 32 x 32 on 8 x 8 tiers -> 16 blocks each, 48 for the group
+    chip = _fit_chip(spec, 8, 1)
+    r = simulate(spec, chip, mapping.map_model(spec, chip), Workload(record_events=True))
+    start, end = _op_spans(r, "L0.qkv")
+    assert len(start) == 1 and end[0] - start[0] == 48 * 100.0
+
+
+def test_the_same_blocks_on_b_tiles_take_one_mvm_latency_plus_accumulation():
+    spec = _one_layer(d=32)
+    blocks = sum(mapping.blocks_of(m.in_features, m.out_features, 8, 8)
+                 for m in spec.matrices() if m.role.value != "embedding")
+    chip = hardware.ChipConfig(n_tiles=blocks, n_tiers=1, tier_rows=8, tier_cols=8)
+    r = simulate(spec, chip, mapping.map_model(spec, chip), Workload(record_events=True))
+    start, end = _op_spans(r, "L0.qkv")
+    assert len(start) == 48 and np.all(start == start[0]) and np.all(end - start == 100.0)
+    # partial sums: q, k, v each have 4 input blocks of 8 -> 3 extra partial vectors of 32 to add
+    acc = 3 * hardware.CostModel().cost(OpKind.ADD, 32 * 3).latency_ns
+    a0, a1 = _op_spans(r, "L0.acc_qkv")
+    assert a1[0] - a0[0] == pytest.approx(acc)
+    assert a0[0] >= end.max()
+
+
+def test_one_token_latency_is_the_sum_of_its_chain():
+    """batch 1, one prompt token, one generated token, everything on its own tile: nothing waits,
+    so the makespan is the sum of the chain worked out from the cost model by hand."""
+    d, ff, vocab = 8, 8, 8
+    spec = ModelSpec(d_model=d, n_layers=1, n_heads=1, d_ff=ff, vocab_size=vocab, ffn="relu")
+    chip = hardware.ChipConfig(n_tiles=7, n_tiers=1, tier_rows=8, tier_cols=8)  # q k v o up down head
+    c = chip.cost
+    lat = lambda op, n, *a: c.cost(op, n, *a).latency_ns  # noqa: E731
+    comm = lambda n: lat(OpKind.COMM, n)  # noqa: E731
+    mvm = c.mvm_latency_ns
+    chain = [
+        comm(d) + lat(OpKind.LAYERNORM, d),                      # embedding in, ln1
+        comm(d) + mvm + comm(3 * d),                             # q, k, v in parallel on 3 tiles
+        comm(d) + lat(OpKind.MHA, d, 1, 1),                      # attention over 1 key
+        comm(d) + mvm + comm(d),                                 # o
+        lat(OpKind.ADD, d) + lat(OpKind.LAYERNORM, d),           # residual, ln2
+        comm(d) + mvm + comm(ff),                                # up
+        lat(OpKind.RELU, ff),                                    # activation
+        comm(ff) + mvm + comm(d),                                # down
+        lat(OpKind.ADD, d) + lat(OpKind.LAYERNORM, d),           # residual, final norm
+        comm(d) + mvm + comm(vocab),                             # lm head
+        lat(OpKind.SOFTMAX, vocab) + lat(OpKind.TOPK, vocab, 1),  # sampling
+    ]
+    r = simulate(spec, chip, mapping.map_model(spec, chip), Workload())
+    assert r.makespan_ns == pytest.approx(sum(chain), rel=1e-12)
+    assert r.tile_conflicts == 0
+
+
+def test_steady_state_decode_throughput_is_set_by_the_bottleneck_tile():
+    """Everything on one tile with plenty of digital units: each generated token costs the tile
+    (blocks per token) x 100 ns, so throughput -> 1e9 / (blocks x 100) tokens/s (within 2%)."""
+    spec = ModelSpec(d_model=32, n_layers=2, n_heads=2, d_ff=64, vocab_size=32, ffn="gelu")
+    chip = _fit_chip(spec, 16, 1, n_dpus=64, n_mha_units=64)
+    m = mapping.map_model(spec, chip)
+    blocks_per_token = m.n_blocks  # a decode pass uses every analog block once, the head included
+    bound = 1e9 / (blocks_per_token * chip.cost.mvm_latency_ns)
+    r = simulate(spec, chip, m, Workload(batch=16, prompt_len=1, gen_len=200))
+    assert r.tokens_per_s == pytest.approx(bound, rel=0.02)
+    assert r.tokens_per_s <= bound * (1 + 1e-12)  # never beats the bound
+    assert r.bottleneck() == "tiles"
+
+
+def test_energy_is_operations_plus_passive_power_times_makespan():
+    spec = zoo.get("olmoe-1b-7b").replace(n_layers=2)
+    chip = _fit_chip(spec, 512, 400, n_dpus=8, n_mha_units=2, kv_placement="dram")
+    m = mapping.map_model(spec, chip)
+    r = simulate(spec, chip, m, Workload(batch=2, prompt_len=3, gen_len=3, record_events=True))
+    e = r.energy_breakdown_pj
+    assert r.energy_pj == sum(e.values())
+    # passive: (DPUs + MHA units) x 1 W + DRAM idle 0.1297 W (KV in DRAM), W x ns = 1e3 pJ
+    assert e["passive"] == pytest.approx((8 + 2 + 0.1297) * r.makespan_ns * 1e3, rel=1e-12)
+    # MVM energy = tier MVMs executed x 10 nJ; each tile record spans (blocks x 100 ns)
+    tiles = r.events[r.events["resource"] == 0]
+    n_mvm = np.round((tiles["end_ns"] - tiles["start_ns"]) / 100.0).sum()
+    assert e["mvm"] == pytest.approx(n_mvm * 10_000.0, rel=1e-12)
+    # DRAM: each attention writes its own KV and reads all keys so far: (position + 2) tokens of
+    # kv_cache_elements_per_token x 2 bytes, at 5.332 GB/s and 0.2467 W
+    per_token = spec.kv_cache_elements_per_token * 2.0
+    positions = [0, 1, 2] + [3, 4]  # prefill of 3 tokens, then 2 decode passes
+    nbytes = 2 * spec.n_layers * sum((p + 2) * per_token for p in positions)
+    assert r.unit_busy_ns["dram"][0] == pytest.approx(nbytes / 5.332, rel=1e-12)
+    assert e["dram"] == pytest.approx(0.2467 * nbytes / 5.332 * 1e3, rel=1e-12)
+
+
+def test_attention_waits_for_the_keys_of_all_earlier_prompt_tokens():
+    spec = _one_layer(d=16)
+    chip = _fit_chip(spec, 8, 1)  # one tile: prompt tokens' QKV run one after another
+    r = simulate(spec, chip, mapping.map_model(spec, chip),
+                 Workload(prompt_len=4, gen_len=1, record_events=True))
+    ev = r.events
+    qkv, att = r.op_names.index("L0.acc_qkv"), r.op_names.index("L0.attention")
+    kv_done = {int(x["token"]): x["end_ns"] for x in ev[ev["op"] == qkv]}
+    for x in ev[ev["op"] == att]:
+        assert x["start_ns"] >= max(kv_done[j] for j in range(int(x["token"]) + 1))
+
+
+def test_without_kv_cache_every_pass_reruns_the_prefix():
+    spec = _one_layer(d=16)
+    chip = _fit_chip(spec, 8, 4)
+    m = mapping.map_model(spec, chip)
+    with_cache = simulate(spec, chip, m, Workload(prompt_len=3, gen_len=4))
+    without = simulate(spec, chip, m, Workload(prompt_len=3, gen_len=4, kv_cache=False))
+    n_ops_body = len(with_cache.op_names) - 2  # all but head and sampling
+    # with a cache: 3 + 1 + 1 + 1 token passes; without: 3 + 4 + 5 + 6; each pass adds head + sample
+    assert with_cache.n_events == 6 * n_ops_body + 4 * 2
+    assert without.n_events == 18 * n_ops_body + 4 * 2
+    assert without.makespan_ns > with_cache.makespan_ns
+
+
+def test_moe_tokens_use_their_routed_experts_tiles():
+    spec = ModelSpec(d_model=8, n_layers=1, n_heads=1, d_ff=8, vocab_size=8, ffn="relu",
+                     n_experts=4, top_k=1)
+    chip = hardware.ChipConfig(n_tiles=20, n_tiers=1, tier_rows=8, tier_cols=8)
+    m = mapping.map_model(spec, chip)
+    w = Workload(prompt_len=5, gen_len=1, record_events=True, seed=3)
+    r = simulate(spec, chip, m, w)
+    from aimoe_lib import routing
+    choices = routing.route(spec, 5, "uniform", seed=3).reshape(1, 5, 1, 1)
+    up = r.op_names.index("L0.expert_up[0]")
+    for x in r.events[r.events["op"] == up]:
+        e = choices[0, int(x["token"]), 0, 0]
+        assert int(x["unit"]) in m.blocks(f"decoder.0.expert{e}.ffn_up")["tile"]
+
+
+# ------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("kw, match", [
+    (dict(batch=0), "batch=0"), (dict(prompt_len=0), "prompt_len=0"), (dict(gen_len=0), "gen_len=0"),
+    (dict(batch=1.5), "batch=1.5"), (dict(kv_cache="yes"), "kv_cache"), (dict(seed=None), "seed"),
+])
+def test_bad_workloads_raise(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Workload(**kw)
+
+
+def test_a_mapping_for_another_model_or_chip_is_refused():
+    a, b = _one_layer(d=16), _one_layer(d=32)
+    chip = _fit_chip(b, 8, 4)
+    m = mapping.map_model(a, chip)
+    with pytest.raises(ValueError, match="made for model"):
+        simulate(b, chip, m, Workload())
+    with pytest.raises(ValueError, match="made for chip"):
+        simulate(a, chip.replace(n_tiles=5), m, Workload())
+
+
+def test_encoder_decoder_models_are_refused_with_the_reason():
+    spec = zoo.get("switch-base-128").replace(n_layers=2, n_encoder_layers=2, n_experts=4)
+    chip = _fit_chip(spec, 512, 100)
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        simulate(spec, chip, mapping.map_model(spec, chip), Workload())
+
+
+def test_a_trace_that_does_not_fit_the_model_is_refused():
+    from aimoe_lib import routing
+    spec = ModelSpec(d_model=8, n_layers=2, n_heads=1, d_ff=8, vocab_size=8, n_experts=4, top_k=2)
+    chip = _fit_chip(spec, 8, 10)
+    trace = np.tile(np.array([0, 1]), (5, 3, 1))  # 5 tokens x 3 MoE layers x k=2, distinct experts
+    bad = routing.RoutingSpec(kind="trace", trace=trace)  # the model has 2 MoE layers
+    with pytest.raises(ValueError, match="trace"):
+        simulate(spec, chip, mapping.map_model(spec, chip), Workload(routing=bad))
+
+
+def test_event_log_cap_is_enforced():
+    spec = _one_layer(d=16)
+    chip = _fit_chip(spec, 8, 4)
+    with pytest.raises(ValueError, match="max_events_logged"):
+        simulate(spec, chip, mapping.map_model(spec, chip), Workload(record_events=True),
+                 max_events_logged=3)
