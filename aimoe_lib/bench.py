@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m aimoe_lib.bench [mapping]``.
+"""Benchmarks: ``python -m aimoe_lib.bench [mapping] [sim]``.
 
 Each case runs in a fresh subprocess so that its peak resident memory is its own; the printout
 gives wall time, peak memory (traced numpy/Python allocations and the process's max RSS) and the
@@ -52,9 +52,7 @@ def bench_mapping() -> list[dict]:
     print(f"{'case':28s} {'blocks':>10s} {'chip':>16s} {'time s':>8s} {'/limit':>7s} "
           f"{'traced MB':>10s} {'RSS MB':>8s} {'/limit':>7s}")
     for name, (*_, t_lim, m_lim) in MAPPING_CASES.items():
-        out = subprocess.run([sys.executable, "-m", "aimoe_lib.bench", "_case", "mapping", name],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = _case("mapping", name)
         rows.append(r)
         print(f"{name:28s} {r['blocks']:>10,d} {r['tiles']:>7,d}x{r['tiers']:<8,d} "
               f"{r['wall_s']:8.2f} {r['wall_s'] / t_lim:7.2f} {r['traced_mb']:10.0f} "
@@ -62,12 +60,90 @@ def bench_mapping() -> list[dict]:
     return rows
 
 
-SUITES = {"mapping": bench_mapping}
+# 3D-SiM's own figures on this kind of machine (DESIGN.md §5): 3 layers x 64 tokens: 78 s, 1.8 GB;
+# 12 layers x 64 tokens x 4 sequences: 15 min, 11 GB.
+SIM_CASES = {
+    "3dsim-readme 3L x 64 tok x 1 seq": ("readme", 3, 1, 1, 64, True, 0.1, None, 78.0, 1800.0),
+    "3dsim-readme 3L x 64 tok, no KV cache": ("readme", 3, 1, 1, 64, False, None, None, 78.0, 1800.0),
+    "3dsim-readme 12L x 64 tok x 4 seq": ("readme", 12, 4, 1, 64, True, 0.5, 300.0, 900.0, 11000.0),
+    "3dsim-readme 12L x 64 tok x 4 seq, no KV": ("readme", 12, 4, 1, 64, False, None, None, 900.0, 11000.0),
+    "mixtral-8x7b 8 seq x (128+128)": ("mixtral-8x7b", 32, 8, 128, 128, True, 10.0, 1000.0, None, None),
+    "mixtral-8x7b 8 seq x (512+512)": ("mixtral-8x7b", 32, 8, 512, 512, True, None, None, None, None),
+}
+
+
+def _sim_inputs(model_name: str, n_layers: int):
+    from . import hardware, mapping, zoo
+    from .models import ModelSpec
+
+    if model_name == "readme":  # 3D-SiM README: d 512, 8 heads, d_ff 2048, vocab 1024
+        spec = ModelSpec(name=f"3dsim-readme-{n_layers}L", d_model=512, n_layers=n_layers,
+                         n_heads=8, d_ff=2048, vocab_size=1024, ffn="gelu")
+        chip = hardware.ChipConfig(n_tiles=100, n_tiers=1024)
+    else:
+        spec = zoo.get(model_name)
+        blocks = sum(mapping.blocks_of(m.in_features, m.out_features, 512, 512)
+                     for m in spec.matrices() if m.role.value != "embedding")
+        chip = hardware.ChipConfig(n_tiles=-(-blocks // 128), n_tiers=128).provisioned(spec.n_layers)
+    return spec, chip, mapping.map_model(spec, chip, "in_order")
+
+
+def _run_sim_case(name: str) -> dict:
+    from . import simulator
+
+    model_name, n_layers, batch, prompt, gen, kv, *_ = SIM_CASES[name]
+    spec, chip, m = _sim_inputs(model_name, n_layers)
+    w = simulator.Workload(batch=batch, prompt_len=prompt, gen_len=gen, kv_cache=kv)
+    t0 = time.perf_counter()
+    simulator.simulate(spec, chip, m, simulator.Workload())  # compile or load the engine
+    first = time.perf_counter() - t0
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    r = simulator.simulate(spec, chip, m, w)
+    wall = time.perf_counter() - t0
+    traced = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    return {"case": name, "wall_s": wall, "first_call_s": first, "traced_mb": traced,
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+            "rss_before_mb": rss0, "events": r.n_events, "tokens_per_s": r.tokens_per_s}
+
+
+def _case(suite: str, name: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "aimoe_lib.bench", "_case", suite, name],
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_sim() -> list[dict]:
+    """The simulator on 3D-SiM's README model and on Mixtral-8x7B."""
+    rows = []
+    print(f"{'case':42s} {'events':>10s} {'time s':>8s} {'/limit':>7s} {'vs 3D-SiM':>10s} "
+          f"{'traced MB':>10s} {'RSS MB':>8s} {'/limit':>7s} {'compile s':>9s}")
+    for name, (*_, t_lim, m_lim, t_3d, m_3d) in SIM_CASES.items():
+        r = _case("sim", name)
+        rows.append(r)
+        tl = f"{r['wall_s'] / t_lim:7.3f}" if t_lim else "      -"
+        ml = f"{r['maxrss_mb'] / m_lim:7.2f}" if m_lim else "      -"
+        vs = f"{t_3d / r['wall_s']:9.0f}x" if t_3d else "         -"
+        print(f"{name:42s} {r['events']:>10,d} {r['wall_s']:8.3f} {tl} {vs} "
+              f"{r['traced_mb']:10.1f} {r['maxrss_mb']:8.0f} {ml} {r['first_call_s']:9.2f}")
+    by = {r["case"]: r for r in rows}
+    a, b = by["mixtral-8x7b 8 seq x (128+128)"], by["mixtral-8x7b 8 seq x (512+512)"]
+    print(f"4x the tokens: {b['wall_s'] / a['wall_s']:.2f}x the time (limit 4.5x), "
+          f"{b['events'] / a['events']:.2f}x the events")
+    return rows
+
+
+SUITES = {"mapping": bench_mapping, "sim": bench_sim}
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["_case"]:
-        print(json.dumps(_run_mapping_case(argv[2])))
+        run = {"mapping": _run_mapping_case, "sim": _run_sim_case}[argv[1]]
+        print(json.dumps(run(argv[2])))
         return 0
     names = argv or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
