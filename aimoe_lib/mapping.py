@@ -40,6 +40,7 @@ import numpy as np
 
 from .hardware import ChipConfig
 from .models import ModelSpec, Role, WeightMatrix
+from .routing import moe_layer_keys as _moe_layer_keys
 
 __all__ = ["MappingError", "Mapping", "map_model", "STRATEGIES", "DIGITAL_PARTS",
            "blocks_of", "expected_conflicts"]
@@ -282,16 +283,10 @@ def _check_coactivation(c, model: ModelSpec) -> np.ndarray:
                          f"expert pairs); sums are {np.round(sums, 6)[:4]}...; divide by its sum")
     if not np.allclose(arr, np.swapaxes(arr, 1, 2)):
         raise ValueError("coactivation must be symmetric: P(i and j together) = P(j and i)")
+    if np.any(np.diagonal(arr, axis1=1, axis2=2) != 0):
+        raise ValueError("coactivation must have a zero diagonal: a token never picks the same "
+                         "expert twice; set the diagonal to 0 and renormalise")
     return arr
-
-
-def _moe_layer_keys(model: ModelSpec) -> list[tuple[str, int]]:
-    from .models import Stack
-    keys = []
-    for stack in ((Stack.ENCODER, Stack.DECODER) if model.is_encoder_decoder else (Stack.DECODER,)):
-        n = model.n_encoder_layers if stack is Stack.ENCODER else model.n_layers
-        keys += [(stack.value, i) for i in range(n) if model.is_moe_layer(i, stack)]
-    return keys
 
 
 def _resolve_digital(digital) -> frozenset[Role]:

@@ -43,7 +43,8 @@ import numpy as np
 
 from . import routing as routing_mod
 from .hardware import ChipConfig, KVPlacement, OpKind, UnitAssignment
-from .mapping import Mapping, _moe_layer_keys
+from .mapping import Mapping
+from .routing import moe_layer_keys as _moe_layer_keys
 from .models import AttentionKind, ModelSpec, Role
 
 __all__ = ["Workload", "SimResult", "Program", "build_program", "simulate", "RES_NAMES"]
@@ -85,8 +86,8 @@ class Workload:
                                  f"a run needs at least one sequence, prompt token and generated token")
         if not isinstance(self.kv_cache, bool):
             raise ValueError(f"Workload.kv_cache={self.kv_cache!r}: must be True or False")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"Workload.seed={self.seed!r}: must be an integer")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"Workload.seed={self.seed!r}: must be an integer >= 0")
 
     @property
     def n_passes(self) -> int:
@@ -504,8 +505,11 @@ def _route(model: ModelSpec, w: Workload) -> np.ndarray:
     positions = w.prompt_len + w.gen_len - 1
     if not model.is_moe:
         return np.zeros((w.batch, positions, 1, 1), dtype=np.int64)
-    ch = routing_mod.route(model, w.batch * positions, w.routing, seed=w.seed)
-    return np.asarray(ch, dtype=np.int64).reshape(w.batch, positions, ch.shape[1], ch.shape[2])
+    # rows position-major: the batch's sequences at one position are consecutive routing rows, and
+    # a longer run only appends rows (prefix-stable)
+    ch = routing_mod.route(model, positions * w.batch, w.routing, seed=w.seed)
+    ch = np.asarray(ch, dtype=np.int64).reshape(positions, w.batch, ch.shape[1], ch.shape[2])
+    return np.ascontiguousarray(ch.transpose(1, 0, 2, 3))
 
 
 def _check_inputs(model, chip, mapping, workload) -> None:

@@ -270,6 +270,7 @@ def test_stacked_not_fitting_names_the_slab_and_a_chip_that_fits():
     (dict(strategy="coactivation", coactivation=-np.full((8, 8), 1 / 64)), "non-negative"),
     (dict(strategy="coactivation", coactivation=np.triu(np.full((8, 8), 1 / 36))), "symmetric"),
     (dict(strategy="in_order", coactivation=np.full((8, 8), 1 / 64)), "only used by"),
+    (dict(strategy="coactivation", coactivation=np.full((8, 8), 1 / 64)), "zero diagonal"),
     (dict(digital=("embedding", "ffn")), "unknown part"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, match):

@@ -202,7 +202,7 @@ def test_moe_tokens_use_their_routed_experts_tiles():
     w = Workload(prompt_len=5, gen_len=1, record_events=True, seed=3)
     r = simulate(spec, chip, m, w)
     from aimoe_lib import routing
-    choices = routing.route(spec, 5, "uniform", seed=3).reshape(1, 5, 1, 1)
+    choices = routing.route(spec, 5, "uniform", seed=3).reshape(5, 1, 1, 1).transpose(1, 0, 2, 3)
     up = r.op_names.index("L0.expert_up[0]")
     for x in r.events[r.events["op"] == up]:
         e = choices[0, int(x["token"]), 0, 0]
@@ -213,6 +213,7 @@ def test_moe_tokens_use_their_routed_experts_tiles():
 @pytest.mark.parametrize("kw, match", [
     (dict(batch=0), "batch=0"), (dict(prompt_len=0), "prompt_len=0"), (dict(gen_len=0), "gen_len=0"),
     (dict(batch=1.5), "batch=1.5"), (dict(kv_cache="yes"), "kv_cache"), (dict(seed=None), "seed"),
+    (dict(seed=-1), "seed=-1"),
 ])
 def test_bad_workloads_raise(kw, match):
     with pytest.raises(ValueError, match=match):
