@@ -248,6 +248,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        # fields left to their derived default: replace() derives them again from the new values
+        set_("_derived", frozenset(f for f in ("n_kv_heads", "head_dim", "d_expert", "d_shared_expert")
+                                   if getattr(self, f) is None))
         if not isinstance(self.name, str) or not self.name:
             raise _err("name", self.name, "must be a non-empty string", "give the model a label")
         for f in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size"):
@@ -531,7 +534,11 @@ class ModelSpec:
         return self.params(active=True)
 
     def replace(self, **changes) -> ModelSpec:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again). Fields that were left to their
+        derived default (n_kv_heads, head_dim, d_expert, d_shared_expert) are derived again from
+        the new values unless given."""
+        for f in self._derived:
+            changes.setdefault(f, None)
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> str:

@@ -176,11 +176,14 @@ class SimResult:
             out[k] = float(v.mean() / self.makespan_ns) if v.size else 0.0
         return out
 
-    def bottleneck(self) -> str:
-        """Resource class with the highest busy fraction (the busiest tile for tiles)."""
+    def bottleneck(self, threshold: float = 0.5) -> str:
+        """Resource class with the highest busy fraction (the busiest tile for tiles), or
+        'latency' when no resource is busy ``threshold`` of the time: then the run is bound by the
+        tokens' dependency chains, not by a resource."""
         b = self.busy_fraction()
         cand = {"tiles": b["tiles_max"], "dpu": b["dpu"], "mha": b["mha"], "dram": b["dram"]}
-        return max(cand, key=cand.get)
+        best = max(cand, key=cand.get)
+        return best if cand[best] >= threshold else "latency"
 
     def summary(self) -> str:
         """A readable table of the key numbers."""

@@ -671,3 +671,11 @@ def test_mla_combinations_that_are_not_modelled_are_refused():
         ModelSpec(**mla, n_encoder_layers=2)
     with pytest.raises(ValueError, match=r"qk_norm='full'"):
         ModelSpec(**mla, qk_norm="full")
+
+
+def test_replace_derives_defaulted_fields_again():
+    base = ModelSpec(d_model=64, n_layers=2, n_heads=4, d_ff=128, vocab_size=10)
+    wide = base.replace(d_model=128, n_heads=2, d_ff=256)
+    assert (wide.n_kv_heads, wide.head_dim, wide.d_expert) == (2, 64, 256)
+    gqa = ModelSpec(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, vocab_size=10)
+    assert gqa.replace(d_ff=64).n_kv_heads == 2  # an explicit value is kept

@@ -1,0 +1,58 @@
+"""The scaling families and chip sizing behind chapters 5 and 6, and the shipped results."""
+
+import math
+
+import pytest
+
+from aimoe_lib import experiments as ex
+from aimoe_lib import mapping
+
+
+def test_moe_family_keeps_active_params_and_dense_matches_total():
+    for fam, e, spec in ex.scaling_family():
+        moe = ex.moe_variant(ex.BASE, e)
+        if fam == "moe":
+            # top-1 experts as wide as the base FFN: active = base + the routers (d_model x E each)
+            router = ex.BASE.n_layers * ex.BASE.d_model * e if e > 1 else 0
+            assert spec.active_params == ex.BASE.total_params + router
+        else:
+            assert not spec.is_moe
+            assert abs(spec.total_params / moe.total_params - 1) < 0.03  # nearest layer count / width
+
+
+def test_base_block_count_by_hand():
+    # d 1024 on 512x512: q,k,v,o 2x2=4 blocks each; up 1024x4096 2x8=16, down 8x2=16;
+    # 12 layers x 48 + lm head 1024 x 32000 -> 2 x 63 = 126
+    assert ex.blocks_needed(ex.BASE) == 12 * (16 + 32) + 126 == 702
+
+
+@pytest.mark.parametrize("e", [1, 8, 64])
+def test_chip_for_is_just_large_enough(e):
+    spec = ex.moe_variant(ex.BASE, e)
+    chip = ex.chip_for(spec, n_tiles=702)
+    need = ex.blocks_needed(spec)
+    assert chip.n_tiers == math.ceil(need / 702)
+    mapping.map_model(spec, chip)
+    with pytest.raises(mapping.MappingError):
+        mapping.map_model(spec, chip.replace(n_tiers=chip.n_tiers - 1) if chip.n_tiers > 1
+                          else chip.replace(n_tiles=need - 1))
+    assert chip.n_dpus == 24 * spec.n_layers and chip.n_mha_units == 8 * spec.n_layers
+
+
+def test_chip_for_needs_exactly_one_size():
+    with pytest.raises(ValueError, match="exactly one"):
+        ex.chip_for(ex.BASE)
+
+
+@pytest.mark.parametrize("name", ["scaling", "conditions", "zoo"])
+def test_shipped_results_cover_their_points(name):
+    rows = ex.load(name)
+    points = {"scaling": ex.scaling_points, "conditions": ex.condition_points, "zoo": ex.zoo_points}[name]()
+    assert [r["label"] for r in rows] == [p.label for p in points]
+    assert all(not r["error"] for r in rows)
+
+
+def test_missing_results_say_how_to_regenerate(tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "DATA_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m aimoe_lib.experiments scaling"):
+        ex.load("scaling")
