@@ -81,12 +81,8 @@ def scaling_family(base: ModelSpec = BASE, experts=EXPERTS, top_k: int = 1) -> l
     return out
 
 
-def blocks_needed(spec: ModelSpec, rows: int = 512, cols: int = 512,
-                  digital=("embedding",)) -> int:
-    """Tiers the model's analog matrices need (one per block)."""
-    droles = mapping._resolve_digital(digital)
-    return sum(mapping.blocks_of(m.in_features, m.out_features, rows, cols)
-               for m in spec.matrices() if m.role not in droles)
+blocks_needed = mapping.blocks_needed
+"""Tiers a model's analog matrices need (:func:`~aimoe_lib.mapping.blocks_needed`)."""
 
 
 def chip_for(spec: ModelSpec, *, n_tiles: int | None = None, n_tiers: int | None = None,

@@ -18,8 +18,9 @@ Strategies (``STRATEGIES``):
 * ``random`` — ``in_order`` over a seeded random order of the matrices.
 * ``coactivation`` — like ``in_order`` for everything but the routed experts; the experts of each
   MoE layer are placed one after another on the tiles where the experts already placed share the
-  least co-activation with them (from an E x E co-activation density), so experts often picked
-  together by one token do not share tiles.
+  least co-activation with them (from an E x E co-activation density; an expert's own blocks count
+  with its overall share of pairs), so experts often picked together by one token do not share
+  tiles.
 * ``moe_stacked`` — the routed experts of one MoE layer share one set of tiles, expert e in the
   e-th tier of the layer's slab; the rest of the model is then mapped ``in_order``. Shared experts
   are always active, so they are not stacked with the routed ones.
@@ -43,7 +44,7 @@ from .models import ModelSpec, Role, WeightMatrix
 from .routing import moe_layer_keys as _moe_layer_keys
 
 __all__ = ["MappingError", "Mapping", "map_model", "STRATEGIES", "DIGITAL_PARTS",
-           "blocks_of", "expected_conflicts"]
+           "blocks_of", "blocks_needed", "expected_conflicts"]
 
 STRATEGIES = ("in_order", "balanced", "random", "coactivation", "moe_stacked")
 """Names accepted by :func:`map_model`."""
@@ -64,6 +65,18 @@ class MappingError(ValueError):
 def blocks_of(in_features: int, out_features: int, rows: int, cols: int) -> int:
     """Number of blocks of a matrix: ceil(in / rows) x ceil(out / cols)."""
     return math.ceil(in_features / rows) * math.ceil(out_features / cols)
+
+
+def blocks_needed(model: ModelSpec, tier_rows: int = 512, tier_cols: int = 512,
+                  digital=("embedding",)) -> int:
+    """Tiers (= blocks) the analog matrices of ``model`` need: :func:`blocks_of` summed over every
+    matrix not moved to the digital units by ``digital`` (parts as in :func:`map_model`)."""
+    for name, v in (("tier_rows", tier_rows), ("tier_cols", tier_cols)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"blocks_needed({name}={v!r}): the tier shape must be integers >= 1")
+    roles = _resolve_digital(digital)
+    return sum(blocks_of(m.in_features, m.out_features, tier_rows, tier_cols)
+               for m in model.matrices() if m.role not in roles)
 
 
 # ----------------------------------------------------------------------------- the result
@@ -387,7 +400,9 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
                 if key != cur:
                     cur, expert_count = key, np.zeros((T, model.n_experts))
                     dens = coact[layer_keys[key]]
-                cost = expert_count @ dens[m.expert]
+                # other experts weighted by how often they run with this one; this expert's own
+                # blocks (its gate and up run together) by how often it runs at all
+                cost = expert_count @ dens[m.expert] + expert_count[:, m.expert] * dens[m.expert].sum()
                 t, lv = _fill_by_key(int(nb[i]), used, L, cost)
                 expert_count[t, m.expert] += 1
                 put(i, t, lv)

@@ -9,11 +9,13 @@ the chapters show the default figure in a cell of its own.
 from __future__ import annotations
 
 import ipywidgets as w
+from IPython.display import Markdown
 
-from . import viz
+from . import viz, zoo
 from .hardware import AreaModel
+from .mapping import STRATEGIES, MappingError, map_model
 
-__all__ = ["tile_panel", "moe_panel"]
+__all__ = ["tile_panel", "moe_panel", "mapping_panel", "MAPPING_PANEL_MODELS"]
 
 _STYLE = {"description_width": "initial"}
 _LAYOUT = w.Layout(width="420px")
@@ -69,4 +71,47 @@ def moe_panel(d_model: int = 1024, n_layers: int = 12, d_expert: int = 4096, top
         d_expert=_choice(d_expert, widths, "expert width d_expert"),
         top_k=_int(top_k, 1, 16, 1, "top-k"),
         max_experts=_choice(max_experts, [2**i for i in range(11)], "max experts E"),
+    )
+
+
+MAPPING_PANEL_MODELS = ("small-moe", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b",
+                        "llama-2-7b")
+"""Models offered by :func:`mapping_panel`: chapter 3's small MoE
+(:func:`~aimoe_lib.viz.example_moe`) and zoo models that map in well under a second."""
+
+
+def mapping_panel(model: str = "small-moe", strategy: str = "in_order", n_tiers: int = 16,
+                  tier_size: int = 512, color_by: str = "layer") -> w.interactive:
+    """Dropdowns and sliders over :func:`~aimoe_lib.viz.occupancy_map`: model, mapping strategy,
+    tiers per tile, tier shape (square, 256 / 512 / 1024) and what the tiers are coloured by.
+
+    The chip is :func:`~aimoe_lib.viz.fitting_chip`: just enough tiles of ``n_tiers`` tiers for
+    the model's blocks. ``coactivation`` plans with the co-activation of Zipf-skewed routing
+    (:func:`~aimoe_lib.viz.coactivation_from_probs` of :func:`~aimoe_lib.viz.zipf_probs`). When a
+    strategy cannot map the model (``moe_stacked`` needs free slabs of tiers; expert strategies
+    need experts) the panel shows the error message instead of a figure.
+    """
+    def show(model, strategy, n_tiers, tier_size, color_by):
+        spec = viz.example_moe() if model == "small-moe" else zoo.get(model)
+        chip = viz.fitting_chip(spec, n_tiers, tier_size, tier_size)
+        coact = None
+        if strategy == "coactivation" and spec.is_moe:
+            coact = viz.coactivation_from_probs(viz.zipf_probs(spec.n_experts))
+        try:
+            m = map_model(spec, chip, strategy, coactivation=coact)
+        except (MappingError, ValueError) as err:
+            return Markdown(f"**{type(err).__name__}** on {chip.n_tiles:,} tiles x "
+                            f"{chip.n_tiers:,} tiers: {err}")
+        return viz.occupancy_map(m, color_by)
+
+    return w.interactive(
+        show,
+        model=w.Dropdown(value=model, options=list(MAPPING_PANEL_MODELS), description="model",
+                         style=_STYLE, layout=_LAYOUT),
+        strategy=w.Dropdown(value=strategy, options=list(STRATEGIES), description="strategy",
+                            style=_STYLE, layout=_LAYOUT),
+        n_tiers=_choice(n_tiers, [2**i for i in range(11)], "tiers per tile"),
+        tier_size=_choice(tier_size, (256, 512, 1024), "tier rows = columns"),
+        color_by=w.ToggleButtons(value=color_by, options=list(viz.OCCUPANCY_COLOR_BY),
+                                 description="colour by", style=_STYLE),
     )
