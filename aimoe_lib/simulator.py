@@ -29,7 +29,7 @@ transfer adds latency and energy to its edge. A start that waits for a tile busy
 operation is a **tile conflict**; its wait is stall time.
 
 Two engines implement this: a compiled event loop (numba) that claims resources at the moment an
-operation becomes ready, and :mod:`aimoe_lib.sim_reference`, a plain-Python queue-based simulation
+operation becomes ready, and ``aimoe_lib.sim_reference``, a plain-Python queue-based simulation
 with one event per tier MVM, used by the tests to check that both agree exactly.
 """
 
@@ -136,7 +136,8 @@ class SimResult:
     n_events: int
     """Operations scheduled."""
     events: np.ndarray | None = None
-    """Event log (structured array: start_ns, end_ns, resource, unit, seq, pass_, token, layer, op) or None."""
+    """Event log or None: a structured array with fields ``start_ns``, ``end_ns``, ``resource``,
+    ``unit``, ``seq``, ``pass_``, ``token``, ``layer``, ``op``."""
     op_names: tuple = ()
     """Names of the operations of the token program (index = the log's ``op``)."""
 
