@@ -98,3 +98,15 @@ def test_cache_dir_that_is_a_file_is_refused(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         sweep.sweep(_points(), cache_dir=f, progress=False)
+
+
+def test_dask_local_cluster_executor_equals_serial_run():
+    """The documented cluster path: a Dask client's executor is a concurrent.futures.Executor."""
+    from distributed import Client, LocalCluster
+
+    pts = _points()[:2]
+    serial = sweep.sweep(pts, executor=ThreadPoolExecutor(1), progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        rows = sweep.sweep(pts, executor=client.get_executor(), progress=False)
+    assert rows == serial
