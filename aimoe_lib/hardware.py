@@ -461,7 +461,7 @@ class ChipConfig:
         """This chip with digital units built for an ``n_layers`` model and locked to layers.
 
         Defaults follow [3DSIM]'s BERT-base check (functional_bert_tvlsi.py): 288 DPUs and 96 MHA
-        units for 12 layers, i.e. 24 and 8 per layer.
+        units for 12 layers, i.e. 24 and 8 per layer (assumption A-UNITS-PER-LAYER).
         """
         _check_number("ChipConfig.provisioned", "n_layers", n_layers, minimum=1, integer=True)
         return self.replace(n_dpus=n_layers * dpus_per_layer,

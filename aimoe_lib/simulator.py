@@ -23,7 +23,8 @@ generated tokens) prefill-style. Different sequences are independent: that fills
 **Scheduling.** Non-preemptive, first come first served: every resource serves operations in the
 order they became ready, ties broken by (sequence, pass, token, position in the graph). An MVM
 operation asks each of its tiles for its blocks there, which run back to back; the operation ends
-when its last tile does. A DPU/MHA task takes the lowest-index idle unit of its pool (or of the
+when its last tile does; each tile receives its input slice and sends its partial output over its
+own link (one slice's transfer latency, every element's energy). A DPU/MHA task takes the lowest-index idle unit of its pool (or of the
 units locked to its layer), else the unit that frees first. The network has no contention: a
 transfer adds latency and energy to its edge. A start that waits for a tile busy with another
 operation is a **tile conflict**; its wait is stall time.
@@ -268,7 +269,8 @@ def _group_of(mapping: Mapping, mats) -> tuple[list[tuple[int, int]], int]:
 
 
 def _acc_cost(cost, mats, rows) -> tuple[float, float]:
-    """Digital accumulation of partial sums of matrices spanning several input blocks."""
+    """Digital accumulation of partial sums of matrices spanning several input blocks: one add of
+    length out x (row blocks - 1) per matrix (assumption A-ACC-DPU)."""
     lat = en = 0.0
     for m in mats:
         nrb = -(-m.in_features // rows)
@@ -297,17 +299,27 @@ def build_program(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload
         c = cost.cost(OpKind.COMM, max(int(length), 1))
         return (c.latency_ns, c.energy_pj)
 
+    def tile_comm(mats):
+        """Transfers of an MVM on tiles: every tile gets its slice of the input (at most ``rows``
+        elements) and sends its partial output (at most ``cols``) over its own link, in parallel;
+        latency is one slice's, energy every element's (assumption A-COMM-PARALLEL)."""
+        cols = chip.tier_cols
+        n_in = sum(m.in_features * -(-m.out_features // cols) for m in mats)
+        n_out = sum(m.out_features * -(-m.in_features // rows) for m in mats)
+        lat_in = comm(min(max(m.in_features for m in mats), rows))[0]
+        lat_out = comm(min(max(m.out_features for m in mats), cols))[0]
+        return (lat_in, comm(n_in)[1]), (lat_out, comm(n_out)[1])
+
     def mvm(name, mats, preds, layer, **kw):
         """An MVM op over ``mats`` (all analog: a tile group; all digital: a DPU task)."""
         is_analog = [m.name in analog for m in mats]
-        in_len = max(m.in_features for m in mats)
-        out_len = sum(m.out_features * -(-m.in_features // rows) for m in mats)
         if all(is_analog):
             pairs, nblk = _group_of(mapping, mats)
             b.groups.append(pairs)
             b.group_energy.append(nblk * cost.mvm_energy_pj)
+            c_in, c_out = tile_comm(mats)
             return b.op(name, R_TILES, preds, layer=layer, group=len(b.groups) - 1,
-                        comm_in=comm(in_len), comm_out=comm(out_len), **kw)
+                        comm_in=c_in, comm_out=c_out, **kw)
         if any(is_analog):
             raise ValueError(f"{name}: mixes analog and digital matrices")
         lat = sum(cost.digital_mvm(m.in_features, m.out_features).latency_ns for m in mats)
@@ -410,15 +422,15 @@ def build_program(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload
         la2, ea2 = cost_sum((act_kind, model.d_expert),
                             *(((OpKind.MUL, model.d_expert),) if model.ffn.gated else ()))
         ld, ed = acc_of(dn0)
-        in_e, out_up = d, sum(m.out_features * -(-m.in_features // rows) for m in up0)
-        out_dn = sum(m.out_features * -(-m.in_features // rows) for m in dn0)
+        up_in, up_out = tile_comm(up0)
+        dn_in, dn_out = tile_comm(dn0)
         for br in range(model.top_k):
             up = b.op(f"L{layer}.expert_up[{br}]", R_TILES, [topk], layer=layer, moe=mi, branch=br,
-                      stage=0, comm_in=comm(in_e), comm_out=comm(out_up))
+                      stage=0, comm_in=up_in, comm_out=up_out)
             act = b.op(f"L{layer}.expert_act[{br}]", R_DPU, [up], layer=layer, lat=lu + la2,
                        energy=eu + ea2)
             dn = b.op(f"L{layer}.expert_down[{br}]", R_TILES, [act], layer=layer, moe=mi,
-                      branch=br, stage=1, comm_in=comm(model.d_expert), comm_out=comm(out_dn))
+                      branch=br, stage=1, comm_in=dn_in, comm_out=dn_out)
             downs.append(dn)
             down_acc[0] += ld
             down_acc[1] += ed

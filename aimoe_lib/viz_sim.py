@@ -1,0 +1,1052 @@
+"""Figures and small analyses of simulated inference (chapter 4): numpy and matplotlib only.
+
+Every figure function returns a ``matplotlib.figure.Figure`` (not registered with pyplot) with a
+title (``fig.get_suptitle()``), axis labels with units and a one-line takeaway computed from the
+numbers it plots (``fig.get_supxlabel()``), in the house style of :mod:`aimoe_lib.viz`.
+
+Figures: :func:`~aimoe_lib.viz_sim.gantt` (what ran where and when, from the event log),
+:func:`~aimoe_lib.viz_sim.token_timeline` (when each generated token came out),
+:func:`~aimoe_lib.viz_sim.energy_breakdown` (energy by kind),
+:func:`~aimoe_lib.viz_sim.latency_breakdown` (busy fraction of every resource class and, with the
+token program, the critical path of one token), :func:`~aimoe_lib.viz_sim.conflicts_picture` (what a
+tile conflict is, and its causes counted), :func:`~aimoe_lib.viz_sim.sweep_batch` (throughput and
+time per token against the batch) and :func:`~aimoe_lib.viz_sim.overview` (Gantt, energy and busy
+fractions in one figure, for the widget panel).
+
+Analyses the figures rest on, usable on their own: :func:`~aimoe_lib.viz_sim.gantt_data`,
+:func:`~aimoe_lib.viz_sim.critical_path`, :func:`~aimoe_lib.viz_sim.conflict_causes` and
+:func:`~aimoe_lib.viz_sim.batch_sweep`. The last three rebuild what the engine knew when it started
+an operation (its ready time) from the event log and the token program
+(:func:`~aimoe_lib.simulator.build_program`): an operation is ready ``comm_in`` after the last of
+its predecessors' outputs arrived (``end + comm_out``), exactly as the engine computes it.
+
+Helpers for the chapter's small model: :func:`~aimoe_lib.viz_sim.small_moe` and
+:func:`~aimoe_lib.viz_sim.fitted_chip`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from .hardware import ChipConfig
+from .mapping import DIGITAL_PARTS, Mapping, blocks_of, map_model
+from .models import ModelSpec
+from .simulator import RES_NAMES, Program, SimResult, Workload, build_program, simulate
+from .viz import DPI, FONT_SIZE
+
+__all__ = [
+    "small_moe",
+    "fitted_chip",
+    "op_kind",
+    "time_scale",
+    "format_rate",
+    "GanttData",
+    "gantt_data",
+    "gantt",
+    "token_timeline",
+    "energy_breakdown",
+    "CriticalPath",
+    "critical_path",
+    "latency_breakdown",
+    "ConflictCauses",
+    "conflict_causes",
+    "conflicts_picture",
+    "batch_sweep",
+    "sweep_batch",
+    "overview",
+    "ENERGY_KINDS",
+    "PATH_KINDS",
+    "CONFLICT_CAUSES",
+]
+
+ENERGY_KINDS = ("mvm", "digital", "attention", "dram", "communication", "passive")
+"""Keys of :attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`, in the order drawn."""
+
+PATH_KINDS = ("analog MVM", "digital (DPU)", "attention (MHA)", "KV cache (DRAM)", "network",
+              "waiting for a tile", "waiting for a unit", "waiting for DRAM")
+"""Parts of a token's critical path (:func:`~aimoe_lib.viz_sim.critical_path`)."""
+
+CONFLICT_CAUSES = ("same weights", "same token", "shared tile")
+"""Why a tile MVM waited (:func:`~aimoe_lib.viz_sim.conflict_causes`): another token was using the
+*same weights* (one copy of every matrix: inherent to pipelining); another MVM of the *same token*
+holds blocks on that tile (e.g. its k experts stacked on one slab); or another token's MVM of a
+*different matrix* sharing the tile (layers or experts stacked in the tiers of one tile)."""
+
+BINNED_ALPHA_FLOOR = 0.3
+"""Opacity of a binned Gantt cell that was busy for an instant; a fully busy cell is opaque, so
+rarely busy rows stay visible."""
+
+_RES_LABEL = {"tiles": "tile", "dpu": "DPU", "mha": "MHA", "dram": "DRAM"}
+_RES_PLURAL = {"tiles": "tiles", "dpu": "DPUs", "mha": "MHA units", "dram": "DRAM"}
+_RES_KIND = ("analog MVM", "digital (DPU)", "attention (MHA)", "KV cache (DRAM)")
+_ENERGY_COLOURS = {"mvm": "tab:blue", "digital": "tab:green", "attention": "tab:red",
+                   "dram": "tab:brown", "communication": "tab:olive", "passive": "0.55"}
+_PATH_COLOURS = dict(zip(PATH_KINDS, ("tab:blue", "tab:green", "tab:red", "tab:brown",
+                                      "tab:olive", "tab:orange", "tab:pink", "tab:purple"),
+                         strict=True))
+_CAUSE_COLOURS = dict(zip(CONFLICT_CAUSES, ("tab:cyan", "tab:purple", "tab:orange"),
+                          strict=True))
+_SEQ_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+
+
+# =============================================================================== house style
+def _figure(width_in: float, height_in: float) -> Figure:
+    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+
+
+def _finish(fig: Figure, title: str, takeaway: str) -> Figure:
+    """Title on top, one-line takeaway at the bottom, fixed font sizes (as :mod:`aimoe_lib.viz`)."""
+    for ax in fig.axes:
+        ax.xaxis.label.set_fontsize(FONT_SIZE)
+        ax.yaxis.label.set_fontsize(FONT_SIZE)
+        ax.tick_params(labelsize=FONT_SIZE - 1)
+        ax.title.set_fontsize(FONT_SIZE + 1)
+    fig.suptitle(title, fontsize=FONT_SIZE + 3, fontweight="bold")
+    fig.supxlabel(takeaway, fontsize=FONT_SIZE, style="italic", color="0.2")
+    return fig
+
+
+def time_scale(ns: float) -> tuple[float, str]:
+    """Factor and unit to show a time span of ``ns`` nanoseconds: ns below 5 µs, µs below 5 ms,
+    else ms."""
+    if ns < 5e3:
+        return 1.0, "ns"
+    if ns < 5e6:
+        return 1e-3, "µs"
+    return 1e-6, "ms"
+
+
+def _fmt_time(ns: float) -> str:
+    f, u = time_scale(ns)
+    return f"{ns * f:,.3g} {u}" if ns * f < 100 else f"{ns * f:,.0f} {u}"
+
+
+def _fmt_num(v: float) -> str:
+    """Three significant digits, no exponent: 3,852 / 22.4 / 0.00365."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def format_rate(v: float) -> str:
+    """A number to three significant digits with a k / M prefix: ``'1.06 M'``, ``'174 k'``,
+    ``'52.3'``."""
+    if v >= 1e6:
+        return f"{v / 1e6:.3g} M"
+    if v >= 1e3:
+        return f"{v / 1e3:.3g} k"
+    return f"{v:.3g}"
+
+
+def _need_events(result: SimResult) -> np.ndarray:
+    if not isinstance(result, SimResult):
+        raise TypeError(f"result must be a SimResult (from simulator.simulate), got "
+                        f"{type(result).__name__}")
+    if result.events is None:
+        raise ValueError("result has no event log: simulate with "
+                         "Workload(..., record_events=True)")
+    return result.events
+
+
+def _check_program(result: SimResult, program: Program) -> None:
+    if not isinstance(program, Program):
+        raise TypeError(f"program must be a simulator.Program (from simulator.build_program), "
+                        f"got {type(program).__name__}")
+    if tuple(program.names) != tuple(result.op_names):
+        raise ValueError("program does not belong to result: build it with "
+                         "simulator.build_program(model, chip, mapping, workload) from the same "
+                         "inputs as the run")
+
+
+# =============================================================================== small setup
+def small_moe(**overrides) -> ModelSpec:
+    """The small MoE of chapter 4: d_model 512, 4 layers of 8 heads, every FFN an MoE of 8 SwiGLU
+    experts of width 1024 with top-2 routing, RMSNorm, a vocabulary of 1024.
+
+    On 512 x 512 tiers an expert is 6 blocks (gate, up and down, 2 each), a layer 53 (attention 4,
+    router 1, experts 48) and the model 214 with its 2-block LM head (the input embedding stays
+    digital). Keyword arguments override any :class:`~aimoe_lib.models.ModelSpec` field.
+    """
+    base = dict(name="sim-moe", d_model=512, n_layers=4, n_heads=8, d_ff=1024, vocab_size=1024,
+                ffn="swiglu", norm="rmsnorm", n_experts=8, top_k=2)
+    return ModelSpec(**{**base, **overrides})
+
+
+def fitted_chip(model: ModelSpec, n_tiers: int = 16, *, units: str = "per_layer",
+                tier_rows: int = 512, tier_cols: int = 512, digital=("embedding",),
+                **chip_fields) -> ChipConfig:
+    """The chip with the fewest tiles of ``n_tiers`` tiers that holds ``model``'s analog blocks.
+
+    ``units='per_layer'`` provisions digital and attention units with the model's layers and locks
+    them to layers (:meth:`~aimoe_lib.hardware.ChipConfig.provisioned`: 24 DPUs and 8 attention
+    units per layer, 3D-SiM's BERT check); ``units='pool'`` keeps 3D-SiM's default shared pool
+    (4 DPUs, 1 attention unit). Other keyword arguments are
+    :class:`~aimoe_lib.hardware.ChipConfig` fields (e.g. ``kv_placement='dram'``).
+    ``moe_stacked`` may need more tiers than this chip has
+    (:class:`~aimoe_lib.mapping.MappingError` says how many).
+    """
+    if isinstance(n_tiers, bool) or not isinstance(n_tiers, int) or n_tiers < 1:
+        raise ValueError(f"fitted_chip(n_tiers={n_tiers!r}): must be an integer >= 1")
+    if units not in ("per_layer", "pool"):
+        raise ValueError(f"fitted_chip(units={units!r}): use 'per_layer' (units provisioned with "
+                         f"the layers) or 'pool' (3D-SiM's 4 DPUs + 1 attention unit)")
+    parts = (digital,) if isinstance(digital, str) else tuple(digital)
+    roles = frozenset().union(*(DIGITAL_PARTS[p] for p in parts)) if parts else frozenset()
+    need = sum(blocks_of(m.in_features, m.out_features, tier_rows, tier_cols)
+               for m in model.matrices() if m.role not in roles)
+    chip = ChipConfig(n_tiles=max(1, -(-need // n_tiers)), n_tiers=n_tiers, tier_rows=tier_rows,
+                      tier_cols=tier_cols, name=chip_fields.pop("name", "fitted"), **chip_fields)
+    return chip.provisioned(model.n_layers) if units == "per_layer" else chip
+
+
+# =============================================================================== op names
+def op_kind(name: str) -> str:
+    """Kind of a token-program operation, from its name: the layer prefix ``L<i>.`` and the branch
+    suffix ``[<b>]`` dropped (``'L3.expert_up[1]'`` -> ``'expert_up'``)."""
+    head, sep, rest = name.partition(".")
+    if sep and head[:1] == "L" and head[1:].isdigit():
+        name = rest
+    return name.split("[", 1)[0]
+
+
+def _layer_of_names(names: Sequence[str]) -> int:
+    """Number of transformer layers named in the program (ops ``L<i>.*``)."""
+    n = 0
+    for nm in names:
+        head, sep, _ = nm.partition(".")
+        if sep and head[:1] == "L" and head[1:].isdigit():
+            n = max(n, int(head[1:]) + 1)
+    return n
+
+
+# =============================================================================== Gantt
+@dataclass(frozen=True)
+class GanttData:
+    """What :func:`~aimoe_lib.viz_sim.gantt` draws: the rows kept and the events on them."""
+
+    labels: tuple[str, ...]
+    """Row labels, top to bottom (``'tile 3'``, ``'DPU 0'``, ``'MHA 1'``, ``'DRAM'``)."""
+    resource: np.ndarray
+    """Resource class index (0 tiles, 1 DPU, 2 MHA, 3 DRAM, as ``simulator.RES_NAMES``) per row."""
+    unit: np.ndarray
+    """Tile or unit index per row."""
+    row: np.ndarray
+    """Row of each kept event."""
+    start_ns: np.ndarray
+    """Start of each kept event, ns."""
+    end_ns: np.ndarray
+    """End of each kept event, ns."""
+    layer: np.ndarray
+    """Layer slot of each kept event (n_layers = LM head and sampling)."""
+    op: np.ndarray
+    """Token-program operation of each kept event (index into ``SimResult.op_names``)."""
+    n_used: dict
+    """Units of each resource class that ran at least one operation."""
+
+    @property
+    def truncated(self) -> bool:
+        """True when some used units are not shown."""
+        shown = {RES_NAMES[r]: int(np.sum(self.resource == r)) for r in range(len(RES_NAMES))}
+        return any(shown.get(k, 0) < v for k, v in self.n_used.items())
+
+
+def gantt_data(result: SimResult, max_rows: int = 40,
+               resources: Sequence[str] = ("tiles", "dpu", "mha", "dram")) -> GanttData:
+    """Rows and events of a Gantt chart of ``result``'s event log.
+
+    One row per tile or unit that ran at least one operation, in the order of ``resources`` and by
+    index. With more than ``max_rows`` such rows, each class other than tiles keeps its busiest
+    ``max(1, max_rows // 8)`` units and the tiles share the remaining rows, busiest first.
+    """
+    ev = _need_events(result)
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"gantt(max_rows={max_rows!r}): must be an integer >= 1")
+    res_idx = []
+    for r in resources:
+        if r not in RES_NAMES:
+            raise ValueError(f"gantt(resources=...): unknown resource {r!r}; use some of "
+                             f"{', '.join(RES_NAMES)}")
+        res_idx.append(RES_NAMES.index(r))
+    sel = np.isin(ev["resource"], res_idx)
+    if not np.any(sel):
+        raise ValueError(f"gantt(resources={tuple(resources)!r}): no operation ran on these "
+                         f"resources in this run; choose some of {', '.join(RES_NAMES)}")
+    ev = ev[sel]
+    dur = ev["end_ns"] - ev["start_ns"]
+    key = ev["resource"] * (1 << 32) + ev["unit"]
+    ukey, inv = np.unique(key, return_inverse=True)
+    busy = np.bincount(inv, weights=dur, minlength=ukey.size)
+    ures, uunit = ukey >> 32, ukey & ((1 << 32) - 1)
+    n_used = {RES_NAMES[r]: int(np.sum(ures == r)) for r in res_idx}
+    keep = np.zeros(ukey.size, bool)
+    if ukey.size <= max_rows:
+        keep[:] = True
+    else:
+        budget = max_rows
+        others = [r for r in res_idx if r != 0]
+        per_other = max(1, max_rows // 8)
+        for r in others:
+            cand = np.flatnonzero(ures == r)
+            take = cand[np.argsort(-busy[cand], kind="stable")][:min(per_other, budget)]
+            keep[take] = True
+            budget -= take.size
+        if 0 in res_idx and budget > 0:
+            cand = np.flatnonzero(ures == 0)
+            keep[cand[np.argsort(-busy[cand], kind="stable")][:budget]] = True
+    order = sorted(np.flatnonzero(keep), key=lambda i: (res_idx.index(int(ures[i])), int(uunit[i])))
+    row_of = np.full(ukey.size, -1)
+    row_of[order] = np.arange(len(order))
+    rows = row_of[inv]
+    on = rows >= 0
+    labels = tuple(_RES_LABEL[RES_NAMES[int(ures[i])]]
+                   + ("" if ures[i] == 3 else f" {int(uunit[i])}") for i in order)
+    return GanttData(labels=labels, resource=ures[order].astype(int), unit=uunit[order].astype(int),
+                     row=rows[on], start_ns=ev["start_ns"][on], end_ns=ev["end_ns"][on],
+                     layer=ev["layer"][on], op=ev["op"][on], n_used=n_used)
+
+
+def _palette(n: int) -> list:
+    import matplotlib
+
+    if n <= 10:
+        return list(matplotlib.colormaps["tab10"].colors[:n])
+    if n <= 20:
+        return list(matplotlib.colormaps["tab20"].colors[:n])
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def _classes(data: GanttData, names: Sequence[str], color_by: str):
+    """Colour class of every kept event, with class labels and colours."""
+    if color_by == "layer":
+        n_layers = _layer_of_names(names)
+        cls = np.minimum(data.layer, n_layers)
+        labels = [f"layer {i}" for i in range(n_layers)] + ["LM head"]
+        colours = _palette(n_layers) + ["0.15"]
+        return cls, labels, colours
+    if color_by == "op":
+        kinds = []
+        for nm in names:
+            k = op_kind(nm)
+            if k not in kinds:
+                kinds.append(k)
+        kind_of_op = np.array([kinds.index(op_kind(nm)) for nm in names])
+        return kind_of_op[data.op], kinds, _palette(len(kinds))
+    raise ValueError(f"gantt(color_by={color_by!r}): use 'layer' or 'op'")
+
+
+def _binned_busy(data: GanttData, cls: np.ndarray, n_classes: int, t_end: float,
+                 n_bins: int) -> np.ndarray:
+    """Busy time (rows, classes, bins) in ns: each event's time split exactly over the bins of
+    width t_end / n_bins it overlaps."""
+    n_rows = len(data.labels)
+    w = t_end / n_bins
+    s, e = data.start_ns, data.end_ns
+    b0 = np.minimum((s / w).astype(np.int64), n_bins - 1)
+    b1 = np.minimum((e / w).astype(np.int64), n_bins - 1)
+    acc = np.zeros((n_rows, n_classes, n_bins + 1))
+    same = b0 == b1
+    np.add.at(acc, (data.row[same], cls[same], b0[same]), (e - s)[same])
+    d = ~same
+    np.add.at(acc, (data.row[d], cls[d], b0[d]), ((b0[d] + 1) * w - s[d]))
+    np.add.at(acc, (data.row[d], cls[d], b1[d]), (e[d] - b1[d] * w))
+    full = np.zeros_like(acc)
+    np.add.at(full, (data.row[d], cls[d], b0[d] + 1), w)
+    np.add.at(full, (data.row[d], cls[d], b1[d]), -w)
+    return (acc + np.cumsum(full, axis=2))[:, :, :n_bins]
+
+
+def _binned_image(data: GanttData, cls: np.ndarray, colours, n_classes: int, t_end: float,
+                  n_bins: int) -> np.ndarray:
+    """RGBA image (rows, bins): colour of the class busiest in each bin, opacity rising with the
+    busy fraction of the bin (from ``BINNED_ALPHA_FLOOR``)."""
+    acc = _binned_busy(data, cls, n_classes, t_end, n_bins)
+    w = t_end / n_bins
+    busy = acc.sum(axis=1)
+    dom = acc.argmax(axis=1)
+    rgba = np.array([to_rgba(c) for c in colours])[dom]
+    rgba[..., 3] = BINNED_ALPHA_FLOOR + (1.0 - BINNED_ALPHA_FLOOR) * np.clip(busy / w, 0.0, 1.0)
+    rgba[busy <= 1e-9 * w] = (1.0, 1.0, 1.0, 0.0)  # empty (up to rounding of the split)
+    return rgba
+
+
+def _draw_gantt(ax, fig, result: SimResult, data: GanttData, color_by: str, max_bars: int,
+                n_bins: int, legend: bool = True) -> bool:
+    """Draw on ``ax``; returns True when time was binned."""
+    cls, labels, colours = _classes(data, result.op_names, color_by)
+    t_end = max(result.makespan_ns, float(data.end_ns.max()) if data.end_ns.size else 1.0)
+    f, unit = time_scale(t_end)
+    n_rows = len(data.labels)
+    binned = data.row.size > max_bars
+    if binned:
+        img = _binned_image(data, cls, colours, len(labels), t_end, n_bins)
+        ax.imshow(img, aspect="auto", interpolation="nearest",
+                  extent=(0.0, t_end * f, n_rows - 0.5, -0.5))
+    else:
+        for c in np.unique(cls):
+            m = cls == c
+            x0, x1, y = data.start_ns[m] * f, data.end_ns[m] * f, data.row[m]
+            verts = np.stack([np.stack([x0, y - 0.4], 1), np.stack([x0, y + 0.4], 1),
+                              np.stack([x1, y + 0.4], 1), np.stack([x1, y - 0.4], 1)], axis=1)
+            coll = PolyCollection(verts, facecolors=[colours[c]], edgecolors="none",
+                                  gid=f"gantt:{labels[c]}")
+            ax.add_collection(coll)
+    # separators between resource classes
+    for r in range(1, n_rows):
+        if data.resource[r] != data.resource[r - 1]:
+            ax.axhline(r - 0.5, color="0.3", lw=0.8)
+    step = max(1, math.ceil(n_rows / 40))
+    ax.set_yticks(range(0, n_rows, step), [data.labels[i] for i in range(0, n_rows, step)],
+                  fontsize=FONT_SIZE - 3 if n_rows > 20 else FONT_SIZE - 1)
+    ax.set_xlim(0.0, t_end * f * 1.005)
+    ax.set_ylim(n_rows - 0.5, -0.5)
+    ax.set(xlabel=f"time ({unit})", ylabel="tile or unit")
+    ax.grid(True, axis="x", alpha=0.3)
+    if legend:
+        present = np.unique(cls)
+        if len(labels) > 12 and color_by == "layer":
+            import matplotlib
+            from matplotlib.cm import ScalarMappable
+            from matplotlib.colors import Normalize
+
+            sm = ScalarMappable(norm=Normalize(0, len(labels) - 2),
+                                cmap=matplotlib.colormaps["viridis"])
+            cb = fig.colorbar(sm, ax=ax, pad=0.01, fraction=0.03)
+            cb.set_label("layer (black: LM head)", fontsize=FONT_SIZE - 1)
+        else:
+            handles = [Patch(facecolor=colours[c], label=labels[c]) for c in present]
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0),
+                      fontsize=FONT_SIZE - 2, frameon=False,
+                      ncol=1 if len(handles) <= 16 else 2)
+    return binned
+
+
+def _workload_words(result: SimResult) -> str:
+    b, g = result.token_times_ns.shape
+    return f"{b} sequence{'s' if b > 1 else ''} x {g} generated token{'s' if g > 1 else ''}"
+
+
+def gantt(result: SimResult, max_rows: int = 40,
+          resources: Sequence[str] = ("tiles", "dpu", "mha", "dram"), *,
+          color_by: str = "layer", max_bars: int = 6000, n_bins: int = 400) -> Figure:
+    """Gantt chart of a run: one row per tile or unit that ran an operation, one bar per operation
+    (per tile for MVMs), coloured by ``color_by`` ('layer' or 'op', the operation kind of
+    :func:`~aimoe_lib.viz_sim.op_kind`).
+
+    Needs ``Workload(record_events=True)``. Large runs are aggregated, and the title says how:
+    beyond ``max_rows`` rows only the busiest are shown (:func:`~aimoe_lib.viz_sim.gantt_data`);
+    beyond ``max_bars`` bars, time is cut into ``n_bins`` bins, each cell coloured by the class
+    busiest in it and shaded by the fraction of the bin it was busy.
+    """
+    data = gantt_data(result, max_rows, resources)
+    height = min(9.0, 2.0 + 0.16 * len(data.labels))
+    fig = _figure(11.0, height)
+    ax = fig.add_subplot()
+    binned = _draw_gantt(ax, fig, result, data, color_by, max_bars, n_bins)
+    notes = []
+    if data.truncated:
+        shown = ", ".join(f"{int(np.sum(data.resource == RES_NAMES.index(k)))} of {v} "
+                          f"{_RES_PLURAL[k] if v > 1 else _RES_LABEL[k]}"
+                          for k, v in data.n_used.items() if v)
+        notes.append(f"busiest rows: {shown}")
+    if binned:
+        notes.append(f"time in {n_bins} bins, darker = busier")
+    title = f"Gantt chart: {_workload_words(result)}"
+    if notes:
+        title += "\n(" + "; ".join(notes) + ")"
+    b = result.busy_fraction()
+    takeaway = (f"makespan {_fmt_time(result.makespan_ns)}; tiles busy {b['tiles']:.1%} on "
+                f"average (busiest {b['tiles_max']:.1%}), {result.tile_conflicts:,} tile "
+                f"conflicts; bottleneck: {result.bottleneck()}")
+    return _finish(fig, title, takeaway)
+
+
+# =============================================================================== token timeline
+def token_timeline(result: SimResult, seq: int = 0) -> Figure:
+    """When each generated token of sequence ``seq`` came out of sampling
+    (:attr:`~aimoe_lib.simulator.SimResult.token_times_ns`), the other sequences in grey; the time
+    to first token (TTFT) and the time per output token (TPOT) marked."""
+    tt = result.token_times_ns
+    b, g = tt.shape
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < b:
+        raise ValueError(f"token_timeline(seq={seq!r}): the run has sequences 0..{b - 1}")
+    f, unit = time_scale(float(tt.max()))
+    fig = _figure(9.0, 3.8)
+    ax = fig.add_subplot()
+    k = np.arange(1, g + 1)
+    for s in range(b):
+        if s != seq:
+            ax.plot(tt[s] * f, k, color="0.75", lw=0.8, marker=".", ms=3, zorder=1)
+    ax.plot(tt[seq] * f, k, color="tab:blue", lw=1.5, marker="o", ms=5, zorder=3,
+            label=f"sequence {seq}")
+    if b > 1:
+        ax.plot([], [], color="0.75", marker=".", label="other sequences")
+    ttft = float(tt[seq, 0])
+    ax.annotate("", xy=(ttft * f, 1), xytext=(0, 1),
+                arrowprops=dict(arrowstyle="<->", color="tab:red", lw=1.2))
+    ax.text(ttft * f / 2, 1 + 0.04 * max(g, 2), f"TTFT {_fmt_time(ttft)}", ha="center",
+            va="bottom", color="tab:red", fontsize=FONT_SIZE - 1)
+    st = result.tpot_stats_ns()
+    if g > 1:
+        gaps = np.diff(tt[seq])
+        i = int(np.argmax(gaps)) if g > 2 else 0
+        ax.annotate("", xy=(tt[seq, i + 1] * f, i + 2), xytext=(tt[seq, i] * f, i + 2),
+                    arrowprops=dict(arrowstyle="<->", color="tab:green", lw=1.2))
+        ax.text(tt[seq, i] * f, i + 2 + 0.04 * g, f"longest gap {_fmt_time(float(gaps[i]))}",
+                ha="right", va="bottom", color="tab:green", fontsize=FONT_SIZE - 1)
+        tpot = (f"then one every {_fmt_time(float(gaps.mean()))} on average; TPOT over all "
+                f"sequences {_fmt_time(st['mean'])} mean, {_fmt_time(st['p99'])} p99")
+    else:
+        tpot = "one generated token, so no time per output token"
+    ax.set(xlabel=f"time ({unit})", ylabel="generated token", xlim=(0, float(tt.max()) * f * 1.05),
+           ylim=(0.5, g + 0.5 + 0.1 * g))
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=FONT_SIZE - 2)
+    takeaway = f"sequence {seq}: first token after {_fmt_time(ttft)}, {tpot}"
+    return _finish(fig, f"When the tokens come out: {_workload_words(result)}", takeaway)
+
+
+# =============================================================================== energy
+def _passive_power_w(result: SimResult) -> float:
+    return result.energy_breakdown_pj.get("passive", 0.0) / max(result.makespan_ns, 1e-30) / 1e3
+
+
+def _draw_energy(ax, result: SimResult) -> None:
+    e = result.energy_breakdown_pj
+    kinds = [k for k in ENERGY_KINDS if k in e] + [k for k in e if k not in ENERGY_KINDS]
+    heights = [e[k] / 1e6 for k in kinds]
+    total = result.energy_pj
+    bars = ax.bar(kinds, heights, color=[_ENERGY_COLOURS.get(k, "0.4") for k in kinds])
+    for bar, k in zip(bars, kinds, strict=True):
+        bar.set_gid(f"energy:{k}")
+    pos = [h for h in heights if h > 0]
+    log = bool(pos) and max(pos) / min(pos) > 100
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(min(pos) / 3, max(pos) * 8)
+    else:
+        ax.set_ylim(0, max(pos + [1e-12]) * 1.25)
+    for bar, k, h in zip(bars, kinds, heights, strict=True):
+        y = h if h > 0 else (ax.get_ylim()[0] if log else 0.0)
+        text = f"{_fmt_num(h)}\n{e[k] / total:.1%}" if total else "0"
+        ax.text(bar.get_x() + bar.get_width() / 2, y, text, ha="center", va="bottom",
+                fontsize=FONT_SIZE - 2)
+    ax.set(xlabel="kind of energy",
+           ylabel="energy (µJ" + (", log scale)" if log else ")"),
+           title=f"Energy by kind, {total / 1e6:,.4g} µJ in all")
+    ax.tick_params(axis="x", labelrotation=20)
+
+
+def energy_breakdown(result: SimResult) -> Figure:
+    """Energy of a run by kind (:attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`): one
+    bar per kind, its height the energy in µJ, labelled with its share of the total. The scale is
+    logarithmic when the kinds differ by more than 100x (passive energy usually dwarfs the rest)."""
+    fig = _figure(8.0, 4.0)
+    ax = fig.add_subplot()
+    _draw_energy(ax, result)
+    e = result.energy_breakdown_pj
+    total = result.energy_pj
+    top = max(e, key=e.get)
+    takeaway = (f"{total / 1e6:,.4g} µJ = {result.energy_per_token_pj / 1e6:,.4g} µJ per generated "
+                f"token; {top} {e[top] / total:.1%}")
+    if top == "passive":
+        takeaway += (f" ({_passive_power_w(result):,.4g} W static power over "
+                     f"{_fmt_time(result.makespan_ns)})")
+    return _finish(fig, f"Where the energy goes: {_workload_words(result)}", takeaway)
+
+
+# =============================================================================== busy fractions
+def _busy_table(result: SimResult) -> list[tuple[str, float, float]]:
+    """(class, mean busy fraction, busiest unit's busy fraction) per resource class."""
+    mk = max(result.makespan_ns, 1e-30)
+    b = result.busy_fraction()
+    rows = [("tiles", b["tiles"], b["tiles_max"])]
+    for k in ("dpu", "mha", "dram"):
+        v = result.unit_busy_ns.get(k, np.zeros(0))
+        rows.append((k, b.get(k, 0.0), float(v.max() / mk) if v.size else 0.0))
+    return rows
+
+
+def _bottleneck_words(result: SimResult) -> str:
+    """The bottleneck in words, with the busy fraction behind it."""
+    rows = {r[0]: r for r in _busy_table(result)}
+    bn = result.bottleneck()
+    if bn != "latency":
+        return f"bottleneck {bn}: busiest unit {rows[bn][2]:.1%} busy, mean {rows[bn][1]:.1%}"
+    top = max(rows.values(), key=lambda r: r[2])
+    unit = {"tiles": "a tile", "dpu": "a DPU", "mha": "an MHA unit", "dram": "the DRAM channel"}
+    return (f"bound by latency: no resource busy half the time (busiest: {unit[top[0]]}, "
+            f"{top[2]:.1%})")
+
+
+def _draw_busy(ax, result: SimResult) -> None:
+    rows = _busy_table(result)
+    bn = result.bottleneck()
+    x = np.arange(len(rows))
+    w = 0.38
+    mean = [r[1] * 100 for r in rows]
+    peak = [r[2] * 100 for r in rows]
+    ax.bar(x - w / 2, mean, w, color="tab:blue", label="mean of the class")
+    ax.bar(x + w / 2, peak, w, color="tab:orange", label="busiest unit")
+    for i, r in enumerate(rows):
+        if r[0] == bn:
+            ax.add_patch(Rectangle((i - 0.48, 0), 0.96, max(mean[i], peak[i]) * 1.02 + 1e-9,
+                                   fill=False, ec="k", lw=1.5))
+            ax.text(i, max(mean[i], peak[i]) * 1.02, "bottleneck", ha="center", va="bottom",
+                    fontsize=FONT_SIZE - 2)
+    ax.set_xticks(x, ["tiles (used)", "DPUs", "MHA units", "DRAM"])
+    title = "How busy each resource class is"
+    if bn == "latency":
+        title += "\n(none busy half the time: bound by latency)"
+    ax.set(xlabel="resource class", ylabel="busy fraction of the run (%)", title=title,
+           ylim=(0, max(peak + [1e-9]) * 1.25))
+    ax.legend(fontsize=FONT_SIZE - 2, loc="best")
+
+
+# =============================================================================== critical path
+@dataclass(frozen=True)
+class CriticalPath:
+    """The chain of operations that decided when one generated token came out."""
+
+    total_ns: float
+    """Time from the start of the pass (0 for the prefill, else the previous token's output) to
+    this token's output."""
+    by_kind_ns: dict
+    """Time along the chain by part (``PATH_KINDS``); sums to ``total_ns``."""
+    steps: tuple
+    """(op name, token, ready_ns, start_ns, end_ns) along the chain, first to last."""
+
+
+class _Index:
+    """Lookup of operation instances in an event log: end time, and start of the unit that
+    finished last."""
+
+    def __init__(self, result: SimResult, program: Program) -> None:
+        ev = _need_events(result)
+        _check_program(result, program)
+        w = program.workload
+        self.w, self.prog, self.n_ops = w, program, len(program.names)
+        self.J = w.prompt_len + (0 if w.kv_cache else w.gen_len - 1)
+        self.P = w.gen_len
+        key = self.key(ev["seq"], ev["pass_"], ev["token"], ev["op"])
+        # sorted by key, then end, then start: the last entry of a key has the latest end
+        order = np.lexsort((ev["start_ns"], ev["end_ns"], key))
+        k_sorted = key[order]
+        last = np.r_[k_sorted[1:] != k_sorted[:-1], True]
+        self.keys = k_sorted[last]
+        self.end = ev["end_ns"][order][last]
+        self.start_last = ev["start_ns"][order][last]
+        preds: list[list[int]] = [[] for _ in range(self.n_ops)]
+        sp, sc = program.succ_ptr, program.succ
+        for o in range(self.n_ops):
+            for q in sc[sp[o]:sp[o + 1]]:
+                preds[int(q)].append(o)
+        self.preds = preds
+
+    def key(self, s, p, j, o):
+        return ((np.asarray(s, np.int64) * self.P + p) * self.J + j) * self.n_ops + o
+
+    def find(self, s, p, j, o) -> int:
+        k = int(self.key(s, p, j, o))
+        i = int(np.searchsorted(self.keys, k))
+        if i >= self.keys.size or self.keys[i] != k:
+            return -1
+        return i
+
+    def ntok(self, p: int) -> int:
+        return self.w.tokens_in_pass(p)
+
+
+def critical_path(result: SimResult, program: Program, seq: int = 0,
+                  pass_: int = 0) -> CriticalPath:
+    """Walk back from the sampling of pass ``pass_`` of sequence ``seq`` along the predecessors that
+    arrived last, and split the pass's time into compute per resource class, network transfers
+    and waiting for a busy tile or unit.
+
+    ``program`` is :func:`~aimoe_lib.simulator.build_program` of the same inputs as ``result``
+    (recorded with ``record_events=True``). Pass 0 is the prefill (its total is the time to first
+    token); pass g >= 1 starts at the previous token's output (its total is one time per output
+    token). In a prefill the chain may jump to an earlier prompt token through the keys and values
+    attention waits for.
+    """
+    idx = _Index(result, program)
+    prog = program
+    b, g = result.token_times_ns.shape
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < b:
+        raise ValueError(f"critical_path(seq={seq!r}): the run has sequences 0..{b - 1}")
+    if isinstance(pass_, bool) or not isinstance(pass_, int) or not 0 <= pass_ < g:
+        raise ValueError(f"critical_path(pass_={pass_!r}): the run has passes 0..{g - 1}")
+    sample = next(o for o in range(idx.n_ops) if prog.flags[o] & 8)
+    by = dict.fromkeys(PATH_KINDS, 0.0)
+    steps = []
+    s, p = seq, pass_
+    j, o = idx.ntok(p) - 1, sample
+    token_time = float(result.token_times_ns[s, p])
+    by["network"] += float(prog.comm_out[sample])
+    while True:
+        i = idx.find(s, p, j, o)
+        if i < 0:
+            raise ValueError(f"operation {prog.names[o]} of sequence {s}, pass {p}, token {j} is "
+                             "missing from the event log")
+        end, st = float(idx.end[i]), float(idx.start_last[i])
+        # candidates: (arrival time, token, op)
+        cands = []
+        if prog.flags[o] & 4:
+            cands.append((float(result.token_times_ns[s, p - 1]) if p > 0 else 0.0, -1, -1))
+        toks = range(j + 1) if prog.flags[o] & 1 else (j,)
+        for jj in toks:
+            for q in idx.preds[o]:
+                iq = idx.find(s, p, jj, q)
+                if iq >= 0:
+                    cands.append((float(idx.end[iq]) + float(prog.comm_out[q]), jj, q))
+        arrive, jj, q = max(cands, key=lambda c: c[0])
+        ready = arrive + float(prog.comm_in[o])
+        r = int(prog.res[o])
+        by[_RES_KIND[r]] += end - st
+        by[("waiting for a tile", "waiting for a unit", "waiting for a unit",
+            "waiting for DRAM")[r]] += st - ready
+        by["network"] += float(prog.comm_in[o])
+        steps.append((prog.names[o], j, ready, st, end))
+        if q < 0:
+            break
+        by["network"] += float(prog.comm_out[q])
+        j, o = jj, q
+    start = float(result.token_times_ns[s, p - 1]) if p > 0 else 0.0
+    return CriticalPath(total_ns=token_time - start, by_kind_ns=by, steps=tuple(reversed(steps)))
+
+
+def _draw_path(ax, cp: CriticalPath, label: str) -> None:
+    kinds = [k for k in PATH_KINDS]
+    vals = np.array([cp.by_kind_ns[k] for k in kinds])
+    f, unit = time_scale(cp.total_ns)
+    y = np.arange(len(kinds))
+    ax.barh(y, vals * f, color=[_PATH_COLOURS[k] for k in kinds])
+    for yi, v in zip(y, vals, strict=True):
+        ax.text(v * f, yi, f" {v * f:,.3g} ({v / cp.total_ns:.0%})" if cp.total_ns else "",
+                va="center", fontsize=FONT_SIZE - 2)
+    ax.set_yticks(y, kinds)
+    ax.set_ylim(len(kinds) - 0.5, -0.5)
+    ax.set_xlim(0, max(vals.max() * f * 1.35, 1e-9))
+    ax.set(xlabel=f"time on the critical path ({unit})", ylabel="part",
+           title=f"{label}:\n{_fmt_time(cp.total_ns)} along a chain of {len(cp.steps)} operations")
+
+
+def latency_breakdown(result: SimResult, program: Program | None = None, seq: int = 0,
+                      pass_: int | None = None) -> Figure:
+    """Where the time goes. Left: the busy fraction of each resource class (mean and busiest unit)
+    with :meth:`~aimoe_lib.simulator.SimResult.bottleneck` marked. Right, when ``program`` is given
+    and ``result`` has its event log: the critical path of one token
+    (:func:`~aimoe_lib.viz_sim.critical_path`; pass ``pass_``, default the last) split into compute,
+    network and waiting."""
+    with_path = program is not None
+    fig = _figure(12.0 if with_path else 6.5, 4.0)
+    axes = fig.subplots(1, 2 if with_path else 1, squeeze=False)[0]
+    _draw_busy(axes[0], result)
+    takeaway = _bottleneck_words(result)
+    if with_path:
+        g = result.token_times_ns.shape[1]
+        p = g - 1 if pass_ is None else pass_
+        cp = critical_path(result, program, seq, p)
+        label = "time to first token" if p == 0 else f"token {p + 1} after token {p}"
+        _draw_path(axes[1], cp, f"Critical path, {label}")
+        top = max(cp.by_kind_ns, key=cp.by_kind_ns.get)
+        takeaway += (f"; one token's {_fmt_time(cp.total_ns)}: {top} "
+                     f"{cp.by_kind_ns[top] / cp.total_ns:.0%}")
+    return _finish(fig, f"Where the time goes: {_workload_words(result)}", takeaway)
+
+
+# =============================================================================== conflicts
+@dataclass(frozen=True)
+class ConflictCauses:
+    """Tile conflicts of a run, each attributed to what held the tile (``CONFLICT_CAUSES``)."""
+
+    count: dict
+    """Conflicts per cause; the values sum to ``SimResult.tile_conflicts``."""
+    stall_ns: dict
+    """Stall time per cause; sums to ``SimResult.stall_ns`` (to rounding)."""
+    examples: tuple
+    """Per conflict, in log order: (event index, blocking event index, cause, ready_ns)."""
+
+
+def _tile_ready(idx: _Index, ev: np.ndarray) -> np.ndarray:
+    """Ready time of every tile event's operation instance (nan for other events)."""
+    prog = idx.prog
+    ready = np.full(ev.size, np.nan)
+    tile = np.flatnonzero(ev["resource"] == 0)
+    ops = ev["op"][tile]
+    for o in np.unique(ops):
+        sel = tile[ops == o]
+        arrive = np.full(sel.size, -np.inf)
+        for q in idx.preds[int(o)]:
+            k = idx.key(ev["seq"][sel], ev["pass_"][sel], ev["token"][sel], q)
+            pos = np.minimum(np.searchsorted(idx.keys, k), idx.keys.size - 1)
+            found = idx.keys[pos] == k
+            cand = np.where(found, idx.end[pos] + prog.comm_out[q], -np.inf)
+            arrive = np.maximum(arrive, cand)
+        ready[sel] = arrive + prog.comm_in[int(o)]
+    return ready
+
+
+def _tile_group(prog: Program, ev: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Tile group (set of weight blocks) each tile event ran: fixed, or the routed expert's."""
+    o = ev["op"][i]
+    g = prog.group[o].copy()
+    ex = g < 0
+    if np.any(ex):
+        w = prog.workload
+        p, j = ev["pass_"][i][ex], ev["token"][i][ex]
+        pos = np.where((not w.kv_cache) | (p == 0), j, w.prompt_len + p - 1)
+        oe = o[ex]
+        choice = prog.choices[ev["seq"][i][ex], pos, prog.moe[oe], prog.branch[oe]]
+        g[ex] = prog.expert_gid[prog.moe[oe], prog.stage[oe], choice]
+    return g
+
+
+def conflict_causes(result: SimResult, program: Program) -> ConflictCauses:
+    """Find every tile conflict in the event log and say what held the tile.
+
+    A tile MVM conflicts when it starts after its operation became ready; the operation that held
+    the tile is the previous one logged on that tile. Causes: *same weights* (the same blocks, for
+    another token), *same token* (another MVM of this token) and *shared tile* (another token's MVM
+    of different blocks on the same tile). The counts sum to
+    :attr:`~aimoe_lib.simulator.SimResult.tile_conflicts`.
+    """
+    idx = _Index(result, program)
+    ev = result.events
+    ready = _tile_ready(idx, ev)
+    tile = np.flatnonzero(ev["resource"] == 0)
+    units = ev["unit"][tile]
+    order = np.argsort(units, kind="stable")  # log order within each tile
+    t_sorted = tile[order]
+    u_sorted = units[order]
+    prev = np.r_[-1, t_sorted[:-1]]
+    prev[np.r_[True, u_sorted[1:] != u_sorted[:-1]]] = -1
+    waits = ev["start_ns"][t_sorted] > ready[t_sorted]
+    me, blk = t_sorted[waits], prev[waits]
+    if np.any(blk < 0):
+        raise ValueError("a tile operation waited with no earlier operation on its tile: the event "
+                         "log and the program disagree")
+    grp = _tile_group(idx.prog, ev, np.r_[me, blk])
+    g_me, g_blk = grp[:me.size], grp[me.size:]
+    same_inst = ((ev["seq"][me] == ev["seq"][blk]) & (ev["pass_"][me] == ev["pass_"][blk])
+                 & (ev["token"][me] == ev["token"][blk]))
+    cause = np.where(same_inst, 1, np.where(g_me == g_blk, 0, 2))
+    stall = ev["start_ns"][me] - ready[me]
+    count = {c: int(np.sum(cause == i)) for i, c in enumerate(CONFLICT_CAUSES)}
+    st = {c: float(stall[cause == i].sum()) for i, c in enumerate(CONFLICT_CAUSES)}
+    log_order = np.argsort(me, kind="stable")
+    examples = tuple((int(me[k]), int(blk[k]), CONFLICT_CAUSES[int(cause[k])], float(ready[me[k]]))
+                     for k in log_order)
+    return ConflictCauses(count=count, stall_ns=st, examples=examples)
+
+
+def _pick_example(ev: np.ndarray, examples: tuple):
+    """The conflict that shows the 3D effect best: another token's MVM of a different layer on the
+    same tile, the waiting MVM spread over several tiles, the longest wait (first in log order)."""
+    if not examples:
+        return None
+
+    def n_tiles(i: int) -> int:
+        same = ((ev["seq"] == ev["seq"][i]) & (ev["pass_"] == ev["pass_"][i])
+                & (ev["token"] == ev["token"][i]) & (ev["op"] == ev["op"][i]))
+        return int(np.sum(same))
+
+    def score(e) -> tuple:
+        me, blk, cause, ready = e
+        return (cause == "shared tile", bool(ev["layer"][me] != ev["layer"][blk]),
+                n_tiles(me) > 1, float(ev["start_ns"][me]) - ready)
+
+    return max(examples, key=score)
+
+
+def conflicts_picture(model: ModelSpec | None = None, n_tiers: int = 16, batch: int = 4,
+                      gen_len: int = 2, seed: int = 0) -> Figure:
+    """What a tile conflict is, on one example, and its causes counted on three chips.
+
+    ``model`` (default :func:`~aimoe_lib.viz_sim.small_moe`) runs ``batch`` sequences of one prompt
+    token and ``gen_len`` generated tokens on (a) :func:`~aimoe_lib.viz_sim.fitted_chip` with
+    ``n_tiers`` tiers, mapped ``in_order``; (b) the same chip mapped ``moe_stacked``; (c) a chip
+    with one tier per tile (every block on a tile of its own), mapped ``in_order``. Left: the first
+    conflict on (a) caused by another token's different matrix on the same tile, drawn on the tiles
+    of the waiting MVM with its wait hatched. Right: the conflicts of each chip by cause
+    (:func:`~aimoe_lib.viz_sim.conflict_causes`).
+    """
+    model = small_moe() if model is None else model
+    w = Workload(batch=batch, prompt_len=1, gen_len=gen_len, seed=seed, record_events=True)
+    chip = fitted_chip(model, n_tiers)
+    flat = fitted_chip(model, 1)
+    setups = [map_model(model, chip, "in_order"), map_model(model, chip, "moe_stacked"),
+              map_model(model, flat, "in_order")]
+    runs = []
+    for m in setups:
+        r = simulate(model, m.chip, m, w)
+        prog = build_program(model, m.chip, m, w)
+        runs.append((m, r, prog, conflict_causes(r, prog)))
+
+    fig = _figure(12.5, 4.6)
+    ax, axc = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.7, 1.0]))
+    m0, r0, p0, c0 = runs[0]
+    ev = r0.events
+    ex = _pick_example(ev, c0.examples)
+    if ex is None:
+        ax.text(0.5, 0.5, "no conflict in this run", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set(xlabel="time (ns)", ylabel="tile")
+        example_words = "no conflict"
+    else:
+        i_me, i_blk, cause, ready = ex
+        key = lambda i: (ev["seq"][i], ev["pass_"][i], ev["token"][i], ev["op"][i])  # noqa: E731
+        same_me = np.flatnonzero((ev["seq"] == ev["seq"][i_me]) & (ev["pass_"] == ev["pass_"][i_me])
+                                 & (ev["token"] == ev["token"][i_me]) & (ev["op"] == ev["op"][i_me])
+                                 & (ev["resource"] == 0))
+        tiles = sorted(set(ev["unit"][same_me].tolist()))[:8]
+        t0 = min(float(ev["start_ns"][i_blk]), ready) - 250.0
+        t1 = float(ev["end_ns"][same_me].max()) + 250.0
+        inwin = np.flatnonzero((ev["resource"] == 0) & np.isin(ev["unit"], tiles)
+                               & (ev["end_ns"] > t0) & (ev["start_ns"] < t1))
+        rowof = {t: k for k, t in enumerate(tiles)}
+        for i in inwin:
+            y = rowof[int(ev["unit"][i])]
+            s0, s1 = max(float(ev["start_ns"][i]), t0), min(float(ev["end_ns"][i]), t1)
+            col = _SEQ_COLOURS[int(ev["seq"][i]) % len(_SEQ_COLOURS)]
+            edge = "k" if key(i) in (key(i_me), key(i_blk)) else "none"
+            ax.add_patch(Rectangle((s0, y - 0.2), s1 - s0, 0.55, facecolor=col, edgecolor=edge,
+                                   lw=1.2, alpha=1.0 if edge == "k" else 0.35))
+            text = f"seq {int(ev['seq'][i])}\n{p0.names[int(ev['op'][i])]}"
+            ax.text((s0 + s1) / 2, y + 0.075, text, ha="center", va="center",
+                    fontsize=FONT_SIZE - 3, clip_on=True)
+        for i in same_me:
+            if int(ev["unit"][i]) in rowof and ev["start_ns"][i] > ready:
+                y = rowof[int(ev["unit"][i])]
+                ax.add_patch(Rectangle((ready, y - 0.42), float(ev["start_ns"][i]) - ready, 0.17,
+                                       facecolor="none", edgecolor="tab:red", hatch="////", lw=1.0))
+                ax.text(float(ev["start_ns"][i]), y - 0.335,
+                        f" waits {float(ev['start_ns'][i]) - ready:.0f} ns", color="tab:red",
+                        va="center", ha="left", fontsize=FONT_SIZE - 2)
+        ax.axvline(ready, color="tab:red", ls=":", lw=1)
+        ax.text(ready, -0.6, " ready", color="tab:red", fontsize=FONT_SIZE - 2, va="bottom")
+        wait = float(ev["start_ns"][i_me]) - ready
+        me_name, blk_name = p0.names[int(ev["op"][i_me])], p0.names[int(ev["op"][i_blk])]
+        ax.set_yticks(range(len(tiles)), [f"tile {t}" for t in tiles])
+        ax.set_xlim(t0, t1)
+        ax.set_ylim(len(tiles) - 0.5, -0.9)
+        ax.set(xlabel="time (ns)", ylabel="tiles of the waiting MVM",
+               title=f"(a) {me_name} of sequence {int(ev['seq'][i_me])} waits {wait:.0f} ns for "
+                     f"{blk_name} of sequence {int(ev['seq'][i_blk])}")
+        example_words = f"{me_name} waits {wait:.0f} ns for another token's {blk_name}"
+    # right: causes per setup
+    x = np.arange(len(runs))
+    bottom = np.zeros(len(runs))
+    for c in CONFLICT_CAUSES:
+        v = np.array([run[3].stall_ns[c] / 1e3 for run in runs])
+        ax_bars = axc.bar(x, v, bottom=bottom, color=_CAUSE_COLOURS[c], label=c)
+        for bar in ax_bars:
+            bar.set_gid(f"stall:{c}")
+        bottom += v
+    for xi, run in zip(x, runs, strict=True):
+        axc.text(xi, bottom[xi], f"{run[1].tile_conflicts:,} conflicts\n"
+                 f"{run[1].makespan_ns / 1e3:.2f} µs run", ha="center", va="bottom",
+                 fontsize=FONT_SIZE - 2)
+    labels = ["in_order", "moe_stacked", "in_order"]
+    axc.set_xticks(x, [f"{lb}\n{run[0].chip.n_tiles} tiles x {run[0].chip.n_tiers}"
+                       for lb, run in zip(labels, runs, strict=True)])
+    axc.set_ylim(0, max(bottom.max(), 1e-9) * 1.35)
+    axc.set(xlabel="mapping and chip (tiles x tiers)", ylabel="stall time (µs, summed)",
+            title="Stall by cause")
+    axc.legend(fontsize=FONT_SIZE - 2, loc="upper right")
+    takeaway = (f"{example_words}; conflicts {runs[0][1].tile_conflicts} (in_order), "
+                f"{runs[1][1].tile_conflicts} (moe_stacked), {runs[2][1].tile_conflicts} "
+                f"(one tier per tile)")
+    return _finish(fig, f"Tile conflicts: {batch} sequences x {gen_len} tokens on {model.name}",
+                   takeaway)
+
+
+# =============================================================================== batch sweep
+def batch_sweep(model: ModelSpec, chip: ChipConfig, mapping: Mapping,
+                batches: Sequence[int] = (1, 2, 4, 8, 16, 32), prompt_len: int = 1,
+                gen_len: int = 8, routing="uniform", seed: int = 0) -> list[dict]:
+    """Simulate the same workload at each batch size; one dict per batch with ``batch``,
+    ``tokens_per_s``, ``tpot_mean_ns``, ``tpot_p99_ns``, ``ttft_mean_ns``, ``makespan_ns``,
+    ``energy_per_token_pj``, ``tile_conflicts`` and ``bottleneck``."""
+    out = []
+    for b in batches:
+        r = simulate(model, chip, mapping, Workload(batch=int(b), prompt_len=prompt_len,
+                                                    gen_len=gen_len, routing=routing, seed=seed))
+        t = r.tpot_stats_ns()
+        out.append(dict(batch=int(b), tokens_per_s=r.tokens_per_s, tpot_mean_ns=t["mean"],
+                        tpot_p99_ns=t["p99"], ttft_mean_ns=float(r.ttft_ns.mean()),
+                        makespan_ns=r.makespan_ns, energy_per_token_pj=r.energy_per_token_pj,
+                        tile_conflicts=r.tile_conflicts, bottleneck=r.bottleneck(),
+                        tiles_max=r.busy_fraction()["tiles_max"]))
+    return out
+
+
+def sweep_batch(model: ModelSpec, chip: ChipConfig, mapping: Mapping,
+                batches: Sequence[int] = (1, 2, 4, 8, 16, 32), prompt_len: int = 1,
+                gen_len: int = 8, routing="uniform", seed: int = 0) -> Figure:
+    """Throughput and time per output token against the number of sequences in flight
+    (:func:`~aimoe_lib.viz_sim.batch_sweep`): more sequences fill the pipeline until a resource
+    saturates."""
+    rows = batch_sweep(model, chip, mapping, batches, prompt_len, gen_len, routing, seed)
+    b = np.array([r["batch"] for r in rows])
+    tps = np.array([r["tokens_per_s"] for r in rows])
+    fig = _figure(11.0, 4.0)
+    ax, ax2 = fig.subplots(1, 2)
+    ax.plot(b, tps, "o-", color="tab:blue", label="simulated")
+    ax.plot(b, tps[0] * b / b[0], ":", color="0.4", label="perfect pipelining (x batch)")
+    for r in rows:
+        ax.annotate(f"{r['tiles_max']:.0%}", (r["batch"], r["tokens_per_s"]),
+                    textcoords="offset points", xytext=(4, -10), fontsize=FONT_SIZE - 3)
+    ax.set(xscale="log", yscale="log", xlabel="sequences in flight (batch)",
+           ylabel="throughput (tokens/s)", title="Throughput (labels: busiest tile's busy share)")
+    ax.set_xticks(b, [str(x) for x in b])
+    ax.legend(fontsize=FONT_SIZE - 2)
+    ax.grid(True, which="both", alpha=0.3)
+    tp = np.array([r["tpot_mean_ns"] for r in rows]) / 1e3
+    p99 = np.array([r["tpot_p99_ns"] for r in rows]) / 1e3
+    ttft = np.array([r["ttft_mean_ns"] for r in rows]) / 1e3
+    ax2.plot(b, tp, "o-", color="tab:green", label="TPOT mean")
+    ax2.plot(b, p99, "s--", color="tab:green", alpha=0.6, label="TPOT p99")
+    ax2.plot(b, ttft, "^-", color="tab:red", label="TTFT mean")
+    ax2.set(xscale="log", xlabel="sequences in flight (batch)", ylabel="time (µs)",
+            title="Latency per token", ylim=(0, max(p99.max(), ttft.max(), tp.max()) * 1.15))
+    ax2.set_xticks(b, [str(x) for x in b])
+    ax2.legend(fontsize=FONT_SIZE - 2)
+    ax2.grid(True, alpha=0.3)
+    speed = tps[-1] / tps[0]
+    takeaway = (f"batch {b[0]} -> {b[-1]}: throughput x{speed:.1f} ({format_rate(tps[0])} -> "
+                f"{format_rate(tps[-1])} tokens/s), mean TPOT {tp[0]:.2f} -> {tp[-1]:.2f} µs; "
+                f"bottleneck at batch {b[-1]}: {rows[-1]['bottleneck']}")
+    return _finish(fig, f"Filling the pipeline: {model.name}, {prompt_len} prompt + {gen_len} "
+                        f"generated tokens per sequence", takeaway)
+
+
+# =============================================================================== overview
+def overview(result: SimResult, max_rows: int = 30, color_by: str = "layer") -> Figure:
+    """Gantt chart (top), energy by kind and busy fractions (bottom) of one run, for the widget
+    panel; needs the event log."""
+    data = gantt_data(result, max_rows)
+    fig = _figure(12.0, 7.5)
+    gs = fig.add_gridspec(2, 2, height_ratios=[1.5, 1.0])
+    axg = fig.add_subplot(gs[0, :])
+    binned = _draw_gantt(axg, fig, result, data, color_by, 6000, 400)
+    axg.set_title("Gantt chart" + (" (busiest rows)" if data.truncated else "")
+                  + (" (time binned)" if binned else ""))
+    _draw_energy(fig.add_subplot(gs[1, 0]), result)
+    _draw_busy(fig.add_subplot(gs[1, 1]), result)
+    e = result.energy_breakdown_pj
+    t = result.tpot_stats_ns()
+    tpot = f", TPOT {_fmt_time(t['mean'])}" if not math.isnan(t["mean"]) else ""
+    ttft = _fmt_time(float(result.ttft_ns.mean()))
+    takeaway = (f"{format_rate(result.tokens_per_s)} tokens/s, TTFT {ttft}{tpot}; "
+                f"{result.energy_per_token_pj / 1e6:,.4g} µJ per token "
+                f"(passive {e.get('passive', 0.0) / result.energy_pj:.0%}); "
+                f"{result.tile_conflicts:,} tile conflicts; bottleneck {result.bottleneck()}")
+    return _finish(fig, f"Simulated inference: {_workload_words(result)}", takeaway)

@@ -1,0 +1,254 @@
+"""Figures and analyses of simulated inference (aimoe_lib.viz_sim, aimoe_lib.widgets_sim)."""
+
+import math
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from aimoe_lib import hardware, mapping, viz_sim
+from aimoe_lib.models import ModelSpec
+from aimoe_lib.simulator import Workload, build_program, simulate
+
+
+# ------------------------------------------------------------------------- fixtures
+def _run(spec, chip, strategy="in_order", **wl):
+    m = mapping.map_model(spec, chip, strategy)
+    w = Workload(record_events=True, **wl)
+    return simulate(spec, chip, m, w), build_program(spec, chip, m, w)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """The chapter's small MoE on a 16-tier chip: one token, and 4 sequences x (2 + 3) tokens."""
+    spec = viz_sim.small_moe()
+    chip = viz_sim.fitted_chip(spec, 16)
+    one = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
+    batch = _run(spec, chip, batch=4, prompt_len=2, gen_len=3)
+    return spec, chip, one, batch
+
+
+def _tiny():
+    """One layer, one tile: every MVM of the model runs on tile 0, one after another."""
+    spec = ModelSpec(d_model=16, n_layers=1, n_heads=2, d_ff=16, vocab_size=8, ffn="relu")
+    blocks = sum(mapping.blocks_of(m.in_features, m.out_features, 16, 16)
+                 for m in spec.matrices() if m.role.value != "embedding")
+    chip = hardware.ChipConfig(n_tiles=1, n_tiers=blocks, tier_rows=16, tier_cols=16)
+    return spec, chip
+
+
+def _labelled(fig):
+    assert isinstance(fig, Figure)
+    assert fig.get_suptitle().strip(), "every figure has a title"
+    assert fig.get_supxlabel().strip(), "every figure has a one-line takeaway"
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert axes
+    for ax in axes:
+        assert ax.get_xlabel().strip(), f"unlabelled x axis in {ax.get_title()!r}"
+        assert ax.get_ylabel().strip(), f"unlabelled y axis in {ax.get_title()!r}"
+
+
+# ------------------------------------------------------------------------- figures
+FIGURES = {
+    "gantt one token": lambda s: viz_sim.gantt(s[2][0], color_by="op"),
+    "gantt batch": lambda s: viz_sim.gantt(s[3][0]),
+    "token_timeline batch": lambda s: viz_sim.token_timeline(s[3][0], seq=1),
+    "token_timeline one token": lambda s: viz_sim.token_timeline(s[2][0]),
+    "energy_breakdown": lambda s: viz_sim.energy_breakdown(s[3][0]),
+    "latency_breakdown busy only": lambda s: viz_sim.latency_breakdown(s[3][0]),
+    "latency_breakdown with path": lambda s: viz_sim.latency_breakdown(*s[3], pass_=0),
+    "overview": lambda s: viz_sim.overview(s[3][0], color_by="op"),
+    "conflicts_picture": lambda s: viz_sim.conflicts_picture(s[0], n_tiers=16, batch=2),
+    "sweep_batch": lambda s: viz_sim.sweep_batch(s[0], s[1], mapping.map_model(s[0], s[1]),
+                                                 batches=(1, 4), gen_len=2),
+}
+
+
+@pytest.mark.parametrize("make", FIGURES.values(), ids=FIGURES.keys())
+def test_figures_have_title_takeaway_and_labelled_axes(small, make):
+    _labelled(make(small))
+
+
+def test_a_large_run_is_aggregated_and_says_so(small):
+    spec, chip, _, _ = small
+    r, _ = _run(spec, chip, batch=8, prompt_len=4, gen_len=4)
+    data = viz_sim.gantt_data(r, max_rows=10)
+    assert len(data.labels) == 10 and data.truncated
+    assert data.n_used["tiles"] == chip.n_tiles
+    fig = viz_sim.gantt(r, max_rows=10, max_bars=100, n_bins=50)
+    _labelled(fig)
+    assert "busiest rows" in fig.get_suptitle() and "bins" in fig.get_suptitle()
+    ax = fig.axes[0]
+    assert len(ax.images) == 1 and ax.images[0].get_array().shape[:2] == (10, 50)
+
+
+def test_the_kept_rows_are_the_busiest_tiles(small):
+    r = small[3][0]
+    data = viz_sim.gantt_data(r, max_rows=8, resources=("tiles",))
+    shown = set(data.unit.tolist())
+    busy = r.tile_busy_ns
+    assert len(shown) == 8
+    assert min(busy[list(shown)]) >= max(np.delete(busy, list(shown)))
+
+
+def test_binned_cells_add_up_to_the_busy_time(small):
+    """Busy time is split exactly over the bins an event overlaps."""
+    r = small[3][0]
+    data = viz_sim.gantt_data(r, max_rows=100)
+    cls = data.layer % 2
+    n_bins = 37
+    busy = viz_sim._binned_busy(data, cls, 2, r.makespan_ns, n_bins)
+    assert busy.shape == (len(data.labels), 2, n_bins)
+    per_row = np.bincount(data.row, weights=data.end_ns - data.start_ns)
+    assert np.allclose(busy.sum(axis=(1, 2)), per_row, rtol=1e-12, atol=1e-6)
+    assert np.all(busy.sum(axis=1) <= r.makespan_ns / n_bins * (1 + 1e-9))  # one unit, one op
+    img = viz_sim._binned_image(data, cls, ["k", "r"], 2, r.makespan_ns, n_bins)
+    assert img.shape == (len(data.labels), n_bins, 4)
+    assert np.all((img[..., 3] == 0) | (img[..., 3] >= viz_sim.BINNED_ALPHA_FLOOR))
+
+
+def test_gantt_bars_of_one_tile_match_the_event_log():
+    spec, chip = _tiny()
+    r, _ = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
+    ev = r.events[r.events["resource"] == 0]
+    assert ev.size >= 4 and set(ev["unit"].tolist()) == {0}
+    fig = viz_sim.gantt(r, color_by="op")
+    f, unit = viz_sim.time_scale(r.makespan_ns)
+    assert unit == "ns" and f == 1.0
+    ax = fig.axes[0]
+    row = viz_sim.gantt_data(r).labels.index("tile 0")
+    bars = []
+    for coll in ax.collections:
+        if (coll.get_gid() or "").startswith("gantt:"):
+            for path in coll.get_paths():
+                v = path.vertices
+                if math.isclose((v[:, 1].min() + v[:, 1].max()) / 2, row, abs_tol=1e-9):
+                    bars.append((float(v[:, 0].min()), float(v[:, 0].max())))
+    expect = zip(ev["start_ns"].tolist(), ev["end_ns"].tolist(), strict=True)
+    assert sorted(bars) == sorted(expect)
+
+
+def test_energy_bars_are_the_energy_breakdown_in_uj(small):
+    r = small[3][0]
+    fig = viz_sim.energy_breakdown(r)
+    bars = {p.get_gid(): p.get_height() for p in fig.axes[0].patches
+            if isinstance(p, Rectangle) and (p.get_gid() or "").startswith("energy:")}
+    assert bars == {f"energy:{k}": v / 1e6 for k, v in r.energy_breakdown_pj.items()}
+
+
+def test_figures_need_the_event_log(small):
+    spec, chip = small[0], small[1]
+    m = mapping.map_model(spec, chip)
+    r = simulate(spec, chip, m, Workload())
+    with pytest.raises(ValueError, match="record_events"):
+        viz_sim.gantt(r)
+    with pytest.raises(ValueError, match="color_by"):
+        viz_sim.gantt(small[2][0], color_by="seq")
+    with pytest.raises(ValueError, match="seq"):
+        viz_sim.token_timeline(small[2][0], seq=3)
+
+
+def test_a_program_of_other_inputs_is_refused(small):
+    spec, chip = _tiny()
+    _, prog = _run(spec, chip)
+    with pytest.raises(ValueError, match="build_program"):
+        viz_sim.critical_path(small[2][0], prog)
+
+
+# ------------------------------------------------------------------------- analyses
+CASES = {
+    "in_order sram per-layer": dict(n_tiers=16, strategy="in_order", units="per_layer", kv="sram",
+                                    wl=dict(batch=3, prompt_len=4, gen_len=3, routing="zipf")),
+    "moe_stacked dram pool": dict(n_tiers=16, strategy="moe_stacked", units="pool", kv="dram",
+                                  wl=dict(batch=2, prompt_len=3, gen_len=2)),
+    "one tier no kv cache": dict(n_tiers=1, strategy="in_order", units="per_layer", kv="sram",
+                                 wl=dict(batch=2, prompt_len=2, gen_len=3, kv_cache=False)),
+    "balanced few tiles": dict(n_tiers=8, strategy="balanced", units="pool", kv="sram",
+                               wl=dict(batch=4, prompt_len=1, gen_len=2, seed=3)),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_conflict_causes_account_for_every_conflict(case):
+    spec = viz_sim.small_moe()
+    chip = viz_sim.fitted_chip(spec, case["n_tiers"], units=case["units"],
+                               kv_placement=case["kv"])
+    r, prog = _run(spec, chip, case["strategy"], **case["wl"])
+    cc = viz_sim.conflict_causes(r, prog)
+    assert sum(cc.count.values()) == r.tile_conflicts == len(cc.examples)
+    assert math.isclose(sum(cc.stall_ns.values()), r.stall_ns, rel_tol=1e-9, abs_tol=1e-6)
+    if case["n_tiers"] == 1:  # every block on a tile of its own: only the same weights collide
+        assert cc.count["shared tile"] == cc.count["same token"] == 0
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_the_critical_path_adds_up_to_each_token_time(case):
+    spec = viz_sim.small_moe()
+    chip = viz_sim.fitted_chip(spec, case["n_tiers"], units=case["units"],
+                               kv_placement=case["kv"])
+    r, prog = _run(spec, chip, case["strategy"], **case["wl"])
+    tt = r.token_times_ns
+    for s in range(tt.shape[0]):
+        for p in range(tt.shape[1]):
+            cp = viz_sim.critical_path(r, prog, s, p)
+            expect = tt[s, p] - (tt[s, p - 1] if p else 0.0)
+            assert math.isclose(cp.total_ns, expect, rel_tol=1e-12)
+            assert math.isclose(sum(cp.by_kind_ns.values()), expect, rel_tol=1e-9)
+            assert all(v >= -1e-9 for v in cp.by_kind_ns.values())
+            assert cp.steps[-1][0] == "sample"
+
+
+def test_one_token_on_its_own_tiles_waits_for_nothing():
+    """Batch 1, one token, one tier per tile: the critical path is compute plus network only, and
+    its analog part is one MVM latency per MVM on the chain (every MVM depth 1)."""
+    spec = viz_sim.small_moe()
+    chip = viz_sim.fitted_chip(spec, 1)
+    r, prog = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
+    cp = viz_sim.critical_path(r, prog)
+    assert cp.by_kind_ns["waiting for a tile"] == 0 and cp.by_kind_ns["waiting for a unit"] == 0
+    n_mvm = sum(1 for name, *_ in cp.steps if prog.res[prog.names.index(name)] == 0)
+    assert cp.by_kind_ns["analog MVM"] == n_mvm * chip.cost.mvm_latency_ns
+    assert cp.total_ns == r.makespan_ns
+
+
+def test_batch_sweep_fills_the_pipeline(small):
+    spec, chip = small[0], small[1]
+    rows = viz_sim.batch_sweep(spec, chip, mapping.map_model(spec, chip), batches=(1, 2, 8),
+                               gen_len=2)
+    tps = [row["tokens_per_s"] for row in rows]
+    assert tps[0] < tps[1] < tps[2]
+    assert [row["batch"] for row in rows] == [1, 2, 8]
+
+
+def test_op_kind_drops_layer_and_branch():
+    assert viz_sim.op_kind("L3.expert_up[1]") == "expert_up"
+    assert viz_sim.op_kind("L12.qkv") == "qkv"
+    assert viz_sim.op_kind("lm_head") == "lm_head"
+    assert viz_sim.op_kind("embed+ln1") == "embed+ln1"
+
+
+def test_fitted_chip_holds_the_model_with_the_fewest_tiles():
+    spec = viz_sim.small_moe()
+    chip = viz_sim.fitted_chip(spec, 16)
+    assert chip.n_tiles == math.ceil(214 / 16)
+    assert chip.n_dpus == 24 * spec.n_layers and chip.unit_assignment.value == "per_layer"
+    pool = viz_sim.fitted_chip(spec, 16, units="pool")
+    assert (pool.n_dpus, pool.n_mha_units) == (4, 1)
+    mapping.map_model(spec, chip, "in_order")
+    with pytest.raises(mapping.MappingError):
+        mapping.map_model(spec, viz_sim.fitted_chip(spec, 1).replace(n_tiles=213), "in_order")
+    with pytest.raises(ValueError, match="units"):
+        viz_sim.fitted_chip(spec, 16, units="shared")
+
+
+# ------------------------------------------------------------------------- widget panel
+def test_simulation_panel_constructs_and_shows_mapping_errors():
+    ipywidgets = pytest.importorskip("ipywidgets")
+    from aimoe_lib.widgets_sim import simulation_panel
+
+    panel = simulation_panel(batch=2, prompt_len=2, gen_len=2)
+    assert isinstance(panel, ipywidgets.interactive)
+    assert isinstance(panel.result, Figure)
+    bad = simulation_panel(batch=1, prompt_len=1, gen_len=1, n_tiers=4, strategy="moe_stacked")
+    assert "MappingError" in bad.result.data
