@@ -1,0 +1,199 @@
+"""Chapter 6 figures and numbers (aimoe_lib.viz_routing) and its widget panel: labelled figures
+with computed takeaways, the helpers' invariants, and the numbers the chapter reports."""
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from aimoe_lib import conflicts as cf
+from aimoe_lib import experiments, mapping, routing
+from aimoe_lib import viz_routing as vr
+from aimoe_lib.mapping import STRATEGIES
+from aimoe_lib.routing import RoutingSpec
+
+
+def _check_figure(fig):
+    assert isinstance(fig, Figure)
+    assert fig.get_suptitle().strip(), "every figure has a title"
+    assert fig.get_supxlabel().strip(), "every figure has a one-line takeaway"
+    plot_axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert plot_axes
+    for ax in plot_axes:
+        assert ax.get_xlabel().strip(), f"unlabelled x axis in {ax.get_title()!r}"
+        assert ax.get_ylabel().strip(), f"unlabelled y axis in {ax.get_title()!r}"
+
+
+@pytest.fixture(scope="module")
+def condition_rows():
+    return vr.condition_rows()
+
+
+# ----------------------------------------------------------------------------- helpers
+def test_small_moe_and_chips():
+    spec = vr.small_moe()
+    assert (spec.n_experts, spec.top_k, spec.n_layers) == (16, 2, 4)
+    assert experiments.blocks_needed(spec) == 278
+    for mult, tiles in ((0.5, 17), (1.0, 34), (2.0, 68), (4.0, 136)):
+        for strategy in STRATEGIES:
+            chip = vr.small_chip(spec, strategy, mult)
+            assert chip.n_tiles == tiles
+            assert chip.n_tiles * chip.n_tiers >= 278
+            if strategy == "moe_stacked":
+                assert chip.n_tiers >= 32
+    with pytest.raises(ValueError, match="tiles_multiplier"):
+        vr.small_chip(spec, "in_order", 0)
+
+
+@pytest.mark.parametrize("groups,within", [(4, 0.9), (2, 0.5), (8, 1.0), (1, 1.0)])
+def test_block_coactivation_is_a_valid_density(groups, within):
+    c = vr.block_coactivation(16, groups, within)
+    assert c.sum() == pytest.approx(1.0)
+    assert np.allclose(c, c.T) and np.all(np.diag(c) == 0) and c.min() >= 0
+    assert vr.block_share(c, groups) == pytest.approx(within)
+    RoutingSpec(kind="coactivation", coactivation=c).validate(vr.small_moe())
+    with pytest.raises(ValueError, match="n_groups"):
+        vr.block_coactivation(16, 3)
+
+
+def test_analytic_routing_forms():
+    spec = vr.small_moe()
+    assert vr.analytic_routing(spec) == {}
+    assert vr.analytic_routing(spec, RoutingSpec(kind="zipf", zipf_s=0.0)) == {}
+    z = vr.analytic_routing(spec, RoutingSpec(kind="zipf", zipf_s=1.0))
+    assert z["expert_probs"].shape == (4, 16)
+    c = vr.block_coactivation()
+    a = vr.analytic_routing(spec, RoutingSpec(kind="coactivation", coactivation=c))
+    assert np.allclose(a["pair_density"], c)
+
+
+# ----------------------------------------------------------------------------- numbers
+def test_load_imbalance_expected_matches_measured_and_closed_forms():
+    spec = vr.small_moe()
+    moe64 = experiments.moe_variant(experiments.BASE, 64)
+    rows = vr.load_imbalance((spec, moe64), s_values=(0.0, 2.0), n_tokens=8192)
+    for r in rows:
+        if r["zipf_s"] == 0:
+            assert r["expected"] == pytest.approx(1.0)
+        else:
+            assert r["measured"] == pytest.approx(r["expected"], rel=0.05)
+    top1 = next(r for r in rows if r["n_experts"] == 64 and r["zipf_s"] == 2.0)
+    h = np.sum(1.0 / np.arange(1, 65) ** 2)
+    assert top1["expected"] == pytest.approx(64 / h)  # k = 1: E x p_max
+
+
+def test_strategy_rows_moe_stacked_is_immune_to_skew():
+    rows = vr.strategy_rows(configs=(("moe_stacked", 1.0), ("balanced", 1.0)))
+    stacked = [r for r in rows if r["strategy"] == "moe_stacked"]
+    assert len({round(r["tokens_per_s"], 6) for r in stacked}) == 1
+    assert all(r["intra_token"] == pytest.approx(4.0) for r in stacked)
+    for r in rows:
+        assert 0.5 < r["of_ceiling"] <= 1.02
+    assert "M tok/s" in vr.format_strategy_rows(rows)
+
+
+def test_conflict_checks_agree():
+    rows = vr.conflict_checks(configs=(("balanced", 1.0), ("moe_stacked", 1.0)), n_tokens=1000,
+                              n_seeds=6, n_isolated=400)
+    for r in rows:
+        if np.isfinite(r["mc"]):
+            assert abs(r["mc"] - r["closed"]) <= 4 * r["mc_se"] + 1e-9
+        assert r["up_starts"] <= r["all_starts"] + 1e-12
+        assert r["simulated"] == pytest.approx(r["up_starts"], abs=0.03)
+    assert "Monte Carlo" in vr.format_conflict_checks(rows)
+
+
+def test_batch_rows_bounds():
+    rows = vr.batch_rows(configs=(("balanced", 0.0),), batches=(1, 4, 64), gen_len=8)
+    for r in rows:
+        assert r["tokens_per_s"] <= 1.02 * min(r["ceiling"], r["latency_bound"])
+        assert r["tpot_ns"] >= 0.95 * r["tpot_asymptote_ns"]
+    assert rows[0]["latency_bound"] == pytest.approx(rows[0]["tokens_per_s"])
+
+
+def test_condition_rows_stay_under_their_ceiling(condition_rows):
+    kinds = {r["kind"] for r in condition_rows}
+    assert kinds == {"zipf", "strategy", "tiles"}
+    assert {r["batch"] for r in condition_rows} == {8, 256}
+    for r in condition_rows:
+        assert r["of_ceiling"] <= 1.02, r
+    z = [r for r in condition_rows if r["kind"] == "zipf" and r["batch"] == 256]
+    ceilings = [r["ceiling"] for r in sorted(z, key=lambda r: float(r["value"]))]
+    assert all(a > b for a, b in zip(ceilings, ceilings[1:], strict=False))
+    text = vr.condition_summary(condition_rows, {0.0: 1.0, 2.0: 1.0})
+    assert "identical" in text and "batch 256" in text
+
+
+def test_condition_ceiling_matches_a_fresh_mapping(condition_rows):
+    moe = experiments.moe_variant(experiments.BASE, 64)
+    chip = experiments.chip_for(moe, n_tiles=experiments.blocks_needed(experiments.BASE))
+    m = mapping.map_model(moe, chip, "in_order")
+    rs = RoutingSpec(kind="zipf", zipf_s=1.0)
+    w = experiments.WORKLOAD
+    from aimoe_lib.simulator import Workload
+    ceil = cf.throughput_ceiling(m, Workload(batch=256, prompt_len=w.prompt_len,
+                                             gen_len=w.gen_len, routing=rs),
+                                 cf.layer_probs(moe, rs))
+    row = next(r for r in condition_rows if r["kind"] == "zipf" and r["value"] == "1.0"
+               and r["batch"] == 256)
+    assert row["ceiling"] == pytest.approx(ceil)
+
+
+def test_stacked_under_skew_is_identical():
+    out = vr.stacked_under_skew((0.0, 2.0), batch=8)
+    assert out[0.0] == out[2.0] > 0
+    with pytest.raises(ValueError, match="batch"):
+        vr.stacked_under_skew((0.0,), batch=16)
+
+
+def test_dashboard_expected_busy_tracks_simulated():
+    d = vr.dashboard_numbers(zipf_s=1.0, strategy="balanced", batch=128)
+    assert np.mean(np.abs(d["busy"] - d["expected_busy"])) < 0.05
+    assert d["load"].sum() == pytest.approx(2.0)
+    assert d["pi"].sum() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="strategy"):
+        vr.dashboard_numbers(strategy="nope")
+
+
+# ----------------------------------------------------------------------------- figures
+def test_figures_are_labelled(condition_rows):
+    spec = vr.small_moe()
+    figs = [
+        vr.conditions_overview(condition_rows),
+        vr.expert_load_skew((spec,), s_values=(0.0, 1.0, 2.0), n_tokens=2048),
+        vr.coactivation_maps(spec, n_tokens=2048),
+        vr.strategy_effects(vr.strategy_rows(
+            routings={"uniform": RoutingSpec()}, configs=(("in_order", 1.0), ("moe_stacked", 1.0)),
+            workload=vr.Workload(batch=8, prompt_len=2, gen_len=2))),
+        vr.analytic_vs_simulated(vr.conflict_checks(
+            configs=(("balanced", 1.0),), n_tokens=500, n_seeds=3, n_isolated=50)),
+        vr.batch_curves(vr.batch_rows(configs=(("in_order", 0.0),), batches=(1, 8), gen_len=4)),
+        vr.routing_dashboard(zipf_s=2.0, strategy="coactivation", tiles_multiplier=2.0, batch=16),
+    ]
+    for fig in figs:
+        _check_figure(fig)
+
+
+def test_headline_takeaway_uses_the_rows(condition_rows):
+    fig = vr.conditions_overview(condition_rows)
+    z0 = next(r for r in condition_rows if r["kind"] == "zipf" and r["value"] == "0.0"
+              and r["batch"] == 256)
+    z2 = next(r for r in condition_rows if r["kind"] == "zipf" and r["value"] == "2.0"
+              and r["batch"] == 256)
+    assert f"{z2['tokens_per_s'] / z0['tokens_per_s'] - 1:+.1%}" in fig.get_supxlabel()
+
+
+def test_routing_panel_builds_and_draws():
+    from aimoe_lib.widgets_routing import routing_panel
+
+    panel = routing_panel(zipf_s=0.5, strategy="balanced", batch=8)
+    names = [c.description for c in panel.children[:-1]]
+    assert names == ["Zipf skew s", "strategy", "tiles (x base chip)", "batch (sequences)"]
+    assert isinstance(panel.result, Figure)
+
+
+def test_route_of_dashboard_is_the_simulated_routing():
+    d = vr.dashboard_numbers(zipf_s=1.5, batch=4)
+    w = d["workload"]
+    n = (w.prompt_len + w.gen_len - 1) * w.batch
+    load = routing.expert_load(routing.route(d["model"], n, w.routing, seed=w.seed), 16)[0]
+    assert np.allclose(load, d["load"])
