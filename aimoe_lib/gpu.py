@@ -1,0 +1,913 @@
+"""GPU baseline: datasheet presets (:class:`~aimoe_lib.gpu.GPUSpec`) and a roofline model of LLM
+inference (:func:`~aimoe_lib.gpu.roofline`) for any zoo model, dense or mixture-of-experts.
+
+The roofline charges every phase of inference the larger of two times, plus the time of the
+tensor-parallel all-reduces:
+
+* **memory**: bytes moved from HBM (weights read once per step, KV cache read and written) over
+  the *achievable* HBM bandwidth, datasheet x ``bw_efficiency``;
+* **compute**: FLOPs (2 per multiply-accumulate of every weight a token uses, plus attention over
+  the cached keys) over the achievable tensor-core rate, datasheet x ``flop_efficiency``.
+
+A decode step of an MoE reads the dense parts (attention, routers, shared experts, LM head) once
+and, in every MoE layer, each *distinct* expert the batch touches once: under uniform routing
+E·(1 - (1 - k/E)^B) experts for B tokens (:func:`aimoe_lib.routing.distinct_experts_expected`),
+or the expectation under measured per-expert loads (a routing trace or a skewed router, see
+:func:`~aimoe_lib.gpu.weight_traffic`). This is the reuse fragmentation that Adhinarayanan &
+Jayasena (2026, arXiv:2603.08960) call the first half of MoE's "double penalty" at inference.
+
+Every number below is either a datasheet figure, a published measurement (both with their source
+next to them), or a named assumption (an ID such as A-GPU-BW-EFF, listed in the book's appendix).
+Sources:
+
+* [A100-DS] NVIDIA A100 Tensor Core GPU datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4-web),
+  A100 80GB SXM column, as tabulated at glennklockwood.com/garden/processors/A100: BF16 312 TFLOP/s
+  dense (624 with sparsity), INT8 624 TOPS dense, 80 GB HBM2e at 2,039 GB/s, 400 W, NVLink
+  600 GB/s.
+* [H100-DS] NVIDIA H100 Tensor Core GPU datasheet, H100 SXM column (as tabulated at
+  glennklockwood.com/garden/processors/h100): BF16 989.4, FP8 1,978.9, INT8 1,978.9 TFLOP/s dense
+  (the datasheet headlines the 2:4-sparse figures, twice these), 80 GB HBM3 at 3.35 TB/s,
+  700 W, NVLink 900 GB/s.
+* [H200-DS] NVIDIA H200 datasheet (as reported by the secondary pages cited on
+  :func:`~aimoe_lib.gpu.h200`):
+  same GH100 compute as H100 SXM, 141 GB HBM3e at 4.8 TB/s, up to 700 W, NVLink 900 GB/s.
+* [DIE] NVIDIA Hopper architecture whitepaper as reported by TechPowerUp/screenhacker.com:
+  GH100 814 mm², TSMC 4N, 80 billion transistors; GA100 826 mm², TSMC N7.
+* [AZURE] Azure/AI-benchmarking-guide (github.com/Azure/AI-benchmarking-guide), measured results
+  files ``Azure_Results/ND_A100_v4_results.md`` (commit 3bb66cac), ``Azure Results/ND_H100_v5_
+  results.md`` (commit f350e7e6) and ``Azure_Results/ND_H200_v5_results.md`` (commit 7f20e5fa):
+  STREAM-like HBM Triad 1.70 / 2.97 / 4.15 TB/s; cuBLASLt GEMM 8192³ 253.7 TFLOP/s (A100, FP16),
+  1290.1 and 1300.6 TFLOP/s (H100, H200, FP8); NCCL all-reduce (8 GPUs) bus bandwidth at 16 KB
+  0.67 / 0.95 / 0.93 GB/s and at 8 GB 231.58 / 478.87 / 479.98 GB/s.
+* [GPTFAST] pytorch-labs/gpt-fast README (commit 0f925b5d): on A100-80GB power-limited to 330 W,
+  "Empirically, seems like peak bandwidth is about 1700 GB/s" (agrees with [AZURE]'s 1.70 TB/s).
+* [DGX] NVIDIA DGX BasePOD reference architecture, core components (docs.nvidia.com/dgx-basepod):
+  DGX H100/H200 "eight single-port NVIDIA ConnectX-7 VPI ... up to 400 Gb/s"; DGX A100: 200 Gb/s
+  per GPU (secondary report, chippub.substack.com).
+* [VLLM] vLLM's default ``gpu_memory_utilization=0.9`` (fraction of GPU memory it plans to use).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import routing as routing_mod
+from . import zoo
+from .models import AttentionKind, ModelSpec, Role
+
+__all__ = [
+    "GPUSpec",
+    "COMPUTE_KINDS",
+    "a100",
+    "h100",
+    "h200",
+    "names",
+    "get",
+    "WeightTraffic",
+    "weight_traffic",
+    "RooflineResult",
+    "roofline",
+    "sweep_batches",
+    "fewest_gpus",
+    "active_dense_equivalent",
+    "Measurement",
+    "MEASUREMENTS",
+    "ValidationRow",
+    "validation_table",
+    "format_validation_table",
+    "NOT_USED",
+    "MeasuredRow",
+    "load_measured",
+]
+
+COMPUTE_KINDS = ("bf16", "fp8", "int8")
+"""Tensor-core precisions the roofline knows (``compute=``)."""
+
+MEMORY_FRACTION = 0.9
+"""Fraction of GPU memory that weights and KV cache may fill. Assumption A-GPU-MEM-USABLE: vLLM's
+default ``gpu_memory_utilization=0.9`` ([VLLM]); the rest holds activations, workspace and the CUDA
+context."""
+
+POWER_FRACTION = 1.0
+"""Average board power during inference as a fraction of TDP. Assumption A-GPU-POWER-TDP: every
+GPU draws its full TDP for the whole run (an upper bound on board power; host CPUs, NICs and
+cooling are not counted, so a lower bound on system power). A measured fraction (the harness
+:mod:`aimoe_lib.gpu_measure` records average NVML power) can replace it."""
+
+ACT_BYTES = 2
+"""Bytes per activation element in the tensor-parallel all-reduces (16-bit activations)."""
+
+GPUS_PER_NODE = 8
+"""GPUs joined by NVLink in one node (DGX/HGX A100, H100, H200 boards); beyond it the all-reduce
+runs at the inter-node bandwidth (assumption A-GPU-INTERNODE)."""
+
+MAX_GPUS = 1024
+"""Largest GPU count :func:`~aimoe_lib.gpu.fewest_gpus` tries."""
+
+
+# =================================================================================== GPU presets
+@dataclass(frozen=True)
+class GPUSpec:
+    """One GPU model: datasheet peaks, measured achievable fractions and interconnect.
+
+    Peak rates are dense (no 2:4 sparsity). ``bw_efficiency`` and ``flop_efficiency`` turn peaks
+    into achievable rates; both default from published measurements (assumptions A-GPU-BW-EFF and
+    A-GPU-FLOP-EFF) and can be overridden per call of :func:`~aimoe_lib.gpu.roofline`.
+    """
+
+    name: str
+    """Preset name (lower case), e.g. ``'h100'``."""
+    label: str
+    """Readable name, e.g. ``'H100 SXM 80GB'``."""
+    hbm_bandwidth_gb_s: float
+    """Datasheet HBM bandwidth, GB/s (1 GB = 1e9 bytes)."""
+    bf16_tflops: float
+    """Dense BF16 tensor-core peak, TFLOP/s."""
+    fp8_tflops: float
+    """Dense FP8 tensor-core peak, TFLOP/s; 0 where the GPU has no FP8 (A100)."""
+    int8_tops: float
+    """Dense INT8 tensor-core peak, TOP/s."""
+    memory_gb: float
+    """HBM capacity, GB."""
+    tdp_w: float
+    """Maximum board power (TDP), W."""
+    nvlink_gb_s: float
+    """Datasheet NVLink bandwidth per GPU, both directions together, GB/s (for reference; the
+    roofline uses the measured all-reduce bus bandwidth below)."""
+    allreduce_bus_gb_s: float
+    """Measured NCCL all-reduce bus bandwidth for large messages (8 GB, 8 GPUs), GB/s ([AZURE])."""
+    allreduce_latency_us: float
+    """Time of one small all-reduce, µs: a 16 KB NCCL all-reduce over 8 GPUs measured by [AZURE]
+    (t = size x 2(n-1)/n / bus bandwidth). Assumption A-GPU-ALLREDUCE: every all-reduce costs this
+    latency plus its bytes over ``allreduce_bus_gb_s``, for any number of GPUs."""
+    internode_gb_s: float
+    """Network bandwidth per GPU between nodes, GB/s ([DGX]); used beyond 8 GPUs
+    (A-GPU-INTERNODE)."""
+    die_area_mm2: float
+    """Area of the GPU die, mm² ([DIE]); HBM stacks and interposer not included."""
+    process: str
+    """Manufacturing process ([DIE])."""
+    bw_efficiency: float
+    """Achievable fraction of the HBM bandwidth: STREAM Triad measured by [AZURE] / datasheet
+    (assumption A-GPU-BW-EFF)."""
+    flop_efficiency: float
+    """Achievable fraction of the tensor-core peak: cuBLASLt 8192³ GEMM measured by [AZURE] /
+    datasheet, applied to every precision (assumption A-GPU-FLOP-EFF)."""
+    source: str = ""
+    """Where the numbers come from."""
+
+    def __post_init__(self) -> None:
+        for f in ("hbm_bandwidth_gb_s", "bf16_tflops", "int8_tops", "memory_gb", "tdp_w",
+                  "nvlink_gb_s", "allreduce_bus_gb_s", "allreduce_latency_us", "internode_gb_s",
+                  "die_area_mm2"):
+            _check_positive(f"GPUSpec.{f}", getattr(self, f))
+        _check_nonneg("GPUSpec.fp8_tflops", self.fp8_tflops)
+        for f in ("bw_efficiency", "flop_efficiency"):
+            _check_fraction(f"GPUSpec.{f}", getattr(self, f))
+
+    def peak_tflops(self, compute: str = "bf16") -> float:
+        """Dense tensor-core peak for ``compute`` ('bf16', 'fp8' or 'int8'), TFLOP/s (TOP/s)."""
+        compute = _check_compute(compute)
+        if compute == "fp8":
+            if not self.fp8_tflops:
+                raise ValueError(f"compute='fp8': the {self.label} has no FP8 tensor cores; use "
+                                 "compute='bf16' or 'int8'")
+            return self.fp8_tflops
+        return self.bf16_tflops if compute == "bf16" else self.int8_tops
+
+    @property
+    def achievable_bandwidth_gb_s(self) -> float:
+        """HBM bandwidth the roofline uses by default, GB/s."""
+        return self.hbm_bandwidth_gb_s * self.bw_efficiency
+
+    def describe(self) -> str:
+        """One line: bandwidth, BF16 peak, memory, power, die."""
+        return (f"{self.label}: {self.hbm_bandwidth_gb_s:,.0f} GB/s HBM "
+                f"({self.achievable_bandwidth_gb_s:,.0f} achievable), {self.bf16_tflops:,.0f} BF16 "
+                f"TFLOP/s dense, {self.memory_gb:g} GB, {self.tdp_w:g} W, "
+                f"{self.die_area_mm2:g} mm² "
+                f"{self.process}")
+
+
+def _allreduce_latency_us(bus_gb_s_at_16k: float, n: int = 8, size: int = 16384) -> float:
+    """Time of one all-reduce from an nccl-tests bus bandwidth: size x 2(n-1)/n / busbw."""
+    return size * 2 * (n - 1) / n / (bus_gb_s_at_16k * 1e9) * 1e6
+
+
+A100_HBM_TRIAD_TB_S = 1.70
+"""[AZURE] ND A100 v4 (A100-SXM4-80GB): HBM Triad 1.70 TB/s."""
+H100_HBM_TRIAD_TB_S = 2.97
+"""[AZURE] ND H100 v5 (H100 80GB HBM3): HBM Triad 2.97 TB/s."""
+H200_HBM_TRIAD_TB_S = 4.15
+"""[AZURE] ND H200 v5 (H200 141GB): HBM Triad 4.15 TB/s."""
+A100_GEMM_TFLOPS = 253.7
+"""[AZURE] ND A100 v4: cuBLASLt FP16 GEMM m = n = k = 8192, 253.7 TFLOP/s."""
+H100_GEMM_TFLOPS = 1290.1
+"""[AZURE] ND H100 v5: cuBLASLt FP8 GEMM m = n = k = 8192, 1290.1 TFLOP/s."""
+H200_GEMM_TFLOPS = 1300.6
+"""[AZURE] ND H200 v5: cuBLASLt FP8 GEMM m = n = k = 8192, 1300.6 TFLOP/s."""
+
+
+def a100() -> GPUSpec:
+    """NVIDIA A100 SXM 80GB ([A100-DS], [DIE], [AZURE], [DGX])."""
+    return GPUSpec(
+        name="a100", label="A100 SXM 80GB", hbm_bandwidth_gb_s=2039.0, bf16_tflops=312.0,
+        fp8_tflops=0.0, int8_tops=624.0, memory_gb=80.0, tdp_w=400.0, nvlink_gb_s=600.0,
+        allreduce_bus_gb_s=231.58, allreduce_latency_us=_allreduce_latency_us(0.67),
+        internode_gb_s=25.0, die_area_mm2=826.0, process="TSMC N7 (7 nm)",
+        bw_efficiency=A100_HBM_TRIAD_TB_S * 1e3 / 2039.0,
+        flop_efficiency=A100_GEMM_TFLOPS / 312.0,
+        source="[A100-DS] datasheet; [DIE] GA100 826 mm²; [AZURE] ND A100 v4 measurements; "
+               "[DGX] 200 Gb/s per GPU (secondary)")
+
+
+def h100() -> GPUSpec:
+    """NVIDIA H100 SXM 80GB ([H100-DS], [DIE], [AZURE], [DGX])."""
+    return GPUSpec(
+        name="h100", label="H100 SXM 80GB", hbm_bandwidth_gb_s=3350.0, bf16_tflops=989.4,
+        fp8_tflops=1978.9, int8_tops=1978.9, memory_gb=80.0, tdp_w=700.0, nvlink_gb_s=900.0,
+        allreduce_bus_gb_s=478.87, allreduce_latency_us=_allreduce_latency_us(0.95),
+        internode_gb_s=50.0, die_area_mm2=814.0, process="TSMC 4N",
+        bw_efficiency=H100_HBM_TRIAD_TB_S * 1e3 / 3350.0,
+        flop_efficiency=H100_GEMM_TFLOPS / 1978.9,
+        source="[H100-DS] datasheet (dense = half the sparse headline); [DIE] GH100 814 mm²; "
+               "[AZURE] ND H100 v5 measurements; [DGX] 400 Gb/s ConnectX-7 per GPU")
+
+
+def h200() -> GPUSpec:
+    """NVIDIA H200 SXM 141GB: the H100's GH100 die with HBM3e ([H200-DS] as reported by
+    aiwiki.ai/wiki/nvidia_h200 and lzwjava.github.io (141 GB, 4.8 TB/s, 700 W, NVLink 900 GB/s,
+    GH100 814 mm²); [AZURE] ND H200 v5 measurements)."""
+    return GPUSpec(
+        name="h200", label="H200 SXM 141GB", hbm_bandwidth_gb_s=4800.0, bf16_tflops=989.4,
+        fp8_tflops=1978.9, int8_tops=1978.9, memory_gb=141.0, tdp_w=700.0, nvlink_gb_s=900.0,
+        allreduce_bus_gb_s=479.98, allreduce_latency_us=_allreduce_latency_us(0.93),
+        internode_gb_s=50.0, die_area_mm2=814.0, process="TSMC 4N",
+        bw_efficiency=H200_HBM_TRIAD_TB_S * 1e3 / 4800.0,
+        flop_efficiency=H200_GEMM_TFLOPS / 1978.9,
+        source="[H200-DS] as reported by secondary pages; [DIE] same GH100 die as H100; "
+               "[AZURE] ND H200 v5 measurements; [DGX] 400 Gb/s ConnectX-7 per GPU")
+
+
+_PRESETS: dict[str, Callable[[], GPUSpec]] = {"a100": a100, "h100": h100, "h200": h200}
+
+
+def names() -> tuple[str, ...]:
+    """GPU preset names accepted by :func:`~aimoe_lib.gpu.get` and
+    :func:`~aimoe_lib.gpu.roofline`."""
+    return tuple(_PRESETS)
+
+
+def get(name) -> GPUSpec:
+    """The GPU preset ``name`` (case-insensitive); a :class:`~aimoe_lib.gpu.GPUSpec` is returned
+    unchanged."""
+    if isinstance(name, GPUSpec):
+        return name
+    key = str(name).lower().replace(" ", "")
+    aliases = {"a100sxm80gb": "a100", "h100sxm80gb": "h100", "h200sxm141gb": "h200"}
+    key = aliases.get(key, key)
+    if key not in _PRESETS:
+        raise ValueError(f"gpu={name!r}: unknown GPU preset; choose one of {', '.join(names())} "
+                         "or pass a GPUSpec")
+    return _PRESETS[key]()
+
+
+# =================================================================================== validation
+def _check_positive(what: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{what}={v!r}: must be a finite number > 0")
+
+
+def _check_nonneg(what: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{what}={v!r}: must be a finite number >= 0")
+
+
+def _check_fraction(what: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= 1:
+        raise ValueError(f"{what}={v!r}: must be a fraction in (0, 1]; 1 means the datasheet peak")
+
+
+def _check_int(what: str, v, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise ValueError(f"{what}={v!r}: must be an integer >= {lo}")
+    return int(v)
+
+
+def _check_compute(compute) -> str:
+    if compute not in COMPUTE_KINDS:
+        raise ValueError(f"compute={compute!r}: unknown precision; choose one of "
+                         f"{', '.join(COMPUTE_KINDS)}")
+    return compute
+
+
+def _as_model(spec) -> ModelSpec:
+    if isinstance(spec, str):
+        return zoo.get(spec)
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec or a zoo name, got {type(spec).__name__}")
+    if spec.is_encoder_decoder:
+        raise ValueError(f"spec={spec.name!r} is encoder-decoder (n_encoder_layers="
+                         f"{spec.n_encoder_layers}); the roofline models decoder-only models")
+    return spec
+
+
+# =================================================================================== weight traffic
+@dataclass(frozen=True)
+class WeightTraffic:
+    """Parameters a step reads from HBM when ``tokens`` tokens pass the model together."""
+
+    tokens: float
+    """Tokens processed in the step (the batch in decode; batch x prompt in prefill)."""
+    dense_params: int
+    """Parameters read once per step whatever the batch: every matrix except the routed experts
+    and the input embedding, plus norms; the LM head included (with tied embeddings the embedding
+    matrix read as LM head)."""
+    expert_params: int
+    """Parameters of one routed expert (all experts of a model are equal); 0 for dense models."""
+    n_moe_layers: int
+    """MoE layers."""
+    distinct_experts: float
+    """Expected distinct routed experts the step's tokens touch per MoE layer (0 for dense)."""
+    embedding_rows_params: int
+    """Input-embedding parameters looked up: one row of d_model per token (capped at the table)."""
+    active_params_per_token: int
+    """Weight parameters one token multiplies with (dense part + top_k experts per MoE layer),
+    the input embedding excluded: FLOPs per token = 2 x this (+ attention)."""
+
+    @property
+    def params_read(self) -> float:
+        """All parameters read in the step."""
+        return (self.dense_params + self.n_moe_layers * self.distinct_experts * self.expert_params
+                + self.embedding_rows_params)
+
+    @property
+    def expert_reuse(self) -> float:
+        """Tokens served per expert read: tokens x k / distinct experts (nan for dense models)."""
+        if not self.distinct_experts:
+            return math.nan
+        k = (self.active_params_per_token - self.dense_params) / max(
+            self.n_moe_layers * self.expert_params, 1)
+        return self.tokens * k / self.distinct_experts
+
+
+def _param_split(spec: ModelSpec) -> tuple[int, int, int, int]:
+    """(dense params read per step, params per routed expert, MoE layers, embedding table)."""
+    routed = sum(m.params for m in spec.matrices() if m.is_routed_expert)
+    emb = next(m.params for m in spec.matrices() if m.role is Role.EMBEDDING)
+    table = emb + spec.learned_positions * spec.d_model
+    dense = spec.total_params - routed - table
+    if spec.tied_embeddings:  # the LM head reads the (shared) embedding matrix
+        dense += spec.d_model * spec.vocab_size
+    n_moe = len(spec.moe_layers)
+    per_expert = routed // (n_moe * spec.n_experts) if n_moe else 0
+    return dense, per_expert, n_moe, table
+
+
+def _inclusion_probs(spec: ModelSpec, routing, seed: int, n_sample: int) -> np.ndarray:
+    """Per MoE layer and expert, the probability that one token uses the expert, (n_moe, E)."""
+    rs = routing if isinstance(routing, routing_mod.RoutingSpec) else routing_mod.RoutingSpec(
+        kind=str(routing))
+    n = rs.trace.shape[0] if rs.kind == "trace" else n_sample
+    choices = routing_mod.route(spec, n, rs, seed=seed)
+    return routing_mod.expert_load(choices, spec.n_experts)
+
+
+def weight_traffic(spec, tokens: float, routing="uniform", seed: int = 0,
+                   n_sample: int = 4096) -> WeightTraffic:
+    """Parameters read by one step of ``tokens`` tokens of ``spec`` (a ModelSpec or zoo name).
+
+    Routed experts: each MoE layer reads every *distinct* expert its tokens use, once. Under
+    ``routing='uniform'`` the expected count is E·(1 - (1 - k/E)^tokens)
+    (:func:`aimoe_lib.routing.distinct_experts_expected`). For any other routing (``'zipf'``, a
+    :class:`aimoe_lib.routing.RoutingSpec`, e.g. a recorded trace) the per-expert inclusion
+    probabilities p_e are measured from ``n_sample`` routed tokens (the whole trace for a trace)
+    and the expectation is Σ_e 1 - (1 - p_e)^tokens, averaged over the MoE layers; this treats
+    tokens as independent (assumption A-GPU-TOKEN-INDEP), which for uniform p_e = k/E gives the
+    closed form again.
+    """
+    spec = _as_model(spec)
+    if isinstance(tokens, bool) or not isinstance(tokens, numbers.Real) or not tokens >= 0:
+        raise ValueError(f"tokens={tokens!r}: must be a number >= 0")
+    dense, per_expert, n_moe, table = _param_split(spec)
+    if n_moe:
+        if isinstance(routing, str) and routing == "uniform":
+            d = routing_mod.distinct_experts_expected(spec.n_experts, spec.top_k, tokens)
+        else:
+            p = _inclusion_probs(spec, routing, seed, n_sample)
+            d = float(np.mean(np.sum(1.0 - np.power(1.0 - p, tokens), axis=1)))
+    else:
+        d = 0.0
+    rows = int(min(math.ceil(tokens), spec.vocab_size)) * spec.d_model
+    return WeightTraffic(tokens=float(tokens), dense_params=dense, expert_params=per_expert,
+                         n_moe_layers=n_moe, distinct_experts=float(d),
+                         embedding_rows_params=rows,
+                         active_params_per_token=dense + n_moe * spec.top_k * per_expert)
+
+
+def _attention_flops_per_key(spec: ModelSpec) -> int:
+    """FLOPs per (query token, cached key) pair in one layer: 2 x (q·k width + value width)."""
+    if spec.attention is AttentionKind.MLA:
+        return 2 * (spec.q_dim + spec.n_heads * spec.v_head_dim)
+    return 2 * 2 * spec.q_dim
+
+
+def active_dense_equivalent(spec) -> ModelSpec:
+    """A dense model with the attention of ``spec`` and, in every layer, one FFN as wide as the
+    experts a token uses (top_k x d_expert + shared experts): the same active parameters (router
+    aside) without routing. For an MoE this is the dense model whose decode costs what the MoE's
+    would cost if routing never fragmented a batch."""
+    spec = _as_model(spec)
+    if not spec.is_moe:
+        return spec
+    width = spec.top_k * spec.d_expert + spec.n_shared_experts * spec.d_shared_expert
+    return spec.replace(name=f"{spec.name}-dense-equivalent", d_ff=width, n_experts=0, top_k=0,
+                        d_expert=None, n_shared_experts=0, d_shared_expert=None,
+                        shared_expert_gate=False, router_bias=False, moe_every=1, first_dense=0,
+                        source=f"dense equivalent of {spec.name} (aimoe_lib.gpu)")
+
+
+# =================================================================================== roofline
+@dataclass(frozen=True)
+class RooflineResult:
+    """What :func:`~aimoe_lib.gpu.roofline` predicts. Times in s, energies in J, bytes and FLOPs
+    summed over all GPUs."""
+
+    model: str
+    """Model name."""
+    gpu: str
+    """GPU preset label."""
+    n_gpus: int
+    """GPUs (tensor parallel)."""
+    batch: int
+    """Sequences decoded together."""
+    prompt_len: int
+    """Prompt tokens per sequence."""
+    gen_len: int
+    """Generated tokens per sequence (the first comes out of the prefill)."""
+    bytes_per_param: float
+    """Bytes per stored weight."""
+    kv_bytes: float
+    """Bytes per cached key/value element."""
+    compute: str
+    """Tensor-core precision."""
+    bw_efficiency: float
+    """Achievable fraction of HBM bandwidth used."""
+    flop_efficiency: float
+    """Achievable fraction of the tensor-core peak used."""
+    weight_bytes_stored: float
+    """All weights in memory."""
+    kv_bytes_max: float
+    """KV cache at the end of the run."""
+    memory_available_bytes: float
+    """n_gpus x memory x usable fraction."""
+    distinct_experts: float
+    """Distinct routed experts per MoE layer and decode step (0 for dense)."""
+    prefill_bytes: float
+    """HBM bytes of the prefill pass."""
+    prefill_flops: float
+    """FLOPs of the prefill pass."""
+    prefill_comm_s: float
+    """All-reduce time of the prefill pass."""
+    prefill_bound: str
+    """'memory' or 'compute': which limit sets the prefill time."""
+    decode_weight_bytes: float
+    """Weight bytes read per decode step."""
+    decode_kv_bytes: float
+    """KV-cache bytes read and written per decode step (mean over the steps)."""
+    decode_flops: float
+    """FLOPs per decode step (mean over the steps)."""
+    decode_comm_s: float
+    """All-reduce time per decode step."""
+    decode_bound: str
+    """'memory' or 'compute': which limit sets most decode steps."""
+    ttft_s: float
+    """Time to first token: the prefill pass."""
+    time_per_output_token_s: float
+    """Mean time of a decode step (with gen_len = 1: the step that would come next)."""
+    decode_time_s: float
+    """All decode steps (gen_len - 1 of them)."""
+    power_w: float
+    """Average power of all GPUs."""
+    silicon_area_mm2: float
+    """n_gpus x die area."""
+
+    @property
+    def total_time_s(self) -> float:
+        """Prefill plus all decode steps."""
+        return self.ttft_s + self.decode_time_s
+
+    @property
+    def generated_tokens(self) -> int:
+        """batch x gen_len."""
+        return self.batch * self.gen_len
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second over the whole run (as
+        :class:`~aimoe_lib.simulator.SimResult`)."""
+        return self.generated_tokens / self.total_time_s
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Steady decode throughput: batch / time per output token."""
+        return self.batch / self.time_per_output_token_s
+
+    @property
+    def energy_j(self) -> float:
+        """power x total time."""
+        return self.power_w * self.total_time_s
+
+    @property
+    def energy_per_token_j(self) -> float:
+        """Energy per generated token."""
+        return self.energy_j / self.generated_tokens
+
+    @property
+    def decode_bytes(self) -> float:
+        """HBM bytes per decode step (weights + KV)."""
+        return self.decode_weight_bytes + self.decode_kv_bytes
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        """FLOPs per HBM byte of a decode step."""
+        return self.decode_flops / self.decode_bytes
+
+    def summary(self) -> str:
+        """A readable table of the key numbers."""
+        e = (f"{self.distinct_experts:.2f} distinct experts per MoE layer, "
+             if self.distinct_experts else "")
+        need = (self.weight_bytes_stored + self.kv_bytes_max) / 1e9
+        return "\n".join([
+            f"{self.model} on {self.n_gpus} x {self.gpu}, batch {self.batch}, "
+            f"{self.prompt_len} + {self.gen_len} tokens, {self.bytes_per_param:g} B/weight, "
+            f"{self.compute}",
+            f"time to first token    {self.ttft_s * 1e3:10.2f} ms ({self.prefill_bound}-bound)",
+            f"time per output token  {self.time_per_output_token_s * 1e3:10.3f} ms "
+            f"({self.decode_bound}-bound, all-reduce {self.decode_comm_s * 1e3:.3f} ms)",
+            f"throughput             {self.tokens_per_s:10.1f} tokens/s "
+            f"({self.decode_tokens_per_s:.1f} in decode)",
+            f"energy                 {self.energy_per_token_j:10.4f} J per token at "
+            f"{self.power_w:,.0f} W",
+            f"decode step            {self.decode_weight_bytes / 1e9:.2f} GB weights, "
+            f"{self.decode_kv_bytes / 1e9:.3f} GB KV, {e}{self.decode_flops / 1e12:.3f} TFLOP",
+            f"memory                 {need:.1f} GB of {self.memory_available_bytes / 1e9:.1f} GB "
+            f"usable; silicon {self.silicon_area_mm2:,.0f} mm²",
+        ])
+
+
+def _allreduce_s(g: GPUSpec, n: int, nbytes: float) -> float:
+    """One all-reduce of ``nbytes`` over ``n`` GPUs (A-GPU-ALLREDUCE, A-GPU-INTERNODE)."""
+    if n <= 1:
+        return 0.0
+    bw = g.allreduce_bus_gb_s if n <= GPUS_PER_NODE else g.internode_gb_s
+    return g.allreduce_latency_us * 1e-6 + 2 * (n - 1) / n * nbytes / (bw * 1e9)
+
+
+def _memory_needed(spec: ModelSpec, batch: int, prompt_len: int, gen_len: int,
+                   bytes_per_param: float, kv_bytes: float) -> tuple[float, float]:
+    weights = spec.total_params * bytes_per_param
+    kv = (batch * (prompt_len + gen_len - 1) * spec.n_layers * spec.kv_cache_elements_per_token
+          * kv_bytes)
+    return weights, kv
+
+
+def fewest_gpus(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: int = 128,
+                bytes_per_param: float = 2, kv_bytes: float = 2,
+                memory_fraction: float = MEMORY_FRACTION) -> int:
+    """The fewest GPUs (1, 2, 4, 8, ... up to 1024) whose usable memory (``memory_fraction`` of
+    each, A-GPU-MEM-USABLE) holds all weights and the KV cache of the run."""
+    spec, g = _as_model(spec), get(gpu)
+    _check_fraction("memory_fraction", memory_fraction)
+    w, kv = _memory_needed(spec, batch, prompt_len, gen_len, bytes_per_param, kv_bytes)
+    n = 1
+    while n <= MAX_GPUS:
+        if w + kv <= n * g.memory_gb * 1e9 * memory_fraction:
+            return n
+        n *= 2
+    raise ValueError(f"{spec.name} needs {(w + kv) / 1e9:,.0f} GB (weights + KV cache), more than "
+                     f"{MAX_GPUS} x {g.label}; lower batch, prompt_len or bytes_per_param")
+
+
+def _phase_time(nbytes: float, flops: float, comm_s: float, bw: float, fl: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    t_mem, t_comp = np.asarray(nbytes / bw), np.asarray(flops / fl)
+    return np.maximum(t_mem, t_comp) + comm_s, t_comp > t_mem
+
+
+def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: int = 128,
+             n_gpus: int | None = None, bytes_per_param: float = 2, kv_bytes: float = 2, *,
+             compute: str = "bf16", routing="uniform", seed: int = 0,
+             bw_efficiency: float | None = None, flop_efficiency: float | None = None,
+             power_fraction: float = POWER_FRACTION,
+             memory_fraction: float = MEMORY_FRACTION,
+             check_memory: bool = True) -> RooflineResult:
+    """Roofline of ``batch`` sequences of ``prompt_len`` prompt tokens and ``gen_len`` generated
+    tokens of ``spec`` (a ModelSpec or zoo name) on ``n_gpus`` GPUs of preset ``gpu``.
+
+    **Prefill** (one pass over batch x prompt_len tokens, producing the first token): reads the
+    dense weights and the distinct experts of batch x prompt_len tokens, writes the KV cache;
+    FLOPs 2 x active weights per token (the LM head only for the last token of each sequence) plus
+    causal attention. **Decode** step g = 1 .. gen_len - 1 (context prompt_len + g keys): reads the
+    dense weights, the distinct experts of ``batch`` tokens
+    (:func:`~aimoe_lib.gpu.weight_traffic`), the KV cache
+    of every sequence and writes one new entry per sequence; FLOPs 2 x active weights + attention
+    per token. Each phase takes max(bytes / (n x bandwidth x bw_efficiency), FLOPs / (n x peak x
+    flop_efficiency)) plus 2 all-reduces of the activations per layer (tensor parallelism,
+    assumption A-GPU-TP: weights, KV and FLOPs split evenly over the GPUs, no overlap of
+    communication with computation).
+
+    ``n_gpus=None`` picks the fewest GPUs that hold weights and KV cache
+    (:func:`~aimoe_lib.gpu.fewest_gpus`).
+    Energy = n_gpus x TDP x ``power_fraction`` x total time (A-GPU-POWER-TDP). ``bw_efficiency``
+    and ``flop_efficiency`` default to the GPU preset's measured fractions. ``check_memory=False``
+    skips the check that an explicit ``n_gpus`` holds the model (for comparing with measurements
+    of a few layers scaled to the whole model, :class:`~aimoe_lib.gpu.MeasuredRow`).
+    """
+    spec, g = _as_model(spec), get(gpu)
+    batch = _check_int("batch", batch, 1)
+    prompt_len = _check_int("prompt_len", prompt_len, 1)
+    gen_len = _check_int("gen_len", gen_len, 1)
+    _check_positive("bytes_per_param", bytes_per_param)
+    _check_positive("kv_bytes", kv_bytes)
+    _check_fraction("power_fraction", power_fraction)
+    _check_fraction("memory_fraction", memory_fraction)
+    peak = g.peak_tflops(compute)
+    eb = g.bw_efficiency if bw_efficiency is None else bw_efficiency
+    ef = g.flop_efficiency if flop_efficiency is None else flop_efficiency
+    _check_fraction("bw_efficiency", eb)
+    _check_fraction("flop_efficiency", ef)
+
+    w_stored, kv_max = _memory_needed(spec, batch, prompt_len, gen_len, bytes_per_param, kv_bytes)
+    if n_gpus is None:
+        n = fewest_gpus(spec, g, batch, prompt_len, gen_len, bytes_per_param, kv_bytes,
+                        memory_fraction)
+    else:
+        n = _check_int("n_gpus", n_gpus, 1)
+        have = n * g.memory_gb * 1e9 * memory_fraction
+        if check_memory and w_stored + kv_max > have:
+            need = fewest_gpus(spec, g, batch, prompt_len, gen_len, bytes_per_param, kv_bytes,
+                               memory_fraction)
+            raise ValueError(f"n_gpus={n}: {spec.name} needs {(w_stored + kv_max) / 1e9:,.1f} GB "
+                             f"(weights + KV cache) but {n} x {g.label} offer {have / 1e9:,.1f} GB "
+                             f"usable; use n_gpus >= {need} or n_gpus=None")
+    bw = n * g.hbm_bandwidth_gb_s * 1e9 * eb
+    fl = n * peak * 1e12 * ef
+    L, d = spec.n_layers, spec.d_model
+    kv_tok = L * spec.kv_cache_elements_per_token * kv_bytes  # bytes per token, all layers
+    att = _attention_flops_per_key(spec) * L                  # FLOPs per (query, key) pair
+
+    # prefill
+    n_pre = batch * prompt_len
+    wp = weight_traffic(spec, n_pre, routing, seed)
+    head = spec.d_model * spec.vocab_size
+    pre_bytes = wp.params_read * bytes_per_param + 2 * n_pre * kv_tok
+    pre_flops = (2 * (n_pre * (wp.active_params_per_token - head) + batch * head)
+                 + att * batch * prompt_len * (prompt_len + 1) / 2)
+    pre_comm = 2 * L * _allreduce_s(g, n, n_pre * d * ACT_BYTES)
+    t_pre, pre_cb = _phase_time(pre_bytes, pre_flops, pre_comm, bw, fl)
+
+    # decode steps g = 1 .. gen_len - 1 (context = prompt_len + g keys); gen_len = 1: the next step
+    wd = weight_traffic(spec, batch, routing, seed)
+    ctx = prompt_len + np.arange(1, max(gen_len, 2), dtype=float)
+    dec_w = wd.params_read * bytes_per_param
+    dec_kv = batch * kv_tok * (ctx + 1)  # read the context, write the new entry
+    dec_flops = batch * (2 * wd.active_params_per_token + att * ctx)
+    dec_comm = 2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES)
+    t_dec, dec_cb = _phase_time(dec_w + dec_kv, dec_flops, dec_comm, bw, fl)
+    decode_time = float(t_dec.sum()) if gen_len > 1 else 0.0
+
+    return RooflineResult(
+        model=spec.name, gpu=g.label, n_gpus=n, batch=batch, prompt_len=prompt_len,
+        gen_len=gen_len, bytes_per_param=float(bytes_per_param), kv_bytes=float(kv_bytes),
+        compute=compute, bw_efficiency=float(eb), flop_efficiency=float(ef),
+        weight_bytes_stored=float(w_stored), kv_bytes_max=float(kv_max),
+        memory_available_bytes=n * g.memory_gb * 1e9 * memory_fraction,
+        distinct_experts=wd.distinct_experts, prefill_bytes=float(pre_bytes),
+        prefill_flops=float(pre_flops), prefill_comm_s=float(pre_comm),
+        prefill_bound="compute" if bool(pre_cb) else "memory",
+        decode_weight_bytes=float(dec_w), decode_kv_bytes=float(dec_kv.mean()),
+        decode_flops=float(dec_flops.mean()), decode_comm_s=float(dec_comm),
+        decode_bound="compute" if dec_cb.mean() > 0.5 else "memory",
+        ttft_s=float(t_pre), time_per_output_token_s=float(t_dec.mean()),
+        decode_time_s=decode_time, power_w=n * g.tdp_w * power_fraction,
+        silicon_area_mm2=n * g.die_area_mm2)
+
+
+def sweep_batches(spec, gpu="h100", batches=(1, 2, 4, 8, 16, 32, 64), **kwargs
+                  ) -> tuple[RooflineResult, ...]:
+    """:func:`~aimoe_lib.gpu.roofline` at each batch size (other arguments as for
+    :func:`~aimoe_lib.gpu.roofline`)."""
+    return tuple(roofline(spec, gpu, batch=int(b), **kwargs) for b in batches)
+
+
+# =================================================================================== published data
+_GPTFAST = ("github.com/pytorch-labs/gpt-fast README.md (commit 0f925b5d): 'Benchmarks run on an "
+            "8xA100-80GB, power limited to 330W ... batch size=1 ... prompt length (just 5 "
+            "tokens)'")
+_GPTFAST_MOE = ("github.com/pytorch-labs/gpt-fast mixtral-moe/README.md (commit 056f8fb4), same "
+                "setup: 8xA100-80GB power limited to 330 W, batch size 1, 5-token prompt")
+_NIM = ("docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance: Llama-3.3-70b-instruct, NIM "
+        "1.8.0, '2 x H100 80G', 'fp8 TP2'")
+_LLAMA33_CONFIG = ("Llama-3.3-70B: the Llama-2-70B shapes with vocabulary 128,256 (oumi "
+                   "configs/recipes/llama3_3/README.md: vocab 128,256, hidden 8192, MLP 28,672, "
+                   "80 layers, 64 heads, 8 KV heads, untied)")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A published measured number the roofline is checked against, with its setup and source."""
+
+    label: str
+    """Short name of the data point."""
+    model: str
+    """Zoo model name, or 'llama-3.3-70b' (built from Llama-2-70B, see
+    :meth:`~aimoe_lib.gpu.Measurement.spec`)."""
+    gpu: str
+    """GPU preset."""
+    n_gpus: int
+    """GPUs used (tensor parallel)."""
+    batch: int
+    """Concurrent sequences."""
+    prompt_len: int
+    """Prompt tokens."""
+    gen_len: int
+    """Generated tokens (for the context of the decode steps)."""
+    bytes_per_param: float
+    """Weight precision, bytes."""
+    compute: str
+    """Tensor-core precision."""
+    metric: str
+    """'tpot_s' (time per output token) or 'ttft_s' (time to first token)."""
+    value: float
+    """The measured value in s, derived from the published figure as stated in ``figure``."""
+    figure: str
+    """The figure as published."""
+    source: str
+    """Where it is published."""
+
+    def spec(self) -> ModelSpec:
+        """The ModelSpec of the measured model."""
+        if self.model == "llama-3.3-70b":
+            return zoo.get("llama-2-70b").replace(name="llama-3.3-70b", vocab_size=128256,
+                                                  source=_LLAMA33_CONFIG)
+        return zoo.get(self.model)
+
+    def predict(self, **overrides) -> float:
+        """The roofline's value of ``metric`` for this setup."""
+        r = roofline(self.spec(), self.gpu, batch=self.batch, prompt_len=self.prompt_len,
+                     gen_len=self.gen_len, n_gpus=self.n_gpus,
+                     bytes_per_param=self.bytes_per_param, compute=self.compute, **overrides)
+        return r.time_per_output_token_s if self.metric == "tpot_s" else r.ttft_s
+
+
+MEASUREMENTS: tuple[Measurement, ...] = (
+    Measurement("gpt-fast Llama-2-7B, 1xA100", "llama-2-7b", "a100", 1, 1, 5, 200, 2, "bf16",
+                "tpot_s", 1 / 104.9, "104.9 tokens/s ('Llama-2-7B | Base | 104.9 | 1397.31')",
+                _GPTFAST),
+    Measurement("gpt-fast Llama-2-70B, 2xA100", "llama-2-70b", "a100", 2, 1, 5, 200, 2, "bf16",
+                "tpot_s", 1 / 21.32, "21.32 tokens/s (Tensor Parallelism table, 2 GPUs)", _GPTFAST),
+    Measurement("gpt-fast Llama-2-70B, 8xA100", "llama-2-70b", "a100", 8, 1, 5, 200, 2, "bf16",
+                "tpot_s", 1 / 62.50, "62.50 tokens/s (Tensor Parallelism table, 8 GPUs)", _GPTFAST),
+    Measurement("gpt-fast Mixtral-8x7B, 2xA100", "mixtral-8x7b", "a100", 2, 1, 5, 200, 2, "bf16",
+                "tpot_s", 1 / 78.75, "78.75 tokens/s (baseline(bfloat16), 2 GPU)", _GPTFAST_MOE),
+    Measurement("gpt-fast Mixtral-8x7B, 8xA100", "mixtral-8x7b", "a100", 8, 1, 5, 200, 2, "bf16",
+                "tpot_s", 1 / 203.69, "203.69 tokens/s (baseline(bfloat16), 8 GPU)", _GPTFAST_MOE),
+    Measurement("NIM Llama-3.3-70B FP8, 2xH100, ITL", "llama-3.3-70b", "h100", 2, 1, 5000, 500, 1,
+                "fp8", "tpot_s", 18.58e-3,
+                "ITL 18.58 ms at concurrency 1, 5000 input / 500 output tokens", _NIM),
+    Measurement("NIM Llama-3.3-70B FP8, 2xH100, TTFT", "llama-3.3-70b", "h100", 2, 1, 5000, 500, 1,
+                "fp8", "ttft_s", 406.77e-3,
+                "TTFT 406.77 ms at concurrency 1, 5000 input / 500 output tokens", _NIM),
+    Measurement("gpt-fast Mixtral-8x7B int8, 1xA100", "mixtral-8x7b", "a100", 1, 1, 5, 200, 1,
+                "bf16", "tpot_s", 1 / 56.04,
+                "56.04 tokens/s (int8 weight-only, 1 GPU; a known miss, see the chapter)",
+                _GPTFAST_MOE),
+)
+"""Published measurements of decode and prefill. gpt-fast's tokens/s (generate.py: tokens
+generated / wall time of the whole ``generate()`` call, default ``--max_new_tokens 200``, batch 1,
+5-token prompt) are taken as 1 / time per output token; the 5-token prefill inside that wall time
+is about one decode step in 200 (0.5 %). The last row, int8 weight-only Mixtral, is listed to
+show where the roofline fails: its kernels do not reach the HBM bandwidth (gpt-fast's own
+bandwidth column shows int8 reaching 1069 GB/s where bf16 reaches 1397 GB/s on Llama-2-7B)."""
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    """One measurement next to the roofline's prediction."""
+
+    measurement: Measurement
+    """The published data point."""
+    predicted: float
+    """Roofline value of the metric, s."""
+
+    @property
+    def error(self) -> float:
+        """(predicted - measured) / measured: negative when the roofline is faster than measured."""
+        return self.predicted / self.measurement.value - 1.0
+
+
+def validation_table(measurements=MEASUREMENTS, **overrides) -> tuple[ValidationRow, ...]:
+    """The roofline against each published measurement (``overrides`` go to
+    :func:`~aimoe_lib.gpu.roofline`)."""
+    return tuple(ValidationRow(m, m.predict(**overrides)) for m in measurements)
+
+
+def format_validation_table(rows=None) -> str:
+    """A plain-text table of :func:`~aimoe_lib.gpu.validation_table`: setup, metric, measured,
+    roofline, error."""
+    rows = validation_table() if rows is None else rows
+    head = f"{'data point':38} {'metric':6} {'measured':>10} {'roofline':>10} {'error':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        m = r.measurement
+        lines.append(f"{m.label:38} {m.metric[:4]:6} {m.value * 1e3:8.2f}ms "
+                     f"{r.predicted * 1e3:8.2f}ms {r.error:+7.1%}")
+    return "\n".join(lines)
+
+
+NOT_USED: tuple[str, ...] = (
+    "NeMo Framework docs (docs.nvidia.com/nemo-framework/user-guide/latest/performance/"
+    "llama.html): Llama-2-7B batch 1, 128 in / 20 out, average latency 234.0 ms (A100) and "
+    "153.8 ms (H100), precision not stated; not used (a NeMo GitHub discussion, NVIDIA/NeMo#8455, "
+    "reports inconsistencies in that table).",
+    "Baseten blog (baseten.co/blog/faster-mixtral-inference-with-tensorrt-llm-and-"
+    "quantization): Mixtral int8 on one A100, 127 ms TTFT and '81 perceived tokens per "
+    "second' (512 in / 128 out); not used ('perceived' is not defined).",
+)
+"""Published numbers read but not used for validation, and why."""
+
+
+# =================================================================================== measured CSV
+@dataclass(frozen=True)
+class MeasuredRow:
+    """One row of a CSV written by :mod:`aimoe_lib.gpu_measure` (one batch size)."""
+
+    gpu_name: str
+    """GPU as torch names it ('cpu' for a dry run)."""
+    model: str
+    """Model name (a '-tiny' suffix for a dry run)."""
+    batch: int
+    """Sequences."""
+    prompt_len: int
+    """Prompt tokens per sequence."""
+    decode_steps: int
+    """Decode steps timed."""
+    layers_run: int
+    """Decoder layers built and timed."""
+    layers_model: int
+    """Decoder layers of the model (times are scaled to these)."""
+    prefill_s_model: float
+    """Prefill time of the whole model (scaled), s."""
+    decode_step_s_model: float
+    """Time of one decode step of the whole model (scaled), s."""
+    distinct_experts_per_layer: float
+    """Distinct experts observed per MoE layer and decode step (nan for dense models)."""
+    avg_power_w: float
+    """Average board power while timing, W (nan without NVML)."""
+    dry_run: bool
+    """True for the CPU dry run (numbers meaningless)."""
+
+    def roofline(self, gpu="h100", **kwargs) -> RooflineResult:
+        """The roofline of the same workload (the decode steps at this row's contexts) on one GPU
+        of preset ``gpu`` whether or not the model fits it (the harness times a few layers on one
+        GPU and scales them); compare its ``time_per_output_token_s`` with
+        ``decode_step_s_model``."""
+        return roofline(self.model, gpu, batch=self.batch, prompt_len=self.prompt_len,
+                        gen_len=self.decode_steps + 1, n_gpus=kwargs.pop("n_gpus", 1),
+                        check_memory=kwargs.pop("check_memory", False), **kwargs)
+
+
+def _float(v: str) -> float:
+    return float(v) if v not in ("", None) else math.nan
+
+
+def load_measured(path) -> tuple[MeasuredRow, ...]:
+    """Read a CSV written by ``python -m aimoe_lib.gpu_measure`` (see its ``COLUMNS``)."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"gpu_name", "model", "batch", "prompt_len", "decode_steps", "layers_run",
+                "layers_model", "prefill_s_model", "decode_step_s_model",
+                "distinct_experts_per_layer", "avg_power_w", "dry_run"}
+        missing = need - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"path={str(path)!r}: not a gpu_measure CSV (missing "
+                             f"{', '.join(sorted(missing))}); write it with "
+                             "python -m aimoe_lib.gpu_measure")
+        return tuple(MeasuredRow(
+            gpu_name=r["gpu_name"], model=r["model"], batch=int(r["batch"]),
+            prompt_len=int(r["prompt_len"]), decode_steps=int(r["decode_steps"]),
+            layers_run=int(r["layers_run"]), layers_model=int(r["layers_model"]),
+            prefill_s_model=_float(r["prefill_s_model"]),
+            decode_step_s_model=_float(r["decode_step_s_model"]),
+            distinct_experts_per_layer=_float(r["distinct_experts_per_layer"]),
+            avg_power_w=_float(r["avg_power_w"]), dry_run=r["dry_run"] == "True")
+            for r in reader)

@@ -1,0 +1,504 @@
+"""Figures of chapter 7, "Against GPUs": the GPU roofline (:mod:`aimoe_lib.gpu`) next to the
+simulated 3D AIMC chip (:mod:`aimoe_lib.simulator`).
+
+Every figure function builds a ``matplotlib.figure.Figure`` (not registered with pyplot), with a
+title, axis labels with units and a one-line takeaway computed from the plotted numbers
+(``fig.get_supxlabel()``), and returns it. GPU numbers are *modelled* (roofline) unless a panel
+says *measured*; AIMC numbers are *simulated*.
+
+The AIMC chip of a model is the smallest chip that holds it: ``ceil(blocks / n_tiers)`` tiles of
+``n_tiers`` tiers of 512 x 512 (blocks from :func:`aimoe_lib.mapping.blocks_of` over every matrix
+but the input embedding), mapped ``in_order``, with digital units provisioned per layer
+(:meth:`aimoe_lib.hardware.ChipConfig.provisioned`: 24 DPUs and 8 attention units per layer).
+Simulated results are memoised per (model, tiers, batch, prompt, generation) in this process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from . import gpu as gpu_mod
+from . import hardware, mapping, routing, simulator, zoo
+from .mapping import blocks_of
+from .models import ModelSpec, Role
+
+__all__ = [
+    "CHIP_TIERS",
+    "DEFAULT_BATCHES",
+    "aimc_chip",
+    "AimcPoint",
+    "aimc_point",
+    "aimc_sweep",
+    "headline",
+    "step_breakdown",
+    "moe_penalty",
+    "context_sweep",
+    "crossover_context",
+    "validation_figure",
+    "compare_bars",
+    "Comparison",
+    "compare",
+    "format_comparison",
+]
+
+DPI = 100
+"""Resolution of every figure, dots per inch."""
+FONT_SIZE = 10
+"""Base font size, points."""
+C_AIMC = "tab:blue"
+C_GPU = {"a100": "tab:gray", "h100": "tab:orange", "h200": "tab:red"}
+C_DENSE = "tab:green"
+
+CHIP_TIERS = {"3d-64": 64, "3d-256": 256, "3d-1024": 1024, "2d": 1}
+"""Chip presets of the chapter: tiers per tile of the smallest chip that holds the model."""
+DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+"""Batch sizes of the default sweeps."""
+
+
+def _figure(w: float, h: float) -> Figure:
+    return Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+
+
+def _plain(v, _pos) -> str:
+    return f"{v:,.0f}" if v >= 1 else f"{v:.3g}"
+
+
+def _finish(fig: Figure, title: str, takeaway: str) -> Figure:
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                if axis is ax.yaxis:
+                    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(_plain))
+                axis.set_minor_formatter(NullFormatter())
+        ax.xaxis.label.set_fontsize(FONT_SIZE)
+        ax.yaxis.label.set_fontsize(FONT_SIZE)
+        ax.tick_params(labelsize=FONT_SIZE - 1)
+        ax.title.set_fontsize(FONT_SIZE + 1)
+    fig.suptitle(title, fontsize=FONT_SIZE + 3, fontweight="bold")
+    fig.supxlabel(takeaway, fontsize=FONT_SIZE, style="italic", color="0.2")
+    return fig
+
+
+def _spec(model) -> ModelSpec:
+    return zoo.get(model) if isinstance(model, str) else model
+
+
+# ====================================================================================== AIMC side
+def aimc_chip(model, n_tiers: int = 64) -> hardware.ChipConfig:
+    """The smallest chip of ``n_tiers`` tiers per tile that holds ``model`` (every matrix but the
+    input embedding on 512 x 512 tiers), digital units provisioned per layer."""
+    spec = _spec(model)
+    if isinstance(n_tiers, bool) or not isinstance(n_tiers, int) or n_tiers < 1:
+        raise ValueError(f"n_tiers={n_tiers!r}: must be an integer >= 1")
+    blocks = sum(blocks_of(m.in_features, m.out_features, 512, 512)
+                 for m in spec.matrices() if m.role is not Role.EMBEDDING)
+    chip = hardware.ChipConfig(n_tiles=max(1, math.ceil(blocks / n_tiers)), n_tiers=n_tiers,
+                               name=f"fitted-{n_tiers}t")
+    return chip.provisioned(spec.n_layers)
+
+
+@dataclass(frozen=True)
+class AimcPoint:
+    """Simulated 3D AIMC numbers of one workload."""
+
+    model: str
+    """Model name."""
+    n_tiers: int
+    """Tiers per tile."""
+    n_tiles: int
+    """Tiles of the chip."""
+    batch: int
+    """Sequences."""
+    prompt_len: int
+    """Prompt tokens per sequence."""
+    gen_len: int
+    """Generated tokens per sequence."""
+    tokens_per_s: float
+    """Generated tokens per second over the run."""
+    tpot_s: float
+    """Mean time per output token, s."""
+    ttft_s: float
+    """Mean time to first token, s."""
+    energy_per_token_j: float
+    """Energy per generated token, J."""
+    passive_fraction: float
+    """Share of the energy that is passive (static) power."""
+    area_mm2: float
+    """Chip area, mm²."""
+    passive_power_w: float
+    """Static power of the chip, W."""
+    bottleneck: str
+    """Busiest resource class (:meth:`aimoe_lib.simulator.SimResult.bottleneck`)."""
+    tile_conflicts: int
+    """Tile conflicts of the run."""
+
+
+@lru_cache(maxsize=512)
+def _aimc_cached(model, n_tiers, batch, prompt_len, gen_len, seed) -> AimcPoint:
+    spec = _spec(model)
+    chip = aimc_chip(spec, n_tiers)
+    m = mapping.map_model(spec, chip, "in_order")
+    w = simulator.Workload(batch=batch, prompt_len=prompt_len, gen_len=gen_len, seed=seed)
+    r = simulator.simulate(spec, chip, m, w)
+    tpot = r.tpot_stats_ns()["mean"]
+    return AimcPoint(model=spec.name, n_tiers=n_tiers, n_tiles=chip.n_tiles, batch=batch,
+                     prompt_len=prompt_len, gen_len=gen_len, tokens_per_s=r.tokens_per_s,
+                     tpot_s=tpot * 1e-9, ttft_s=float(r.ttft_ns.mean()) * 1e-9,
+                     energy_per_token_j=r.energy_per_token_pj * 1e-12,
+                     passive_fraction=r.energy_breakdown_pj["passive"] / r.energy_pj,
+                     area_mm2=chip.area_mm2, passive_power_w=chip.passive_power_w,
+                     bottleneck=r.bottleneck(), tile_conflicts=r.tile_conflicts)
+
+
+def aimc_point(model, n_tiers: int = 64, batch: int = 8, prompt_len: int = 16,
+               gen_len: int = 16, seed: int = 0) -> AimcPoint:
+    """Simulate ``batch`` sequences of ``prompt_len`` + ``gen_len`` tokens of ``model`` (a zoo
+    name or ModelSpec) on :func:`~aimoe_lib.viz_gpu.aimc_chip` (memoised)."""
+    key = model if isinstance(model, str) else _spec(model)
+    return _aimc_cached(key, int(n_tiers), int(batch), int(prompt_len), int(gen_len), int(seed))
+
+
+def aimc_sweep(model, n_tiers: int = 64, batches=DEFAULT_BATCHES, prompt_len: int = 16,
+               gen_len: int = 16) -> tuple[AimcPoint, ...]:
+    """:func:`~aimoe_lib.viz_gpu.aimc_point` at each batch size."""
+    return tuple(aimc_point(model, n_tiers, b, prompt_len, gen_len) for b in batches)
+
+
+# ====================================================================================== comparison
+@dataclass(frozen=True)
+class Comparison:
+    """One workload on the AIMC chip and on a GPU."""
+
+    aimc: AimcPoint
+    """Simulated chip."""
+    gpu: gpu_mod.RooflineResult
+    """GPU roofline."""
+
+    @property
+    def speedup(self) -> float:
+        """AIMC tokens/s over GPU tokens/s."""
+        return self.aimc.tokens_per_s / self.gpu.tokens_per_s
+
+    @property
+    def tpot_ratio(self) -> float:
+        """GPU time per output token over AIMC time per output token."""
+        return self.gpu.time_per_output_token_s / self.aimc.tpot_s
+
+    @property
+    def energy_ratio(self) -> float:
+        """GPU energy per token over AIMC energy per token."""
+        return self.gpu.energy_per_token_j / self.aimc.energy_per_token_j
+
+    @property
+    def area_ratio(self) -> float:
+        """AIMC chip area over GPU silicon (dies only)."""
+        return self.aimc.area_mm2 / self.gpu.silicon_area_mm2
+
+
+def compare(model, gpu="h100", batch: int = 8, n_tiers: int = 64, prompt_len: int = 16,
+            gen_len: int = 16, **roofline_kw) -> Comparison:
+    """The same workload simulated on :func:`~aimoe_lib.viz_gpu.aimc_chip` and modelled on the
+    GPU."""
+    a = aimc_point(model, n_tiers, batch, prompt_len, gen_len)
+    g = gpu_mod.roofline(_spec(model), gpu, batch=batch, prompt_len=prompt_len, gen_len=gen_len,
+                         **roofline_kw)
+    return Comparison(a, g)
+
+
+def format_comparison(c: Comparison) -> str:
+    """A plain-text table of one comparison."""
+    a, g = c.aimc, c.gpu
+    rows = [("tokens/s", f"{a.tokens_per_s:,.0f}", f"{g.tokens_per_s:,.0f}"),
+            ("time per output token", f"{a.tpot_s * 1e3:.3f} ms",
+             f"{g.time_per_output_token_s * 1e3:.3f} ms"),
+            ("time to first token", f"{a.ttft_s * 1e3:.3f} ms", f"{g.ttft_s * 1e3:.3f} ms"),
+            ("energy per token", f"{a.energy_per_token_j * 1e3:.1f} mJ",
+             f"{g.energy_per_token_j * 1e3:.1f} mJ"),
+            ("power", f"{a.passive_power_w:,.0f} W passive", f"{g.power_w:,.0f} W (TDP)"),
+            ("silicon area", f"{a.area_mm2:,.0f} mm²", f"{g.silicon_area_mm2:,.0f} mm² (dies)")]
+    head = (f"{'':24}{'3D AIMC ' + str(a.n_tiers) + ' tiers (simulated)':>32}"
+            f"{str(g.n_gpus) + ' x ' + g.gpu + ' (roofline)':>34}")
+    return "\n".join([head] + [f"{k:24}{x:>32}{y:>34}" for k, x, y in rows])
+
+
+# ====================================================================================== figures
+def headline(model: str = "mixtral-8x7b", gpus=("a100", "h100", "h200"), n_tiers=(64, 1024),
+             batches=DEFAULT_BATCHES, prompt_len: int = 16, gen_len: int = 16) -> Figure:
+    """Four panels over batch size: tokens/s, time per output token, energy per token (simulated
+    AIMC chips of ``n_tiers`` tiers per tile vs GPU rooflines) and silicon area."""
+    spec = _spec(model)
+    bs = list(batches)
+    tiers = [n_tiers] if isinstance(n_tiers, int) else list(n_tiers)
+    aimc = {t: aimc_sweep(spec.name, t, bs, prompt_len, gen_len) for t in tiers}
+    gpus = list(gpus)
+    roof = {g: gpu_mod.sweep_batches(spec, g, bs, prompt_len=prompt_len, gen_len=gen_len)
+            for g in gpus}
+    fig = _figure(10.5, 7.4)
+    axs = fig.subplots(2, 2)
+    styles = ["o-", "^-", "v-", "D-"]
+    shades = [C_AIMC, "tab:cyan", "tab:purple", "tab:green"]
+    series = [
+        (axs[0, 0], "tokens per second", lambda a: a.tokens_per_s, lambda r: r.tokens_per_s,
+         "throughput (generated tokens/s)"),
+        (axs[0, 1], "time per output token", lambda a: a.tpot_s * 1e3,
+         lambda r: r.time_per_output_token_s * 1e3, "time per output token (ms)"),
+        (axs[1, 0], "energy per token", lambda a: a.energy_per_token_j,
+         lambda r: r.energy_per_token_j, "energy per generated token (J)"),
+    ]
+    for ax, title, fa, fg, ylab in series:
+        for i, t in enumerate(tiers):
+            ax.plot(bs, [fa(a) for a in aimc[t]], styles[i % 4], color=shades[i % 4],
+                    label=f"3D AIMC, {t} tiers (simulated)")
+        for g in gpus:
+            rr = roof[g]
+            ax.plot(bs, [fg(r) for r in rr], "s--", color=C_GPU.get(g, "k"),
+                    label=f"{rr[0].n_gpus} x {rr[0].gpu} (roofline)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch (sequences)")
+        ax.set_ylabel(ylab)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axs[0, 0].legend(fontsize=FONT_SIZE - 2)
+    ax = axs[1, 1]
+    names_ = ([f"AIMC\n{t} tiers" for t in tiers]
+              + [f"{roof[g][0].n_gpus} x\n{g.upper()}" for g in gpus])
+    areas = [aimc[t][0].area_mm2 for t in tiers] + [roof[g][0].silicon_area_mm2 for g in gpus]
+    colors = [shades[i % 4] for i in range(len(tiers))] + [C_GPU.get(g, "k") for g in gpus]
+    ax.bar(names_, areas, color=colors)
+    ax.set_ylabel("silicon area (mm²; GPU: dies only)")
+    ax.set_title("silicon area")
+    for i, v in enumerate(areas):
+        ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=FONT_SIZE - 1)
+    ref = roof["h100"] if "h100" in roof else roof[gpus[0]]
+    a0 = aimc[tiers[0]]
+    i8 = bs.index(8) if 8 in bs else 0
+    takeaway = (f"batch {bs[i8]}: AIMC ({tiers[0]} tiers) {a0[i8].tokens_per_s:,.0f} vs "
+                f"{ref[i8].gpu} {ref[i8].tokens_per_s:,.0f} tokens/s, "
+                f"{a0[i8].energy_per_token_j * 1e3:,.0f} vs "
+                f"{ref[i8].energy_per_token_j * 1e3:,.0f} mJ/token; area {a0[0].area_mm2:,.0f} vs "
+                f"{ref[0].silicon_area_mm2:,.0f} mm²")
+    return _finish(fig, f"{spec.name}: 3D AIMC (simulated) vs GPUs (roofline), "
+                        f"{prompt_len} + {gen_len} tokens per sequence", takeaway)
+
+
+def _step_components(rr, g: gpu_mod.GPUSpec, n: int, compute: str = "bf16"):
+    """Per decode step (ms): weight-read time, KV time, compute time, all-reduce time."""
+    bw = n * g.achievable_bandwidth_gb_s * 1e9
+    fl = n * g.peak_tflops(compute) * 1e12 * g.flop_efficiency
+    return (np.array([r.decode_weight_bytes / bw for r in rr]) * 1e3,
+            np.array([r.decode_kv_bytes / bw for r in rr]) * 1e3,
+            np.array([r.decode_flops / fl for r in rr]) * 1e3,
+            np.array([r.decode_comm_s for r in rr]) * 1e3)
+
+
+def _components_panel(ax, xs, comps, xlabel: str, title: str) -> None:
+    t_w, t_kv, t_c, t_ar = comps
+    ax.stackplot(xs, t_w, t_kv, labels=["read weights (HBM)", "read/write KV cache (HBM)"],
+                 colors=["tab:orange", "tab:purple"], alpha=0.6)
+    ax.plot(xs, t_c, "k-", lw=2, label="compute (tensor cores)")
+    if np.any(t_ar > 0):
+        ax.plot(xs, t_ar, "k:", lw=1.5, label="all-reduce (added)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("time per decode step (ms)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def step_breakdown(model: str = "llama-2-7b", gpu: str = "h100",
+                   batches=(1, 4, 16, 64, 256, 1024), contexts=(16, 64, 256, 1024, 4096),
+                   context_batch: int = 16, prompt_len: int = 16, gen_len: int = 16) -> Figure:
+    """Why a GPU decode step takes what it takes (roofline): the time to read the weights, to
+    read and write the KV cache, to compute, and the all-reduces, over batch size (at a short
+    context) and over context length (at ``context_batch`` sequences). The roofline charges the
+    larger of HBM time (stacked) and compute time (line), plus the all-reduces."""
+    spec = _spec(model)
+    g = gpu_mod.get(gpu)
+    bs, cs = list(batches), list(contexts)
+    n = max(gpu_mod.fewest_gpus(spec, g, bs[-1], prompt_len, gen_len),
+            gpu_mod.fewest_gpus(spec, g, context_batch, cs[-1], 2))
+    rb = gpu_mod.sweep_batches(spec, g, bs, prompt_len=prompt_len, gen_len=gen_len, n_gpus=n)
+    rc = [gpu_mod.roofline(spec, g, batch=context_batch, prompt_len=c, gen_len=2, n_gpus=n)
+          for c in cs]
+    cb, cc = _step_components(rb, g, n), _step_components(rc, g, n)
+    fig = _figure(10.5, 4.4)
+    ax1, ax2 = fig.subplots(1, 2)
+    _components_panel(ax1, bs, cb, "batch (sequences)",
+                      f"over batch, {prompt_len} + {gen_len} tokens")
+    _components_panel(ax2, cs, cc, "context (tokens in the KV cache)",
+                      f"over context, batch {context_batch}")
+    ax1.legend(fontsize=FONT_SIZE - 2)
+    cross = next((b for b, w, k, c in zip(bs, *cb[:3]) if c > w + k), None)
+    kv_over = next((c for c, w, k in zip(cs, cc[0], cc[1]) if k > w), None)
+    takeaway = (f"batch 1: {cb[0][0]:.2f} ms reading weights, {cb[2][0] * 1e3:.0f} µs computing; "
+                f"compute-bound from batch {cross if cross else '>' + str(bs[-1])}; KV traffic "
+                f"outweighs weights from {kv_over if kv_over else '>' + str(cs[-1])} tokens "
+                f"(batch {context_batch})")
+    return _finish(fig, f"Anatomy of a GPU decode step: {spec.name} on {n} x {g.label} (roofline)",
+                   takeaway)
+
+
+def moe_penalty(model: str = "mixtral-8x7b", gpu: str = "h100", batches=DEFAULT_BATCHES,
+                n_tiers: int = 64, prompt_len: int = 16, gen_len: int = 16,
+                mc_tokens: int = 4096) -> Figure:
+    """The MoE penalty: distinct experts per layer vs batch (closed form and Monte Carlo over
+    :func:`aimoe_lib.routing.route`), and the cost of the MoE relative to its active dense
+    equivalent (:func:`aimoe_lib.gpu.active_dense_equivalent`) on the GPU (roofline) and on the
+    3D AIMC chip (simulated)."""
+    spec = _spec(model)
+    if not spec.is_moe:
+        raise ValueError(f"model={spec.name!r} is dense: the MoE penalty needs an MoE model")
+    dense = gpu_mod.active_dense_equivalent(spec)
+    bs = list(batches)
+    e, k = spec.n_experts, spec.top_k
+    closed = routing.distinct_experts_expected(e, k, np.array(bs, dtype=float))
+    choices = routing.route(spec, mc_tokens, "uniform", seed=0)
+    mc = [routing.distinct_experts(choices, b, e).mean() for b in bs]
+    g_moe = gpu_mod.sweep_batches(spec, gpu, bs, prompt_len=prompt_len, gen_len=gen_len)
+    n = g_moe[-1].n_gpus
+    g_moe = gpu_mod.sweep_batches(spec, gpu, bs, prompt_len=prompt_len, gen_len=gen_len, n_gpus=n)
+    g_den = gpu_mod.sweep_batches(dense, gpu, bs, prompt_len=prompt_len, gen_len=gen_len, n_gpus=n)
+    a_moe = aimc_sweep(spec.name, n_tiers, bs, prompt_len, gen_len)
+    a_den = [aimc_point(dense, n_tiers, b, prompt_len, gen_len) for b in bs]
+    fig = _figure(10.5, 4.2)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(bs, closed, "-", color="k", label="E(1 - (1 - k/E)^B)")
+    ax1.plot(bs, mc, "o", color="tab:purple", label=f"Monte Carlo, {mc_tokens} routed tokens")
+    ax1.plot(bs, [min(b * k, e) for b in bs], ":", color="0.5", label="B·k (no sharing)")
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("batch B (tokens per decode step)")
+    ax1.set_ylabel("distinct experts per MoE layer")
+    ax1.set_title(f"{spec.name}: {e} experts, top-{k}, uniform routing")
+    ax1.legend(fontsize=FONT_SIZE - 2)
+    ax1.grid(True, alpha=0.3)
+    r_gpu = [m.time_per_output_token_s / d.time_per_output_token_s for m, d in zip(g_moe, g_den)]
+    r_aimc = [m.tpot_s / d.tpot_s for m, d in zip(a_moe, a_den)]
+    ax2.plot(bs, r_gpu, "s--", color=C_GPU.get(gpu, "k"), label=f"{n} x {gpu.upper()} (roofline)")
+    ax2.plot(bs, r_aimc, "o-", color=C_AIMC, label=f"3D AIMC {n_tiers} tiers (simulated)")
+    ax2.axhline(1.0, color="0.5", lw=1)
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("batch (sequences)")
+    ax2.set_ylabel("time per token, MoE / dense equivalent")
+    ax2.set_title("the price of routing")
+    ax2.legend(fontsize=FONT_SIZE - 2)
+    ax2.grid(True, alpha=0.3)
+    i8 = bs.index(8) if 8 in bs else len(bs) - 1
+    takeaway = (f"batch {bs[i8]}: {closed[i8]:.2f} of {e} experts read per layer; the MoE decodes "
+                f"{r_gpu[i8]:.2f}x slower than its dense equivalent on the GPU, "
+                f"{r_aimc[i8]:.2f}x on 3D AIMC")
+    return _finish(fig, "Routing fragments a batch: the MoE penalty on GPUs and on 3D AIMC",
+                   takeaway)
+
+
+def crossover_context(contexts, aimc_s, gpu_s) -> float | None:
+    """Context length where the AIMC time per token first exceeds the GPU's, interpolated
+    linearly in log(context) and log(ratio) between the two grid points around it; None if it
+    never does on the grid (or already does at the first point)."""
+    c = np.log(np.asarray(contexts, dtype=float))
+    r = np.log(np.asarray(aimc_s, dtype=float) / np.asarray(gpu_s, dtype=float))
+    for i in range(1, len(c)):
+        if r[i - 1] <= 0 < r[i]:
+            f = -r[i - 1] / (r[i] - r[i - 1])
+            return float(np.exp(c[i - 1] + f * (c[i] - c[i - 1])))
+    return None
+
+
+def context_sweep(model: str = "llama-2-7b", gpu: str = "h100", n_tiers: int = 64,
+                  prompt_lens=(16, 64, 128, 256, 512, 1024), batch: int = 1,
+                  gen_len: int = 3) -> Figure:
+    """Time per output token over context length: the GPU roofline (weights + KV traffic) and the
+    simulated AIMC chip (attention cost table of :class:`aimoe_lib.hardware.CostModel`)."""
+    spec = _spec(model)
+    ps = list(prompt_lens)
+    a = [aimc_point(spec.name, n_tiers, batch, p, gen_len) for p in ps]
+    g = [gpu_mod.roofline(spec, gpu, batch=batch, prompt_len=p, gen_len=gen_len) for p in ps]
+    fig = _figure(7.0, 4.3)
+    ax = fig.subplots()
+    ctx = [p + 1 for p in ps]
+    ax.plot(ctx, [x.tpot_s * 1e3 for x in a], "o-", color=C_AIMC,
+            label=f"3D AIMC {n_tiers} tiers (simulated)")
+    ax.plot(ctx, [x.time_per_output_token_s * 1e3 for x in g], "s--", color=C_GPU.get(gpu, "k"),
+            label=f"{g[0].n_gpus} x {g[0].gpu} (roofline)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens in the KV cache)")
+    ax.set_ylabel("time per output token (ms)")
+    ax.legend(fontsize=FONT_SIZE - 1)
+    ax.grid(True, which="both", alpha=0.3)
+    cross = crossover_context(ctx, [x.tpot_s for x in a], [y.time_per_output_token_s for y in g])
+    takeaway = (f"batch {batch}: AIMC {a[0].tpot_s * 1e3:.2f} -> {a[-1].tpot_s * 1e3:.2f} ms, GPU "
+                f"{g[0].time_per_output_token_s * 1e3:.2f} -> "
+                f"{g[-1].time_per_output_token_s * 1e3:.2f} ms; "
+                + (f"the GPU is faster beyond about {cross:,.0f} tokens of context" if cross
+                   else f"AIMC stays faster up to {ctx[-1]} tokens"))
+    return _finish(fig, f"{spec.name}: long contexts move the bottleneck to attention", takeaway)
+
+
+def validation_figure(rows=None, tolerance: float = 0.30) -> Figure:
+    """Roofline vs published measurements (:data:`aimoe_lib.gpu.MEASUREMENTS`): predicted against
+    measured time, with the ±``tolerance`` band; points are numbered as in the legend."""
+    rows = gpu_mod.validation_table() if rows is None else rows
+    meas = np.array([r.measurement.value for r in rows]) * 1e3
+    pred = np.array([r.predicted for r in rows]) * 1e3
+    fig = _figure(10.5, 4.8)
+    ax = fig.subplots()
+    lo, hi = min(meas.min(), pred.min()) / 1.5, max(meas.max(), pred.max()) * 1.5
+    xs = np.geomspace(lo, hi, 50)
+    ax.plot(xs, xs, "k-", lw=1, label="roofline = measured")
+    ax.fill_between(xs, xs * (1 - tolerance), xs * (1 + tolerance), color="0.88",
+                    label=f"±{tolerance:.0%}")
+    for i, (r, x, y) in enumerate(zip(rows, meas, pred), start=1):
+        ok = abs(r.error) <= tolerance
+        ax.plot(x, y, "o" if ok else "X", color="tab:blue" if ok else "tab:red", ms=7,
+                label=f"{i}: {r.measurement.label} ({r.measurement.metric[:4]}, {r.error:+.0%})")
+        ax.annotate(str(i), (x, y), fontsize=FONT_SIZE - 1, xytext=(5, -4 if i % 2 else 4),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured (published) time, ms")
+    ax.set_ylabel("roofline time, ms")
+    ax.legend(fontsize=FONT_SIZE - 2, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.grid(True, which="both", alpha=0.3)
+    inside = sum(abs(r.error) <= tolerance for r in rows)
+    worst = max(rows, key=lambda r: abs(r.error))
+    takeaway = (f"{inside} of {len(rows)} published points within ±{tolerance:.0%}; worst: "
+                f"{worst.measurement.label} ({worst.error:+.0%})")
+    return _finish(fig, "GPU roofline vs published measurements", takeaway)
+
+
+def compare_bars(model: str = "mixtral-8x7b", batch: int = 8, gpu: str = "h100",
+                 chip: str = "3d-64", prompt_len: int = 16, gen_len: int = 16) -> Figure:
+    """One workload, four bars each: tokens/s, time per output token, energy per token and area
+    of the AIMC chip preset ``chip`` (:data:`~aimoe_lib.viz_gpu.CHIP_TIERS`) and the GPU."""
+    if chip not in CHIP_TIERS:
+        raise ValueError(f"chip={chip!r}: choose one of {', '.join(CHIP_TIERS)}")
+    c = compare(model, gpu, batch, CHIP_TIERS[chip], prompt_len, gen_len)
+    a, g = c.aimc, c.gpu
+    fig = _figure(10.5, 3.4)
+    axs = fig.subplots(1, 4)
+    labels = [f"AIMC\n{chip}", f"{g.n_gpus} x\n{gpu.upper()}"]
+    data = [("tokens/s", a.tokens_per_s, g.tokens_per_s),
+            ("time per output token (ms)", a.tpot_s * 1e3, g.time_per_output_token_s * 1e3),
+            ("energy per token (mJ)", a.energy_per_token_j * 1e3, g.energy_per_token_j * 1e3),
+            ("silicon area (mm²)", a.area_mm2, g.silicon_area_mm2)]
+    for ax, (ylab, x, y) in zip(axs, data):
+        ax.bar(labels, [x, y], color=[C_AIMC, C_GPU.get(gpu, "k")])
+        ax.set_ylabel(ylab)
+        ax.set_ylim(0, max(x, y) * 1.15)
+        for i, v in enumerate((x, y)):
+            ax.text(i, v, f"{v:,.0f}" if v >= 100 else f"{v:.3g}", ha="center", va="bottom",
+                    fontsize=FONT_SIZE - 1)
+    takeaway = (f"AIMC/GPU: {c.speedup:.1f}x tokens/s, {1 / c.tpot_ratio:.2f}x time per token, "
+                f"{1 / c.energy_ratio:.2f}x energy per token, {c.area_ratio:.2f}x area; "
+                f"AIMC bottleneck: {a.bottleneck}, GPU decode {g.decode_bound}-bound")
+    return _finish(fig, f"{_spec(model).name}, batch {batch}, {prompt_len} + {gen_len} tokens",
+                   takeaway)
