@@ -1,0 +1,189 @@
+"""ipywidgets panels of chapters 5 (dense vs MoE scaling) and 9 (design-space playground).
+
+Both recompute live: each change runs :func:`~aimoe_lib.sweep.run_point` on small configurations
+(well under a second for the defaults) and redraws. Panels are returned, not displayed; the last
+line of a notebook cell shows them. In the static HTML book they have no kernel behind them, so
+the chapters show the default figure in a cell of its own.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+from IPython.display import Markdown, display
+
+from . import design_space, hardware, sweep, viz_scaling
+from .mapping import STRATEGIES
+
+__all__ = ["scaling_panel", "playground_panel", "point_from_controls", "PLAYGROUND_STRATEGIES",
+           "PLAYGROUND_CHIPS"]
+
+_STYLE = {"description_width": "initial"}
+_LAYOUT = w.Layout(width="420px")
+
+PLAYGROUND_STRATEGIES = tuple(s for s in STRATEGIES if s != "coactivation")
+"""Strategies offered by :func:`playground_panel` (``coactivation`` needs a co-activation
+density, which chapter 6 builds)."""
+PLAYGROUND_CHIPS = ("paper", "hermes")
+"""Chip presets offered by :func:`playground_panel` (costs, area model and units; the tiers and
+tiles come from the panel)."""
+
+
+def _choice(value, options, label: str) -> w.SelectionSlider:
+    return w.SelectionSlider(value=value, options=list(options), description=label,
+                             continuous_update=False, style=_STYLE, layout=_LAYOUT)
+
+
+def _int(value: int, lo: int, hi: int, label: str, step: int = 1) -> w.IntSlider:
+    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=label,
+                       continuous_update=False, style=_STYLE, layout=_LAYOUT)
+
+
+def _float(value: float, lo: float, hi: float, step: float, label: str,
+           fmt: str = ".2f") -> w.FloatSlider:
+    return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=label,
+                         readout_format=fmt, continuous_update=False, style=_STYLE,
+                         layout=_LAYOUT)
+
+
+def _dropdown(value, options, label: str) -> w.Dropdown:
+    return w.Dropdown(value=value, options=list(options), description=label, style=_STYLE,
+                      layout=_LAYOUT)
+
+
+# ============================================================================ chapter 5
+def scaling_panel(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: str = "3d",
+                  tiles_factor: float = 1.0, strategy: str = "in_order") -> w.interactive:
+    """Sliders over :func:`~aimoe_lib.viz_scaling.family_comparison` of
+    :func:`~aimoe_lib.viz_scaling.live_rows`: experts E (the dense models follow its total),
+    batch (at most 32), generated tokens (at most 8), 3D or 2D chip, tiles (x 702, tiers
+    follow) and the MoE's mapping strategy. Every change simulates the three models again."""
+    def show(n_experts, batch, gen_len, chip, tiles_factor, strategy):
+        rows = viz_scaling.live_rows(n_experts=n_experts, batch=batch, gen_len=gen_len, chip=chip,
+                                     tiles_factor=tiles_factor, strategy=strategy)
+        bad = [r for r in rows if r["error"]]
+        if bad:
+            return Markdown(f"**{bad[0]['label']} does not map:** {bad[0]['error']}")
+        return viz_scaling.family_comparison(rows)
+
+    return w.interactive(
+        show,
+        n_experts=_choice(n_experts, (2, 4, 8, 16, 32, 64), "experts E (dense: same total)"),
+        batch=_choice(batch, (1, 2, 4, 8, 16, 32), "batch (sequences)"),
+        gen_len=_int(gen_len, 1, 8, "generated tokens"),
+        chip=w.ToggleButtons(value=chip, options=[("3D", "3d"), ("2D", "2d")],
+                             description="chip", style=_STYLE),
+        tiles_factor=_choice(tiles_factor, (0.5, 1.0, 2.0, 4.0), "tiles (x 702; tiers follow)"),
+        strategy=_dropdown(strategy, ("in_order", "balanced", "moe_stacked"), "MoE mapping"),
+    )
+
+
+# ============================================================================ chapter 9
+def _playground_controls() -> dict:
+    paper = hardware.preset("paper").cost
+    models = list(design_space.model_names()) + ["custom"]
+    return {
+        # model
+        "model": _dropdown("moe-8e-top1", models, "model"),
+        "d_model": _choice(1024, [256 * i for i in range(1, 17)], "custom: d_model"),
+        "n_layers": _int(12, 1, 48, "custom: layers"),
+        "n_heads": _choice(16, (4, 8, 16, 32), "custom: heads"),
+        "d_ff": _choice(4096, [512 * i for i in range(1, 33)], "custom: FFN / expert width"),
+        "n_experts": _choice(8, (0, 2, 4, 8, 16, 32, 64, 128), "custom: experts (0 = dense)"),
+        "top_k": _int(1, 1, 8, "custom: top-k"),
+        # chip
+        "chip": _dropdown("paper", PLAYGROUND_CHIPS, "chip preset (costs, area)"),
+        "n_tiers": _choice(8, [2 ** i for i in range(11)], "tiers per tile"),
+        "n_tiles": w.BoundedIntText(value=0, min=0, max=10_000_000, description="tiles (0 = fit)",
+                                    style=_STYLE, layout=_LAYOUT),
+        "tier_size": _choice(512, (128, 256, 512, 1024), "tier rows = columns"),
+        "provision": w.Checkbox(value=True, description="digital units per layer (24 DPU + 8 MHA)",
+                                style=_STYLE, layout=_LAYOUT),
+        # costs
+        "mvm_latency_x": _float(1.0, 0.1, 10.0, 0.1, "MVM latency (x preset)"),
+        "mvm_energy_x": _float(1.0, 0.1, 10.0, 0.1, "MVM energy (x preset)"),
+        "unit_passive_power_w": _float(paper.unit_passive_power_w, 0.0, 2.0, 0.05,
+                                       "passive power per DPU / MHA unit (W)"),
+        "tile_passive_power_w": _float(paper.tile_passive_power_w, 0.0, 0.05, 0.001,
+                                       "passive power per tile (W)", ".3f"),
+        # mapping and workload
+        "strategy": _dropdown("in_order", PLAYGROUND_STRATEGIES, "mapping strategy"),
+        "digital": w.SelectMultiple(value=(), options=["router", "attention", "lm_head"],
+                                    description="also digital", style=_STYLE,
+                                    layout=w.Layout(width="420px", height="70px")),
+        "batch": _choice(8, (1, 2, 4, 8, 16, 32, 64), "batch (sequences)"),
+        "prompt_len": _int(4, 1, 16, "prompt tokens"),
+        "gen_len": _int(8, 1, 8, "generated tokens"),
+        "kv_cache": w.Checkbox(value=True, description="KV cache", style=_STYLE),
+        "zipf_s": _float(0.0, 0.0, 2.0, 0.25, "routing skew (Zipf s; 0 = uniform)"),
+        "seed": _int(0, 0, 9, "routing seed"),
+    }
+
+
+def point_from_controls(values: dict):
+    """The :class:`~aimoe_lib.sweep.Point` of the playground's control values (a dict of the
+    names of :func:`playground_panel`'s controls)."""
+    v = dict(values)
+    if v["model"] == "custom":
+        model = design_space.custom_model(v["d_model"], v["n_layers"], v["n_heads"], v["d_ff"],
+                                          v["n_experts"], v["top_k"])
+    else:
+        model = v["model"]
+    base = hardware.preset(v["chip"]).cost
+    over = {}
+    if v["mvm_latency_x"] != 1.0:
+        over["mvm_latency_ns"] = base.mvm_latency_ns * v["mvm_latency_x"]
+    if v["mvm_energy_x"] != 1.0:
+        over["mvm_energy_pj"] = base.mvm_energy_pj * v["mvm_energy_x"]
+    for k in ("unit_passive_power_w", "tile_passive_power_w"):
+        if v[k] != getattr(base, k):
+            over[k] = v[k]
+    return design_space.build_point(
+        model, chip=v["chip"], n_tiers=v["n_tiers"], n_tiles=v["n_tiles"] or None,
+        tier_size=v["tier_size"], provision=v["provision"], strategy=v["strategy"],
+        digital=("embedding",) + tuple(v["digital"]), batch=v["batch"],
+        prompt_len=v["prompt_len"], gen_len=v["gen_len"], kv_cache=v["kv_cache"],
+        zipf_s=v["zipf_s"], seed=v["seed"], **over)
+
+
+def playground_panel(rows: list[dict] | None = None) -> w.VBox:
+    """Every knob on one panel: model (preset or custom sizes), chip preset, tiers and tiles, tier
+    shape, digital units, cost overrides, mapping strategy, digital parts and workload. Each
+    change builds the point (:func:`point_from_controls`), runs it and shows
+    :func:`~aimoe_lib.design_space.format_result`, the point as a star over the shipped design
+    space at the nearest batch (``rows``, default :func:`~aimoe_lib.design_space.load`) and the
+    configuration as Python (:func:`~aimoe_lib.design_space.to_python`)."""
+    rows = design_space.load() if rows is None else rows
+    batches = sorted({r["batch"] for r in rows})
+    c = _playground_controls()
+
+    def show(**values):
+        try:
+            point = point_from_controls(values)
+            row = sweep.run_point(point)
+        except ValueError as err:
+            print(f"{type(err).__name__}: {err}")
+            return
+        print(design_space.format_result(row))
+        b = min(batches, key=lambda x: abs(x - values["batch"]))
+        ref = [r for r in rows if r["batch"] == b]
+        front = design_space.pareto_front(ref, design_space.CAPACITY_OBJECTIVES)
+        display(viz_scaling.pareto_figure(
+            ref, front, highlight=None if row["error"] else row,
+            title=f"Your configuration (star) over the shipped design space at batch {b}",
+            objectives=design_space.CAPACITY_OBJECTIVES))
+        display(Markdown("**As Python** (paste it into a cell):\n\n```python\n"
+                         + design_space.to_python(point) + "```"))
+
+    out = w.interactive_output(show, c)
+    tabs = w.Tab(children=[
+        w.VBox([c[k] for k in ("model", "d_model", "n_layers", "n_heads", "d_ff", "n_experts",
+                               "top_k")]),
+        w.VBox([c[k] for k in ("chip", "n_tiers", "n_tiles", "tier_size", "provision")]),
+        w.VBox([c[k] for k in ("mvm_latency_x", "mvm_energy_x", "unit_passive_power_w",
+                               "tile_passive_power_w")]),
+        w.VBox([c[k] for k in ("strategy", "digital", "batch", "prompt_len", "gen_len",
+                               "kv_cache", "zipf_s", "seed")]),
+    ])
+    for i, title in enumerate(("model", "chip", "costs", "mapping & workload")):
+        tabs.set_title(i, title)
+    return w.VBox([tabs, out])
