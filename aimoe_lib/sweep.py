@@ -116,8 +116,11 @@ def _code_hash() -> str:
 
 
 def point_key(point: Point, code_hash: str | None = None) -> str:
-    """SHA-256 of the point's full configuration and of the code that computes it."""
-    blob = json.dumps({"point": _canonical(point), "code": code_hash or _code_hash()},
+    """SHA-256 of the point's full configuration and of the code that computes it (the free-text
+    ``label`` is not part of the configuration)."""
+    conf = _canonical(point)
+    conf.pop("label")
+    blob = json.dumps({"point": conf, "code": code_hash or _code_hash()},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -197,7 +200,7 @@ def sweep(points, *, cache_dir=None, executor: Executor | None = None, progress:
     for i, k in enumerate(keys):
         f = cache / f"{k}.json" if cache else None
         if f is not None and f.exists():
-            rows[i] = json.loads(f.read_text())
+            rows[i] = {**json.loads(f.read_text()), "label": points[i].label}
         else:
             todo.append(i)
     bar = tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,

@@ -110,3 +110,12 @@ def test_dask_local_cluster_executor_equals_serial_run():
                       dashboard_address=None) as cluster, Client(cluster) as client:
         rows = sweep.sweep(pts, executor=client.get_executor(), progress=False)
     assert rows == serial
+
+
+def test_the_label_is_not_part_of_the_key_but_is_carried_into_the_row(tmp_path):
+    p = _points()[0]
+    a, b = dataclasses.replace(p, label="first"), dataclasses.replace(p, label="second")
+    assert sweep.point_key(a) == sweep.point_key(b)
+    sweep.sweep([a], cache_dir=tmp_path, progress=False)
+    row = sweep.sweep([b], cache_dir=tmp_path, progress=False)[0]
+    assert row["label"] == "second" and len(list(tmp_path.glob("*.json"))) == 1
