@@ -51,7 +51,6 @@ def _run_reference(prog: Program, n_tiles: int):
                  e_dram=0.0, e_comm=0.0, conflicts=0, stall=0.0, makespan=0.0, n_events=0)
     token_times = np.zeros((w.batch, w.n_passes))
     live = {}       # op_id -> [blocks left, finish]
-    ops_started = {}  # (op_id, tile) -> started?
     kvt = {}
     ptr = {}
     pmax = {}

@@ -29,12 +29,10 @@ from matplotlib.patches import Patch, Rectangle
 from . import zoo
 from .hardware import AreaModel, ChipConfig, CostModel
 from .mapping import (
-    DIGITAL_PARTS,
     STRATEGIES,
     Mapping,
     MappingError,
     blocks_needed,
-    blocks_of,
     expected_conflicts,
     map_model,
 )

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimoe_lib import hardware, mapping, simulator, zoo
+from aimoe_lib import hardware, mapping, zoo
 from aimoe_lib.hardware import OpKind
 from aimoe_lib.models import ModelSpec
 from aimoe_lib.sim_reference import simulate_reference
