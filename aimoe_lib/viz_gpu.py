@@ -27,6 +27,8 @@ from . import gpu as gpu_mod
 from . import hardware, mapping, routing, simulator, zoo
 from .mapping import blocks_of
 from .models import ModelSpec, Role
+from .viz import FONT_SIZE, _figure
+from .viz import _finish as _viz_finish
 
 __all__ = [
     "CHIP_TIERS",
@@ -47,10 +49,6 @@ __all__ = [
     "format_comparison",
 ]
 
-DPI = 100
-"""Resolution of every figure, dots per inch."""
-FONT_SIZE = 10
-"""Base font size, points."""
 C_AIMC = "tab:blue"
 C_GPU = {"a100": "tab:gray", "h100": "tab:orange", "h200": "tab:red"}
 C_DENSE = "tab:green"
@@ -61,15 +59,12 @@ DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 """Batch sizes of the default sweeps."""
 
 
-def _figure(w: float, h: float) -> Figure:
-    return Figure(figsize=(w, h), dpi=DPI, layout="constrained")
-
-
 def _plain(v, _pos) -> str:
     return f"{v:,.0f}" if v >= 1 else f"{v:.3g}"
 
 
 def _finish(fig: Figure, title: str, takeaway: str) -> Figure:
+    """The house style of :mod:`aimoe_lib.viz`, with plain numbers on log axes."""
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
@@ -77,13 +72,7 @@ def _finish(fig: Figure, title: str, takeaway: str) -> Figure:
                     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
                 axis.set_major_formatter(FuncFormatter(_plain))
                 axis.set_minor_formatter(NullFormatter())
-        ax.xaxis.label.set_fontsize(FONT_SIZE)
-        ax.yaxis.label.set_fontsize(FONT_SIZE)
-        ax.tick_params(labelsize=FONT_SIZE - 1)
-        ax.title.set_fontsize(FONT_SIZE + 1)
-    fig.suptitle(title, fontsize=FONT_SIZE + 3, fontweight="bold")
-    fig.supxlabel(takeaway, fontsize=FONT_SIZE, style="italic", color="0.2")
-    return fig
+    return _viz_finish(fig, title, takeaway)
 
 
 def _spec(model) -> ModelSpec:

@@ -40,7 +40,7 @@ from .hardware import ChipConfig
 from .mapping import DIGITAL_PARTS, Mapping, blocks_of, map_model
 from .models import ModelSpec
 from .simulator import RES_NAMES, Program, SimResult, Workload, build_program, simulate
-from .viz import DPI, FONT_SIZE
+from .viz import FONT_SIZE, _figure, _finish
 
 __all__ = [
     "small_moe",
@@ -98,20 +98,6 @@ _SEQ_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 
 
 # =============================================================================== house style
-def _figure(width_in: float, height_in: float) -> Figure:
-    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
-
-
-def _finish(fig: Figure, title: str, takeaway: str) -> Figure:
-    """Title on top, one-line takeaway at the bottom, fixed font sizes (as :mod:`aimoe_lib.viz`)."""
-    for ax in fig.axes:
-        ax.xaxis.label.set_fontsize(FONT_SIZE)
-        ax.yaxis.label.set_fontsize(FONT_SIZE)
-        ax.tick_params(labelsize=FONT_SIZE - 1)
-        ax.title.set_fontsize(FONT_SIZE + 1)
-    fig.suptitle(title, fontsize=FONT_SIZE + 3, fontweight="bold")
-    fig.supxlabel(takeaway, fontsize=FONT_SIZE, style="italic", color="0.2")
-    return fig
 
 
 def time_scale(ns: float) -> tuple[float, str]:

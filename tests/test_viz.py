@@ -189,7 +189,7 @@ def test_moe_scaling_active_stays_flat():
 
 # ------------------------------------------------------------------------ widgets
 def test_widget_panels_build():
-    widgets = pytest.importorskip("aimoe_lib.widgets")
+    from aimoe_lib import widgets
     for panel in (widgets.tile_panel(), widgets.moe_panel()):
         assert panel.children  # sliders + output
         assert isinstance(panel.result, Figure)

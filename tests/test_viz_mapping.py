@@ -286,7 +286,7 @@ def test_fitting_chip_and_analog_blocks(small):
 
 # ----------------------------------------------------------------------------- widget
 def test_mapping_panel_builds_and_shows_errors_as_text():
-    widgets = pytest.importorskip("aimoe_lib.widgets")
+    from aimoe_lib import widgets
     panel = widgets.mapping_panel()
     assert panel.children
     assert isinstance(panel.result, Figure)

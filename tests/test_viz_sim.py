@@ -244,7 +244,7 @@ def test_fitted_chip_holds_the_model_with_the_fewest_tiles():
 
 # ------------------------------------------------------------------------- widget panel
 def test_simulation_panel_constructs_and_shows_mapping_errors():
-    ipywidgets = pytest.importorskip("ipywidgets")
+    import ipywidgets
     from aimoe_lib.widgets_sim import simulation_panel
 
     panel = simulation_panel(batch=2, prompt_len=2, gen_len=2)
