@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from aimoe_lib import viz, zoo
 from aimoe_lib.hardware import AreaModel, CostModel
 from aimoe_lib.models import ModelSpec
+from figure_checks import check_figure
 
 FIGURES = {
     "tile_capacity_area default": lambda: viz.tile_capacity_area(),
@@ -38,15 +39,7 @@ FIGURES = {
 
 @pytest.mark.parametrize("make", FIGURES.values(), ids=FIGURES.keys())
 def test_figure_has_title_takeaway_and_labelled_axes(make):
-    fig = make()
-    assert isinstance(fig, Figure)
-    assert fig.get_suptitle().strip(), "every figure has a title"
-    assert fig.get_supxlabel().strip(), "every figure has a one-line takeaway"
-    plot_axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    assert plot_axes
-    for ax in plot_axes:
-        assert ax.get_xlabel().strip(), f"unlabelled x axis in {ax.get_title()!r}"
-        assert ax.get_ylabel().strip(), f"unlabelled y axis in {ax.get_title()!r}"
+    check_figure(make())
 
 
 def test_invalid_parameters_raise_with_the_field_name():

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from aimoe_lib import mapping, viz, zoo
 from aimoe_lib.hardware import ChipConfig
 from aimoe_lib.models import ModelSpec
+from figure_checks import check_figure
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +39,6 @@ def tiny_mapping():
 TINY_LAYERS = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 2, 2]])  # tier x tile
 
 
-def _check_figure(fig):
-    assert isinstance(fig, Figure)
-    assert fig.get_suptitle().strip(), "every figure has a title"
-    assert fig.get_supxlabel().strip(), "every figure has a one-line takeaway"
-    plot_axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    assert plot_axes
-    for ax in plot_axes:
-        assert ax.get_xlabel().strip(), f"unlabelled x axis in {ax.get_title()!r}"
-        assert ax.get_ylabel().strip(), f"unlabelled y axis in {ax.get_title()!r}"
 
 
 def _image(fig):
@@ -61,7 +53,7 @@ def test_occupancy_map_small_is_labelled_and_not_binned(small, color_by):
     spec, chip = small
     m = mapping.map_model(spec, chip, "moe_stacked")
     fig = viz.occupancy_map(m, color_by)
-    _check_figure(fig)
+    check_figure(fig)
     assert "binned" not in fig.get_suptitle()
     assert _image(fig).shape == (chip.n_tiers, chip.n_tiles)
 
@@ -71,7 +63,7 @@ def test_occupancy_map_large_is_binned_and_says_so(small, color_by):
     spec, _ = small
     m = mapping.map_model(spec, ChipConfig(n_tiles=3000, n_tiers=2), "in_order")
     fig = viz.occupancy_map(m, color_by, max_tiles=256)
-    _check_figure(fig)
+    check_figure(fig)
     assert "binned" in fig.get_suptitle() and "12 tiles" in fig.get_suptitle()
     assert _image(fig).shape == (2, math.ceil(3000 / 12))
 
@@ -80,7 +72,7 @@ def test_occupancy_map_bins_tiers_too(small):
     spec, _ = small
     m = mapping.map_model(spec, ChipConfig(n_tiles=2, n_tiers=600), "in_order")
     fig = viz.occupancy_map(m, "layer")
-    _check_figure(fig)
+    check_figure(fig)
     assert _image(fig).shape == (math.ceil(600 / 3), 2)  # 600 tiers > 256: 3 tiers per pixel
     assert "3 tiers" in fig.get_suptitle()
 
@@ -90,7 +82,7 @@ def test_occupancy_maps_one_panel_per_mapping(small):
     ms = [mapping.map_model(spec, chip, s) for s in ("in_order", "moe_stacked")]
     for color_by in viz.OCCUPANCY_COLOR_BY:
         fig = viz.occupancy_maps(ms, color_by)
-        _check_figure(fig)
+        check_figure(fig)
         assert sum(len(ax.images) for ax in fig.axes) == 2
     with pytest.raises(ValueError, match="same model"):
         llama = zoo.get("llama-2-7b")
@@ -108,7 +100,7 @@ def test_figures_of_one_matrix_and_of_strategies(small):
                 viz.strategy_comparison(spec, chip.replace(n_tiles=14, n_tiers=64)),
                 viz.strategy_comparison(zoo.get("llama-2-7b"),
                                         viz.fitting_chip(zoo.get("llama-2-7b"), 256))):
-        _check_figure(fig)
+        check_figure(fig)
 
 
 def test_matrix_placement_reports_the_mvm_depth():

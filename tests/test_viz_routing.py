@@ -10,17 +10,9 @@ from aimoe_lib import experiments, mapping, routing
 from aimoe_lib import viz_routing as vr
 from aimoe_lib.mapping import STRATEGIES
 from aimoe_lib.routing import RoutingSpec
+from figure_checks import check_figure
 
 
-def _check_figure(fig):
-    assert isinstance(fig, Figure)
-    assert fig.get_suptitle().strip(), "every figure has a title"
-    assert fig.get_supxlabel().strip(), "every figure has a one-line takeaway"
-    plot_axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    assert plot_axes
-    for ax in plot_axes:
-        assert ax.get_xlabel().strip(), f"unlabelled x axis in {ax.get_title()!r}"
-        assert ax.get_ylabel().strip(), f"unlabelled y axis in {ax.get_title()!r}"
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +162,7 @@ def test_figures_are_labelled(condition_rows):
         vr.routing_dashboard(zipf_s=2.0, strategy="coactivation", tiles_multiplier=2.0, batch=16),
     ]
     for fig in figs:
-        _check_figure(fig)
+        check_figure(fig)
 
 
 def test_headline_takeaway_uses_the_rows(condition_rows):

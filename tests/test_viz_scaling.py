@@ -4,12 +4,12 @@ and live recomputation that reproduces the shipped rows."""
 
 import ipywidgets
 import pytest
-from matplotlib.figure import Figure
 
 from aimoe_lib import design_space as ds
 from aimoe_lib import experiments, sweep
 from aimoe_lib import viz_scaling as vs
 from aimoe_lib import widgets_scaling as ws
+from figure_checks import check_figure
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +27,6 @@ def zoo_rows():
     return experiments.load("zoo")
 
 
-def _check_figure(fig):
-    assert isinstance(fig, Figure)
-    assert fig.get_suptitle().strip(), "every figure has a title"
-    assert fig.get_supxlabel().strip(), "every figure has a one-line takeaway"
-    for ax in fig.axes:
-        assert ax.get_xlabel().strip(), f"unlabelled x axis in {ax.get_title()!r}"
-        assert ax.get_ylabel().strip(), f"unlabelled y axis in {ax.get_title()!r}"
 
 
 # ----------------------------------------------------------------------------- rows
@@ -76,7 +69,7 @@ def test_chapter5_figures_are_labelled(scaling, conditions, zoo_rows):
             vs.zoo_comparison(zoo_rows), vs.conditions_figure(conditions),
             vs.family_comparison([vs.row(scaling, f"{f}|64|3d|8") for f in vs.FAMILIES])]
     for fig in figs:
-        _check_figure(fig)
+        check_figure(fig)
 
 
 def test_throughput_takeaway_numbers(scaling):
@@ -118,7 +111,7 @@ def test_pareto_figure_with_highlight():
     front = ds.pareto_front(rows, ds.CAPACITY_OBJECTIVES)
     hl = sweep.run_point(ds.build_point())
     fig = vs.pareto_figure(rows, front, highlight=hl, objectives=ds.CAPACITY_OBJECTIVES)
-    _check_figure(fig)
+    check_figure(fig)
     assert f"{len(front)} of {sum(not r['error'] for r in rows)}" in fig.get_supxlabel()
     text = vs.pareto_table(front)
     assert all(r["model"] in text for r in front)
@@ -148,7 +141,7 @@ def test_live_rows_reproduce_the_shipped_rows(scaling):
 
 def test_family_comparison_rejects_unmapped_rows():
     rows = vs.live_rows(n_experts=2, batch=1, gen_len=1)
-    _check_figure(vs.family_comparison(rows))
+    check_figure(vs.family_comparison(rows))
     with pytest.raises(ValueError, match="did not map"):
         vs.family_comparison([{**rows[0], "error": "needs more tiers"}])
 

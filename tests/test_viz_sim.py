@@ -10,6 +10,7 @@ from matplotlib.patches import Rectangle
 from aimoe_lib import hardware, mapping, viz_sim
 from aimoe_lib.models import ModelSpec
 from aimoe_lib.simulator import Workload, build_program, simulate
+from figure_checks import check_figure
 
 
 # ------------------------------------------------------------------------- fixtures
@@ -38,15 +39,6 @@ def _tiny():
     return spec, chip
 
 
-def _labelled(fig):
-    assert isinstance(fig, Figure)
-    assert fig.get_suptitle().strip(), "every figure has a title"
-    assert fig.get_supxlabel().strip(), "every figure has a one-line takeaway"
-    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    assert axes
-    for ax in axes:
-        assert ax.get_xlabel().strip(), f"unlabelled x axis in {ax.get_title()!r}"
-        assert ax.get_ylabel().strip(), f"unlabelled y axis in {ax.get_title()!r}"
 
 
 # ------------------------------------------------------------------------- figures
@@ -67,7 +59,7 @@ FIGURES = {
 
 @pytest.mark.parametrize("make", FIGURES.values(), ids=FIGURES.keys())
 def test_figures_have_title_takeaway_and_labelled_axes(small, make):
-    _labelled(make(small))
+    check_figure(make(small))
 
 
 def test_a_large_run_is_aggregated_and_says_so(small):
@@ -77,7 +69,7 @@ def test_a_large_run_is_aggregated_and_says_so(small):
     assert len(data.labels) == 10 and data.truncated
     assert data.n_used["tiles"] == chip.n_tiles
     fig = viz_sim.gantt(r, max_rows=10, max_bars=100, n_bins=50)
-    _labelled(fig)
+    check_figure(fig)
     assert "busiest rows" in fig.get_suptitle() and "bins" in fig.get_suptitle()
     ax = fig.axes[0]
     assert len(ax.images) == 1 and ax.images[0].get_array().shape[:2] == (10, 50)
