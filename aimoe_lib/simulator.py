@@ -549,6 +549,25 @@ def _check_inputs(model, chip, mapping, workload) -> None:
 
 
 # ============================================================================ fast engine
+def _log_event_py(log_f, log_i, n_log, start, end, resource, unit, s, p, j, layer, op):
+    """Append one record to the event log if it has room; return the new record count (it keeps
+    counting past the capacity so the caller can say how large a log the run needed)."""
+    if n_log < log_f.shape[0]:
+        log_f[n_log, 0] = start
+        log_f[n_log, 1] = end
+        log_i[n_log, 0] = resource
+        log_i[n_log, 1] = unit
+        log_i[n_log, 2] = s
+        log_i[n_log, 3] = p
+        log_i[n_log, 4] = j
+        log_i[n_log, 5] = layer
+        log_i[n_log, 6] = op
+    return n_log + 1
+
+
+_log_event = _log_event_py
+
+
 def _engine_py(res, group, moe, branch, stage, lat, energy, comm_in, comm_out, comm_energy,
                layer, npreds, succ_ptr, succ, flags, kv_layer, grp_ptr, grp_tile, grp_count,
                grp_energy, expert_gid, choices, dram_bpk, mvm_lat, n_layers,
@@ -643,17 +662,7 @@ def _engine_py(res, group, moe, branch, stage, lat, energy, comm_in, comm_out, c
                 if en > f:
                     f = en
                 if record:
-                    if n_log < log_cap:
-                        log_f[n_log, 0] = st
-                        log_f[n_log, 1] = en
-                        log_i[n_log, 0] = 0
-                        log_i[n_log, 1] = tl
-                        log_i[n_log, 2] = s
-                        log_i[n_log, 3] = p
-                        log_i[n_log, 4] = j
-                        log_i[n_log, 5] = layer[o]
-                        log_i[n_log, 6] = o
-                    n_log += 1
+                    n_log = _log_event(log_f, log_i, n_log, st, en, 0, tl, s, p, j, layer[o], o)
             e_mvm += grp_energy[g]
         else:
             if r == 1 or r == 2:
@@ -694,17 +703,7 @@ def _engine_py(res, group, moe, branch, stage, lat, energy, comm_in, comm_out, c
                 dram_busy += dur
                 unit = 0
             if record:
-                if n_log < log_cap:
-                    log_f[n_log, 0] = st
-                    log_f[n_log, 1] = f
-                    log_i[n_log, 0] = r
-                    log_i[n_log, 1] = unit
-                    log_i[n_log, 2] = s
-                    log_i[n_log, 3] = p
-                    log_i[n_log, 4] = j
-                    log_i[n_log, 5] = layer[o]
-                    log_i[n_log, 6] = o
-                n_log += 1
+                n_log = _log_event(log_f, log_i, n_log, st, f, r, unit, s, p, j, layer[o], o)
         e_comm += comm_energy[o]
         fo = f + comm_out[o]
         if fo > makespan:
@@ -743,6 +742,7 @@ def _engine_py(res, group, moe, branch, stage, lat, energy, comm_in, comm_out, c
 try:  # the compiled engine; the same function runs as plain Python without numba
     import numba
 
+    _log_event = numba.njit(cache=True)(_log_event_py)
     _engine = numba.njit(cache=True)(_engine_py)
 except ImportError:  # pragma: no cover - numba is a pinned dependency
     _engine = _engine_py
