@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from aimoe_lib import routing, viz_analog
+from aimoe_lib import routing
+from aimoe_lib.viz import analog as viz_analog
 from aimoe_lib.analog import traces
 from aimoe_lib.analog.config import MODELS, PARTS, LMConfig
 
@@ -22,7 +23,7 @@ def res():
 
 
 def test_figure_modules_do_not_import_torch():
-    code = ("import sys, aimoe_lib.viz_analog, aimoe_lib.widgets_analog, aimoe_lib.analog.pcm, "
+    code = ("import sys, aimoe_lib.viz.analog, aimoe_lib.widgets.analog, aimoe_lib.analog.pcm, "
             "aimoe_lib.analog.corpus, aimoe_lib.analog.config, aimoe_lib.analog.traces; "
             "aimoe_lib.analog.traces.load('moe-16'); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -109,7 +110,7 @@ def test_missing_condition_names_it(res):
 
 
 def test_live_evaluation_without_analog_parts_is_digital():
-    from aimoe_lib import widgets_analog
+    from aimoe_lib.widgets.chapters123 import analog as widgets_analog
 
     live = widgets_analog.live_evaluate("dense", "hwa", analog=(), n_seeds=2, n_windows=4)
     assert live["ppl"] == [pytest.approx(live["digital_ppl"])] * 2

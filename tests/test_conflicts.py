@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aimoe_lib import conflicts as cf
-from aimoe_lib import experiments, mapping, routing, simulator, viz
+from aimoe_lib import experiments, mapping, routing, simulator
+from aimoe_lib.viz import chapters123 as viz
 from aimoe_lib.hardware import ChipConfig
 from aimoe_lib.models import ModelSpec, Role
 from aimoe_lib.routing import RoutingSpec

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from aimoe_lib import gpu, routing, viz_gpu, zoo
+from aimoe_lib import gpu, routing, zoo
+from aimoe_lib.viz import gpu as viz_gpu
 from aimoe_lib.models import ModelSpec
 
 LLAMA7 = zoo.get("llama-2-7b")
@@ -269,7 +270,7 @@ def test_model_argument_errors():
 
 
 def test_numpy_core_of_the_gpu_baseline_does_not_import_torch():
-    code = ("import sys, aimoe_lib.gpu, aimoe_lib.viz_gpu, aimoe_lib.gpu_measure; "
+    code = ("import sys, aimoe_lib.gpu, aimoe_lib.viz.gpu, aimoe_lib.gpu_measure; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -303,7 +304,7 @@ def test_moe_penalty_needs_an_moe():
 
 
 def test_gpu_panel_builds():
-    from aimoe_lib.widgets_gpu import gpu_panel
+    from aimoe_lib.widgets.gpu import gpu_panel
     assert gpu_panel(model="olmoe-1b-7b", batch=2).children
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from aimoe_lib import viz, zoo
+from aimoe_lib import zoo
+from aimoe_lib.viz import chapters123 as viz
 from aimoe_lib.hardware import AreaModel, CostModel
 from aimoe_lib.models import ModelSpec
 from figure_checks import check_figure
@@ -182,7 +183,7 @@ def test_moe_scaling_active_stays_flat():
 
 # ------------------------------------------------------------------------ widgets
 def test_widget_panels_build():
-    from aimoe_lib import widgets
+    from aimoe_lib.widgets import chapters123 as widgets
     for panel in (widgets.tile_panel(), widgets.moe_panel()):
         assert panel.children  # sliders + output
         assert isinstance(panel.result, Figure)

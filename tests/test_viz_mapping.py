@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from aimoe_lib import mapping, viz, zoo
+from aimoe_lib import mapping, zoo
+from aimoe_lib.viz import chapters123 as viz
 from aimoe_lib.hardware import ChipConfig
 from aimoe_lib.models import ModelSpec
 from figure_checks import check_figure
@@ -278,7 +279,7 @@ def test_fitting_chip_and_analog_blocks(small):
 
 # ----------------------------------------------------------------------------- widget
 def test_mapping_panel_builds_and_shows_errors_as_text():
-    from aimoe_lib import widgets
+    from aimoe_lib.widgets import chapters123 as widgets
     panel = widgets.mapping_panel()
     assert panel.children
     assert isinstance(panel.result, Figure)

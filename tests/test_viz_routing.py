@@ -1,4 +1,4 @@
-"""Chapter 6 figures and numbers (aimoe_lib.viz_routing) and its widget panel: labelled figures
+"""Chapter 6 figures and numbers (aimoe_lib.viz.routing) and its widget panel: labelled figures
 with computed takeaways, the helpers' invariants, and the numbers the chapter reports."""
 
 import numpy as np
@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from aimoe_lib import conflicts as cf
 from aimoe_lib import experiments, mapping, routing
-from aimoe_lib import viz_routing as vr
+from aimoe_lib.viz import routing as vr
 from aimoe_lib.mapping import STRATEGIES
 from aimoe_lib.routing import RoutingSpec
 from figure_checks import check_figure
@@ -175,7 +175,7 @@ def test_headline_takeaway_uses_the_rows(condition_rows):
 
 
 def test_routing_panel_builds_and_draws():
-    from aimoe_lib.widgets_routing import routing_panel
+    from aimoe_lib.widgets.routing import routing_panel
 
     panel = routing_panel(zipf_s=0.5, strategy="balanced", batch=8)
     names = [c.description for c in panel.children[:-1]]

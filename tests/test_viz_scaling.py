@@ -1,5 +1,5 @@
-"""Chapter 5 and 9 figures and helpers (aimoe_lib.viz_scaling) and their panels
-(aimoe_lib.widgets_scaling): labelled figures over the shipped rows, the numbers the chapters quote,
+"""Chapter 5 and 9 figures and helpers (aimoe_lib.viz.scaling) and their panels
+(aimoe_lib.widgets.scaling): labelled figures over the shipped rows, the numbers the chapters quote,
 and live recomputation that reproduces the shipped rows."""
 
 import ipywidgets
@@ -7,8 +7,8 @@ import pytest
 
 from aimoe_lib import design_space as ds
 from aimoe_lib import experiments, sweep
-from aimoe_lib import viz_scaling as vs
-from aimoe_lib import widgets_scaling as ws
+from aimoe_lib.viz import scaling as vs
+from aimoe_lib.widgets.chapters123 import scaling as ws
 from figure_checks import check_figure
 
 

@@ -1,4 +1,4 @@
-"""Figures and analyses of simulated inference (aimoe_lib.viz_sim, aimoe_lib.widgets_sim)."""
+"""Figures and analyses of simulated inference (aimoe_lib.viz.simulation, aimoe_lib.widgets.simulation)."""
 
 import math
 
@@ -7,7 +7,8 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from aimoe_lib import hardware, mapping, viz_sim
+from aimoe_lib import hardware, mapping
+from aimoe_lib.viz import simulation as viz_sim
 from aimoe_lib.models import ModelSpec
 from aimoe_lib.simulator import Workload, build_program, simulate
 from figure_checks import check_figure
@@ -237,7 +238,7 @@ def test_fitted_chip_holds_the_model_with_the_fewest_tiles():
 # ------------------------------------------------------------------------- widget panel
 def test_simulation_panel_constructs_and_shows_mapping_errors():
     import ipywidgets
-    from aimoe_lib.widgets_sim import simulation_panel
+    from aimoe_lib.widgets.simulation import simulation_panel
 
     panel = simulation_panel(batch=2, prompt_len=2, gen_len=2)
     assert isinstance(panel, ipywidgets.interactive)

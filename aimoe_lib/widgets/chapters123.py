@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipywidgets as w
 from IPython.display import Markdown
 
-from . import viz, zoo
-from .hardware import AreaModel
-from .mapping import STRATEGIES, MappingError, map_model
+from .. import zoo
+
+from ..viz import chapters123 as viz
+from ..hardware import AreaModel
+from ..mapping import STRATEGIES, MappingError, map_model
 
 __all__ = ["tile_panel", "moe_panel", "mapping_panel", "MAPPING_PANEL_MODELS"]
 

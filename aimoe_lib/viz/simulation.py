@@ -36,11 +36,11 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .hardware import ChipConfig
-from .mapping import DIGITAL_PARTS, Mapping, blocks_of, map_model
-from .models import ModelSpec
-from .simulator import RES_NAMES, Program, SimResult, Workload, build_program, simulate
-from .viz import FONT_SIZE, _figure, _finish
+from ..hardware import ChipConfig
+from ..mapping import DIGITAL_PARTS, Mapping, blocks_of, map_model
+from ..models import ModelSpec
+from ..simulator import RES_NAMES, Program, SimResult, Workload, build_program, simulate
+from .chapters123 import FONT_SIZE, _figure, _finish
 
 __all__ = [
     "small_moe",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from . import viz_analog
-from .analog.config import PARTS
+from ..viz import analog as viz_analog
+from ..analog.config import PARTS
 
 __all__ = ["analog_panel", "live_evaluate", "shipped_models", "PANEL_TIMES_S"]
 
@@ -42,8 +42,8 @@ def shipped_models() -> list[str]:
 
 @lru_cache(maxsize=8)
 def _evaluator(model: str, training: str, n_windows: int):
-    from .analog import checkpoint, corpus
-    from .analog.evaluate import NoisyEvaluator
+    from ..analog import checkpoint, corpus
+    from ..analog.evaluate import NoisyEvaluator
 
     net, ranges, _ = checkpoint.load(_DATA / f"ckpt_{model}_{training}.npz")
     windows = corpus.eval_windows(corpus.load_corpus().test, n_windows, net.cfg.context)
@@ -60,7 +60,7 @@ def live_evaluate(model: str = "moe-4", training: str = "hwa", analog=PARTS,
     with the digital perplexity of this model, its noise-free analog perplexity (``clean_ppl``,
     same parts and converters) and the digital perplexity of the FP-trained model of the same
     architecture (``reference_ppl``), all on the same windows."""
-    from .analog.pcm import GaussianNoise, PCMNoise, time_label
+    from ..analog.pcm import GaussianNoise, PCMNoise, time_label
 
     if noise not in ("gaussian", "pcm"):
         raise ValueError(f"noise={noise!r}: choose 'gaussian' or 'pcm'")

@@ -42,14 +42,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from . import conflicts as cf
-from . import experiments, routing
-from .hardware import ChipConfig
-from .mapping import STRATEGIES, Mapping, expected_conflicts, map_model
-from .models import ModelSpec
-from .routing import RoutingSpec
-from .simulator import SimResult, Workload, simulate
-from .viz import C_ACTIVE, C_DENSE, C_MOE, FONT_SIZE, _figure, _finish, _table
+from .. import conflicts as cf
+from .. import experiments, routing
+from ..hardware import ChipConfig
+from ..mapping import STRATEGIES, Mapping, expected_conflicts, map_model
+from ..models import ModelSpec
+from ..routing import RoutingSpec
+from ..simulator import SimResult, Workload, simulate
+from .chapters123 import C_ACTIVE, C_DENSE, C_MOE, FONT_SIZE, _figure, _finish, _table
 
 __all__ = [
     "small_moe",

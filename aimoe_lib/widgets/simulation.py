@@ -13,11 +13,11 @@ from __future__ import annotations
 import ipywidgets as w
 from IPython.display import Markdown
 
-from . import viz_sim
-from .mapping import STRATEGIES, MappingError, map_model
-from .models import ModelSpec
-from .routing import RoutingSpec
-from .simulator import Workload, simulate
+from ..viz import simulation as viz_sim
+from ..mapping import STRATEGIES, MappingError, map_model
+from ..models import ModelSpec
+from ..routing import RoutingSpec
+from ..simulator import Workload, simulate
 
 __all__ = ["simulation_panel", "run_small"]
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipywidgets as w
 from IPython.display import Markdown, display
 
-from . import design_space, hardware, sweep, viz_scaling
-from .mapping import STRATEGIES
+from .. import design_space, hardware, sweep
+
+from ..viz import scaling as viz_scaling
+from ..mapping import STRATEGIES
 
 __all__ = ["scaling_panel", "playground_panel", "point_from_controls", "PLAYGROUND_STRATEGIES",
            "PLAYGROUND_CHIPS"]

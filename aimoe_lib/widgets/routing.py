@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipywidgets as w
 from IPython.display import Markdown
 
-from . import viz_routing
-from .mapping import STRATEGIES, MappingError
+from ..viz import routing as viz_routing
+from ..mapping import STRATEGIES, MappingError
 
 __all__ = ["routing_panel", "ZIPF_OPTIONS", "TILES_OPTIONS", "BATCH_OPTIONS"]
 

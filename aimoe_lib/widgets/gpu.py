@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from . import gpu, viz_gpu
+from .. import gpu
+
+from ..viz import gpu as viz_gpu
 
 __all__ = ["GPU_PANEL_MODELS", "GPU_PANEL_BATCHES", "gpu_panel"]
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .analog.config import PARTS
-from .analog.pcm import TIMES_S, PCMNoise, programming_noise_std_us, time_label
-from .viz import FONT_SIZE, _figure, _finish
+from ..analog.config import PARTS
+from ..analog.pcm import TIMES_S, PCMNoise, programming_noise_std_us, time_label
+from .chapters123 import FONT_SIZE, _figure, _finish
 
 __all__ = ["RESULTS_PATH", "MODEL_NAMES", "TRAININGS", "load_results", "find", "mean_std",
            "noise_sweep", "pcm_device", "drift_sweep", "router_stability", "sensitivity",

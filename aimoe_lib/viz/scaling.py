@@ -23,10 +23,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from . import experiments, sweep
-from .design_space import with_derived
-from .simulator import Workload
-from .viz import _figure, _finish, _table
+from .. import experiments, sweep
+from ..design_space import with_derived
+from ..simulator import Workload
+from .chapters123 import _figure, _finish, _table
 
 __all__ = [
     "FAMILIES",

@@ -26,9 +26,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from . import zoo
-from .hardware import AreaModel, ChipConfig, CostModel
-from .mapping import (
+from .. import zoo
+from ..hardware import AreaModel, ChipConfig, CostModel
+from ..mapping import (
     STRATEGIES,
     Mapping,
     MappingError,
@@ -36,7 +36,7 @@ from .mapping import (
     expected_conflicts,
     map_model,
 )
-from .models import ModelSpec, Role
+from ..models import ModelSpec, Role
 
 __all__ = [
     "tile_capacity_area",
@@ -70,33 +70,13 @@ __all__ = [
     "strategy_comparison",
 ]
 
-DPI = 100
-"""Resolution of every figure, dots per inch (the book's PNGs)."""
-FONT_SIZE = 10
-"""Base font size of axis labels and ticks, points."""
-
-# Colours (matplotlib's default cycle, named by meaning).
-C_3D = "tab:blue"
-C_2D = "tab:orange"
-C_DENSE = "tab:gray"
-C_MOE = "tab:purple"
-C_ACTIVE = "tab:green"
-
-
-def _figure(width_in: float, height_in: float) -> Figure:
-    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
-
-
-def _finish(fig: Figure, title: str, takeaway: str) -> Figure:
-    """Title on top, one-line takeaway at the bottom, fixed font sizes on every axis."""
-    for ax in fig.axes:
-        ax.xaxis.label.set_fontsize(FONT_SIZE)
-        ax.yaxis.label.set_fontsize(FONT_SIZE)
-        ax.tick_params(labelsize=FONT_SIZE - 1)
-        ax.title.set_fontsize(FONT_SIZE + 1)
-    fig.suptitle(title, fontsize=FONT_SIZE + 3, fontweight="bold")
-    fig.supxlabel(takeaway, fontsize=FONT_SIZE, style="italic", color="0.2")
-    return fig
+from .style import (  # noqa: E402,F401
+    C_2D, C_3D, C_ACTIVE, C_DENSE, C_MOE, DPI, FONT_SIZE,
+)
+from .style import figure as _figure  # noqa: E402
+from .style import finish as _finish  # noqa: E402
+from .style import palette as _palette  # noqa: E402
+from .style import table as _table  # noqa: E402
 
 
 def _tier_grid(n_tiers_max: int) -> list[int]:
@@ -362,13 +342,6 @@ def params_table(entries: Iterable[zoo.ZooEntry] | None = None) -> tuple[ParamRo
                    if s.is_moe else "dense")
         rows.append(ParamRow(s.name, e.family, s.is_moe, experts, s.total_params, s.active_params))
     return tuple(rows)
-
-
-def _table(header: Sequence[str], body: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.rjust(w) if rt else c.ljust(w)  # noqa: E731
-                              for c, w, rt in zip(r, widths, right, strict=True)).rstrip()
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, body)])
 
 
 def format_params_table(rows: Sequence[ParamRow]) -> str:
@@ -676,23 +649,6 @@ class _Categories:
     @property
     def empty(self) -> int:
         return len(self.labels) - 1
-
-
-def _palette(n: int) -> list:
-    """n distinct colours without grey (grey marks 'other'): tab10 / tab20 minus their greys,
-    then an evenly sampled continuous map."""
-    import matplotlib
-
-    if n <= 9:
-        base = [c for i, c in enumerate(matplotlib.colormaps["tab10"].colors) if i != 7]
-        return list(base[:n])
-    if n <= 18:
-        t20 = matplotlib.colormaps["tab20"].colors
-        base = [t20[i] for i in range(0, 20, 2) if i != 14] + [t20[i] for i in range(1, 20, 2)
-                                                              if i != 15]
-        return list(base[:n])
-    cmap = matplotlib.colormaps["turbo"]
-    return [cmap(x) for x in np.linspace(0.05, 0.95, n)]
 
 
 def _categories(mapping: Mapping, color_by: str) -> _Categories:

@@ -23,12 +23,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from . import gpu as gpu_mod
-from . import hardware, mapping, routing, simulator, zoo
-from .mapping import blocks_of
-from .models import ModelSpec, Role
-from .viz import FONT_SIZE, _figure
-from .viz import _finish as _viz_finish
+from .. import gpu as gpu_mod
+from .. import hardware, mapping, routing, simulator, zoo
+from ..mapping import blocks_of
+from ..models import ModelSpec, Role
+from .chapters123 import FONT_SIZE, _figure
+from .chapters123 import _finish as _viz_finish
 
 __all__ = [
     "CHIP_TIERS",
