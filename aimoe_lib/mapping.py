@@ -39,12 +39,14 @@ from functools import cached_property
 
 import numpy as np
 
+from . import hardware
 from .hardware import ChipConfig
 from .models import ModelSpec, Role, WeightMatrix
 from .routing import moe_layer_keys as _moe_layer_keys
 
 __all__ = ["MappingError", "Mapping", "map_model", "STRATEGIES", "DIGITAL_PARTS",
-           "blocks_of", "blocks_needed", "expected_conflicts"]
+           "blocks_of", "blocks_needed", "expected_conflicts", "fitting_chip",
+           "moe_stacked_min_tiers"]
 
 STRATEGIES = ("in_order", "balanced", "random", "coactivation", "moe_stacked")
 """Names accepted by :func:`map_model`."""
@@ -77,6 +79,61 @@ def blocks_needed(model: ModelSpec, tier_rows: int = 512, tier_cols: int = 512,
     roles = _resolve_digital(digital)
     return sum(blocks_of(m.in_features, m.out_features, tier_rows, tier_cols)
                for m in model.matrices() if m.role not in roles)
+
+
+def moe_stacked_min_tiers(model: ModelSpec) -> int:
+    """Tiers per tile the ``moe_stacked`` strategy needs at least: 2 E (expert e's up/gate blocks
+    and its down blocks each take one tier of the layer's shared tiles), 1 for a dense model."""
+    return max(1, 2 * model.n_experts)
+
+
+def fitting_chip(model: ModelSpec, *, n_tiles: int | None = None, n_tiers: int | None = None,
+                 tier_rows: int = 512, tier_cols: int = 512, digital=("embedding",),
+                 preset: str = "paper", units: str = "pool", slack: float = 0.0,
+                 strategy: str | None = None, name: str | None = None,
+                 **chip_fields) -> ChipConfig:
+    """The smallest chip of ``preset`` that holds ``model``'s analog blocks
+    (:func:`blocks_needed` with ``digital``): the one place where a chip is sized for a model.
+
+    Give exactly one of ``n_tiles`` (tiers follow: ceil(blocks / n_tiles)) or ``n_tiers`` (tiles
+    follow: ceil(blocks / n_tiers)). ``slack`` adds that fraction of spare blocks before sizing.
+    ``strategy='moe_stacked'`` raises the tiers to :func:`moe_stacked_min_tiers` (the strategy may
+    still need more tiles: :class:`MappingError` says how many). ``units='per_layer'`` provisions
+    digital and attention units with the model's layers and locks them to layers
+    (:meth:`~aimoe_lib.hardware.ChipConfig.provisioned`); ``units='pool'`` keeps the preset's
+    shared pool. ``name`` labels the chip (None: the preset's name); other keyword arguments are
+    :class:`~aimoe_lib.hardware.ChipConfig` fields.
+    """
+    if (n_tiles is None) == (n_tiers is None):
+        raise ValueError(f"fitting_chip(n_tiles={n_tiles!r}, n_tiers={n_tiers!r}): give exactly "
+                         "one of them; the other follows from the model's blocks")
+    for field_name, v in (("n_tiles", n_tiles), ("n_tiers", n_tiers)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1):
+            raise ValueError(f"fitting_chip({field_name}={v!r}): must be an integer >= 1")
+    if units not in ("per_layer", "pool"):
+        raise ValueError(f"fitting_chip(units={units!r}): use 'per_layer' (units provisioned with "
+                         "the layers) or 'pool' (the preset's shared units)")
+    if not (isinstance(slack, int | float) and not isinstance(slack, bool) and math.isfinite(slack)
+            and slack >= 0):
+        raise ValueError(f"fitting_chip(slack={slack!r}): must be a finite number >= 0 "
+                         "(0.1 = 10 % spare tiers)")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError(f"fitting_chip(strategy={strategy!r}): choose one of "
+                         f"{', '.join(STRATEGIES)} or None")
+    need = math.ceil(blocks_needed(model, tier_rows, tier_cols, digital) * (1 + slack))
+    if n_tiles is not None:
+        n_tiles = int(n_tiles)
+        n_tiers = max(1, math.ceil(need / n_tiles))
+    else:
+        n_tiers = int(n_tiers)
+        n_tiles = max(1, math.ceil(need / n_tiers))
+    if strategy == "moe_stacked":
+        n_tiers = max(n_tiers, moe_stacked_min_tiers(model))
+    if name is not None:
+        chip_fields["name"] = name
+    chip = hardware.preset(preset, n_tiles=n_tiles, n_tiers=n_tiers, tier_rows=tier_rows,
+                           tier_cols=tier_cols, **chip_fields)
+    return chip.provisioned(model.n_layers) if units == "per_layer" else chip
 
 
 # ----------------------------------------------------------------------------- the result
