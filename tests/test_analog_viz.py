@@ -110,7 +110,7 @@ def test_missing_condition_names_it(res):
 
 
 def test_live_evaluation_without_analog_parts_is_digital():
-    from aimoe_lib.widgets.chapters123 import analog as widgets_analog
+    from aimoe_lib.widgets import analog as widgets_analog
 
     live = widgets_analog.live_evaluate("dense", "hwa", analog=(), n_seeds=2, n_windows=4)
     assert live["ppl"] == [pytest.approx(live["digital_ppl"])] * 2

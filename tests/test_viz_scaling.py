@@ -8,7 +8,7 @@ import pytest
 from aimoe_lib import design_space as ds
 from aimoe_lib import experiments, sweep
 from aimoe_lib.viz import scaling as vs
-from aimoe_lib.widgets.chapters123 import scaling as ws
+from aimoe_lib.widgets import scaling as ws
 from figure_checks import check_figure
 
 
