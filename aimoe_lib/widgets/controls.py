@@ -1,0 +1,72 @@
+"""The controls every panel is built from, in one style: labels as wide as they need, one width
+for every control, sliders that redraw only when released (``continuous_update=False``), and a
+message in place of the figure when a setting is invalid."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import ipywidgets as w
+from IPython.display import Markdown
+
+__all__ = ["STYLE", "WIDTH", "int_slider", "float_slider", "choice_slider", "dropdown",
+           "checkbox", "error_message", "showing_errors"]
+
+STYLE = {"description_width": "initial"}
+"""Label style of every control: the description takes the width it needs."""
+WIDTH = "420px"
+"""Width of every control."""
+
+
+def _layout() -> w.Layout:
+    return w.Layout(width=WIDTH)
+
+
+def int_slider(value: int, lo: int, hi: int, label: str, step: int = 1) -> w.IntSlider:
+    """An integer slider from ``lo`` to ``hi``."""
+    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=label,
+                       continuous_update=False, style=STYLE, layout=_layout())
+
+
+def float_slider(value: float, lo: float, hi: float, step: float, label: str,
+                 readout_format: str = ".2f") -> w.FloatSlider:
+    """A real-valued slider from ``lo`` to ``hi`` in steps of ``step``."""
+    return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=label,
+                         readout_format=readout_format, continuous_update=False, style=STYLE,
+                         layout=_layout())
+
+
+def choice_slider(value, options: Sequence, label: str) -> w.SelectionSlider:
+    """A slider over a fixed list of values (batch sizes, tier counts, ...)."""
+    return w.SelectionSlider(value=value, options=list(options), description=label,
+                             continuous_update=False, style=STYLE, layout=_layout())
+
+
+def dropdown(value, options: Sequence, label: str) -> w.Dropdown:
+    """A drop-down list of named choices (models, strategies, presets)."""
+    return w.Dropdown(value=value, options=list(options), description=label, style=STYLE,
+                      layout=_layout())
+
+
+def checkbox(value: bool, label: str) -> w.Checkbox:
+    """An on/off choice."""
+    return w.Checkbox(value=value, description=label, style=STYLE)
+
+
+def error_message(err: Exception) -> Markdown:
+    """What a panel shows instead of its figure when the settings are invalid: the exception's
+    type and message (which says what to change)."""
+    return Markdown(f"**{type(err).__name__}**: {err}")
+
+
+def showing_errors(draw: Callable, errors: tuple[type[Exception], ...] = (ValueError,)) -> Callable:
+    """``draw`` wrapped so that the listed exceptions show as :func:`error_message` instead of a
+    traceback (a slider setting that does not fit is a message, not a crash)."""
+    @functools.wraps(draw)
+    def show(*args, **kwargs):
+        try:
+            return draw(*args, **kwargs)
+        except errors as err:
+            return error_message(err)
+    return show
