@@ -38,7 +38,8 @@ from .simulator import Workload, simulate
 
 __all__ = ["Point", "grid", "sweep", "run_point", "point_key", "columns"]
 
-_SOURCES = ("models.py", "hardware.py", "mapping.py", "routing.py", "simulator.py", "sweep.py")
+_SOURCES = ("models.py", "hardware.py", "mapping.py", "routing.py", "simulator", "sweep.py")
+"""Sources whose code decides a row: modules, and packages (every ``.py`` file in them)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +112,11 @@ def _code_hash() -> str:
     here = Path(__file__).parent
     h = hashlib.sha256()
     for name in _SOURCES:
-        h.update((here / name).read_bytes())
+        path = here / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            h.update(f.relative_to(here).as_posix().encode())
+            h.update(f.read_bytes())
     return h.hexdigest()
 
 

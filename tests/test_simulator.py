@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from aimoe_lib import hardware, mapping, zoo
 from aimoe_lib.hardware import OpKind
 from aimoe_lib.models import ModelSpec
-from aimoe_lib.sim_reference import simulate_reference
+from aimoe_lib.simulator.reference import simulate_reference
 from aimoe_lib.simulator import Workload, simulate
 
 

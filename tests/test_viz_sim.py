@@ -7,25 +7,32 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from aimoe_lib import hardware, mapping
-from aimoe_lib.viz import simulation as viz_sim
+from aimoe_lib import experiments, hardware, mapping, teaching
 from aimoe_lib.models import ModelSpec
-from aimoe_lib.simulator import Workload, build_program, simulate
+from aimoe_lib.simulator import Workload, simulate
+from aimoe_lib.simulator import trace
+from aimoe_lib.viz import simulation as viz_sim
+from aimoe_lib.viz.simulation import BINNED_ALPHA_FLOOR
+from aimoe_lib.viz.style import time_scale
 from figure_checks import check_figure
 
 
 # ------------------------------------------------------------------------- fixtures
 def _run(spec, chip, strategy="in_order", **wl):
     m = mapping.map_model(spec, chip, strategy)
-    w = Workload(record_events=True, **wl)
-    return simulate(spec, chip, m, w), build_program(spec, chip, m, w)
+    return simulate(spec, chip, m, Workload(record_events=True, **wl))
+
+
+def _chip(spec, n_tiers, units="per_layer", **fields):
+    """The chapter's chip: the fewest tiles of ``n_tiers`` tiers that hold ``spec``."""
+    return mapping.fitting_chip(spec, n_tiers=n_tiers, units=units, name="fitted", **fields)
 
 
 @pytest.fixture(scope="module")
 def small():
     """The chapter's small MoE on a 16-tier chip: one token, and 4 sequences x (2 + 3) tokens."""
-    spec = viz_sim.small_moe()
-    chip = viz_sim.fitted_chip(spec, 16)
+    spec = teaching.simulation_moe()
+    chip = _chip(spec, 16)
     one = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
     batch = _run(spec, chip, batch=4, prompt_len=2, gen_len=3)
     return spec, chip, one, batch
@@ -44,14 +51,14 @@ def _tiny():
 
 # ------------------------------------------------------------------------- figures
 FIGURES = {
-    "gantt one token": lambda s: viz_sim.gantt(s[2][0], color_by="op"),
-    "gantt batch": lambda s: viz_sim.gantt(s[3][0]),
-    "token_timeline batch": lambda s: viz_sim.token_timeline(s[3][0], seq=1),
-    "token_timeline one token": lambda s: viz_sim.token_timeline(s[2][0]),
-    "energy_breakdown": lambda s: viz_sim.energy_breakdown(s[3][0]),
-    "latency_breakdown busy only": lambda s: viz_sim.latency_breakdown(s[3][0]),
-    "latency_breakdown with path": lambda s: viz_sim.latency_breakdown(*s[3], pass_=0),
-    "overview": lambda s: viz_sim.overview(s[3][0], color_by="op"),
+    "gantt one token": lambda s: viz_sim.gantt(s[2], color_by="op"),
+    "gantt batch": lambda s: viz_sim.gantt(s[3]),
+    "token_timeline batch": lambda s: viz_sim.token_timeline(s[3], seq=1),
+    "token_timeline one token": lambda s: viz_sim.token_timeline(s[2]),
+    "energy_breakdown": lambda s: viz_sim.energy_breakdown(s[3]),
+    "latency_breakdown busy only": lambda s: viz_sim.latency_breakdown(s[3], with_path=False),
+    "latency_breakdown with path": lambda s: viz_sim.latency_breakdown(s[3], pass_=0),
+    "overview": lambda s: viz_sim.overview(s[3], color_by="op"),
     "conflicts_picture": lambda s: viz_sim.conflicts_picture(s[0], n_tiers=16, batch=2),
     "sweep_batch": lambda s: viz_sim.sweep_batch(s[0], s[1], mapping.map_model(s[0], s[1]),
                                                  batches=(1, 4), gen_len=2),
@@ -65,8 +72,8 @@ def test_figures_have_title_takeaway_and_labelled_axes(small, make):
 
 def test_a_large_run_is_aggregated_and_says_so(small):
     spec, chip, _, _ = small
-    r, _ = _run(spec, chip, batch=8, prompt_len=4, gen_len=4)
-    data = viz_sim.gantt_data(r, max_rows=10)
+    r = _run(spec, chip, batch=8, prompt_len=4, gen_len=4)
+    data = trace.gantt_data(r, max_rows=10)
     assert len(data.labels) == 10 and data.truncated
     assert data.n_used["tiles"] == chip.n_tiles
     fig = viz_sim.gantt(r, max_rows=10, max_bars=100, n_bins=50)
@@ -77,8 +84,8 @@ def test_a_large_run_is_aggregated_and_says_so(small):
 
 
 def test_the_kept_rows_are_the_busiest_tiles(small):
-    r = small[3][0]
-    data = viz_sim.gantt_data(r, max_rows=8, resources=("tiles",))
+    r = small[3]
+    data = trace.gantt_data(r, max_rows=8, resources=("tiles",))
     shown = set(data.unit.tolist())
     busy = r.tile_busy_ns
     assert len(shown) == 8
@@ -87,8 +94,8 @@ def test_the_kept_rows_are_the_busiest_tiles(small):
 
 def test_binned_cells_add_up_to_the_busy_time(small):
     """Busy time is split exactly over the bins an event overlaps."""
-    r = small[3][0]
-    data = viz_sim.gantt_data(r, max_rows=100)
+    r = small[3]
+    data = trace.gantt_data(r, max_rows=100)
     cls = data.layer % 2
     n_bins = 37
     busy = viz_sim._binned_busy(data, cls, 2, r.makespan_ns, n_bins)
@@ -98,19 +105,19 @@ def test_binned_cells_add_up_to_the_busy_time(small):
     assert np.all(busy.sum(axis=1) <= r.makespan_ns / n_bins * (1 + 1e-9))  # one unit, one op
     img = viz_sim._binned_image(data, cls, ["k", "r"], 2, r.makespan_ns, n_bins)
     assert img.shape == (len(data.labels), n_bins, 4)
-    assert np.all((img[..., 3] == 0) | (img[..., 3] >= viz_sim.BINNED_ALPHA_FLOOR))
+    assert np.all((img[..., 3] == 0) | (img[..., 3] >= BINNED_ALPHA_FLOOR))
 
 
 def test_gantt_bars_of_one_tile_match_the_event_log():
     spec, chip = _tiny()
-    r, _ = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
+    r = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
     ev = r.events[r.events["resource"] == 0]
     assert ev.size >= 4 and set(ev["unit"].tolist()) == {0}
     fig = viz_sim.gantt(r, color_by="op")
-    f, unit = viz_sim.time_scale(r.makespan_ns)
+    f, unit = time_scale(r.makespan_ns)
     assert unit == "ns" and f == 1.0
     ax = fig.axes[0]
-    row = viz_sim.gantt_data(r).labels.index("tile 0")
+    row = trace.gantt_data(r).labels.index("tile 0")
     bars = []
     for coll in ax.collections:
         if (coll.get_gid() or "").startswith("gantt:"):
@@ -123,7 +130,7 @@ def test_gantt_bars_of_one_tile_match_the_event_log():
 
 
 def test_energy_bars_are_the_energy_breakdown_in_uj(small):
-    r = small[3][0]
+    r = small[3]
     fig = viz_sim.energy_breakdown(r)
     bars = {p.get_gid(): p.get_height() for p in fig.axes[0].patches
             if isinstance(p, Rectangle) and (p.get_gid() or "").startswith("energy:")}
@@ -137,16 +144,9 @@ def test_figures_need_the_event_log(small):
     with pytest.raises(ValueError, match="record_events"):
         viz_sim.gantt(r)
     with pytest.raises(ValueError, match="color_by"):
-        viz_sim.gantt(small[2][0], color_by="seq")
+        viz_sim.gantt(small[2], color_by="seq")
     with pytest.raises(ValueError, match="seq"):
-        viz_sim.token_timeline(small[2][0], seq=3)
-
-
-def test_a_program_of_other_inputs_is_refused(small):
-    spec, chip = _tiny()
-    _, prog = _run(spec, chip)
-    with pytest.raises(ValueError, match="build_program"):
-        viz_sim.critical_path(small[2][0], prog)
+        viz_sim.token_timeline(small[2], seq=3)
 
 
 # ------------------------------------------------------------------------- analyses
@@ -164,11 +164,11 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_conflict_causes_account_for_every_conflict(case):
-    spec = viz_sim.small_moe()
-    chip = viz_sim.fitted_chip(spec, case["n_tiers"], units=case["units"],
+    spec = teaching.simulation_moe()
+    chip = _chip(spec, case["n_tiers"], units=case["units"],
                                kv_placement=case["kv"])
-    r, prog = _run(spec, chip, case["strategy"], **case["wl"])
-    cc = viz_sim.conflict_causes(r, prog)
+    r = _run(spec, chip, case["strategy"], **case["wl"])
+    cc = trace.conflict_causes(r)
     assert sum(cc.count.values()) == r.tile_conflicts == len(cc.examples)
     assert math.isclose(sum(cc.stall_ns.values()), r.stall_ns, rel_tol=1e-9, abs_tol=1e-6)
     if case["n_tiers"] == 1:  # every block on a tile of its own: only the same weights collide
@@ -177,14 +177,14 @@ def test_conflict_causes_account_for_every_conflict(case):
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_the_critical_path_adds_up_to_each_token_time(case):
-    spec = viz_sim.small_moe()
-    chip = viz_sim.fitted_chip(spec, case["n_tiers"], units=case["units"],
+    spec = teaching.simulation_moe()
+    chip = _chip(spec, case["n_tiers"], units=case["units"],
                                kv_placement=case["kv"])
-    r, prog = _run(spec, chip, case["strategy"], **case["wl"])
+    r = _run(spec, chip, case["strategy"], **case["wl"])
     tt = r.token_times_ns
     for s in range(tt.shape[0]):
         for p in range(tt.shape[1]):
-            cp = viz_sim.critical_path(r, prog, s, p)
+            cp = trace.critical_path(r, s, p)
             expect = tt[s, p] - (tt[s, p - 1] if p else 0.0)
             assert math.isclose(cp.total_ns, expect, rel_tol=1e-12)
             assert math.isclose(sum(cp.by_kind_ns.values()), expect, rel_tol=1e-9)
@@ -195,10 +195,11 @@ def test_the_critical_path_adds_up_to_each_token_time(case):
 def test_one_token_on_its_own_tiles_waits_for_nothing():
     """Batch 1, one token, one tier per tile: the critical path is compute plus network only, and
     its analog part is one MVM latency per MVM on the chain (every MVM depth 1)."""
-    spec = viz_sim.small_moe()
-    chip = viz_sim.fitted_chip(spec, 1)
-    r, prog = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
-    cp = viz_sim.critical_path(r, prog)
+    spec = teaching.simulation_moe()
+    chip = _chip(spec, 1)
+    r = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
+    cp = trace.critical_path(r)
+    prog = r.program
     assert cp.by_kind_ns["waiting for a tile"] == 0 and cp.by_kind_ns["waiting for a unit"] == 0
     n_mvm = sum(1 for name, *_ in cp.steps if prog.res[prog.names.index(name)] == 0)
     assert cp.by_kind_ns["analog MVM"] == n_mvm * chip.cost.mvm_latency_ns
@@ -207,32 +208,43 @@ def test_one_token_on_its_own_tiles_waits_for_nothing():
 
 def test_batch_sweep_fills_the_pipeline(small):
     spec, chip = small[0], small[1]
-    rows = viz_sim.batch_sweep(spec, chip, mapping.map_model(spec, chip), batches=(1, 2, 8),
+    rows = experiments.batch_sweep(spec, chip, mapping.map_model(spec, chip), batches=(1, 2, 8),
                                gen_len=2)
     tps = [row["tokens_per_s"] for row in rows]
     assert tps[0] < tps[1] < tps[2]
     assert [row["batch"] for row in rows] == [1, 2, 8]
 
 
-def test_op_kind_drops_layer_and_branch():
-    assert viz_sim.op_kind("L3.expert_up[1]") == "expert_up"
-    assert viz_sim.op_kind("L12.qkv") == "qkv"
-    assert viz_sim.op_kind("lm_head") == "lm_head"
-    assert viz_sim.op_kind("embed+ln1") == "embed+ln1"
+def test_op_kinds_come_from_the_program_not_from_names(small):
+    """Each operation's kind is its Step label: the name without layer prefix and branch index."""
+    prog = small[2].program
+    index, labels = trace.op_kinds(prog)
+    for name, k in zip(prog.names, index, strict=True):
+        bare = name.split(".", 1)[1] if name.startswith("L") and "." in name else name
+        assert labels[k] == bare.split("[", 1)[0]
+    assert labels[:2] == ("embed+ln1", "qkv") and labels[-2:] == ("lm_head", "sample")
 
 
-def test_fitted_chip_holds_the_model_with_the_fewest_tiles():
-    spec = viz_sim.small_moe()
-    chip = viz_sim.fitted_chip(spec, 16)
+def test_the_chapter_chip_holds_the_model_with_the_fewest_tiles():
+    spec = teaching.simulation_moe()
+    chip = _chip(spec, 16)
     assert chip.n_tiles == math.ceil(214 / 16)
     assert chip.n_dpus == 24 * spec.n_layers and chip.unit_assignment.value == "per_layer"
-    pool = viz_sim.fitted_chip(spec, 16, units="pool")
+    pool = _chip(spec, 16, units="pool")
     assert (pool.n_dpus, pool.n_mha_units) == (4, 1)
     mapping.map_model(spec, chip, "in_order")
     with pytest.raises(mapping.MappingError):
-        mapping.map_model(spec, viz_sim.fitted_chip(spec, 1).replace(n_tiles=213), "in_order")
+        mapping.map_model(spec, _chip(spec, 1).replace(n_tiles=213), "in_order")
     with pytest.raises(ValueError, match="units"):
-        viz_sim.fitted_chip(spec, 16, units="shared")
+        _chip(spec, 16, units="shared")
+
+
+def test_a_result_keeps_its_workload_and_program(small):
+    r = small[3]
+    assert r.workload.batch == 4 and r.workload.gen_len == 3
+    assert r.program.workload is r.workload
+    assert r.op_names == r.program.names
+    assert r.passive_power_w == small[1].passive_power_w
 
 
 # ------------------------------------------------------------------------- widget panel

@@ -1,34 +1,24 @@
-"""Figures and small analyses of simulated inference (chapter 4): numpy and matplotlib only.
+"""Figures of simulated inference (chapter 4): matplotlib only; they draw what the simulator and
+its trace analyses computed (:mod:`aimoe_lib.simulator.trace`), in the house style of
+:mod:`aimoe_lib.viz.style`.
 
 Every figure function returns a ``matplotlib.figure.Figure`` (not registered with pyplot) with a
 title (``fig.get_suptitle()``), axis labels with units and a one-line takeaway computed from the
-numbers it plots (``fig.get_supxlabel()``), in the house style of :mod:`aimoe_lib.viz`.
+numbers it plots (``fig.get_supxlabel()``).
 
-Figures: :func:`~aimoe_lib.viz_sim.gantt` (what ran where and when, from the event log),
-:func:`~aimoe_lib.viz_sim.token_timeline` (when each generated token came out),
-:func:`~aimoe_lib.viz_sim.energy_breakdown` (energy by kind),
-:func:`~aimoe_lib.viz_sim.latency_breakdown` (busy fraction of every resource class and, with the
-token program, the critical path of one token), :func:`~aimoe_lib.viz_sim.conflicts_picture` (what a
-tile conflict is, and its causes counted), :func:`~aimoe_lib.viz_sim.sweep_batch` (throughput and
-time per token against the batch) and :func:`~aimoe_lib.viz_sim.overview` (Gantt, energy and busy
-fractions in one figure, for the widget panel).
-
-Analyses the figures rest on, usable on their own: :func:`~aimoe_lib.viz_sim.gantt_data`,
-:func:`~aimoe_lib.viz_sim.critical_path`, :func:`~aimoe_lib.viz_sim.conflict_causes` and
-:func:`~aimoe_lib.viz_sim.batch_sweep`. The last three rebuild what the engine knew when it started
-an operation (its ready time) from the event log and the token program
-(:func:`~aimoe_lib.simulator.build_program`): an operation is ready ``comm_in`` after the last of
-its predecessors' outputs arrived (``end + comm_out``), exactly as the engine computes it.
-
-Helpers for the chapter's small model: :func:`~aimoe_lib.viz_sim.small_moe` and
-:func:`~aimoe_lib.viz_sim.fitted_chip`.
+Figures: :func:`gantt` (what ran where and when, from the event log), :func:`token_timeline` (when
+each generated token came out), :func:`energy_breakdown` (energy by kind),
+:func:`latency_breakdown` (busy fraction of every resource class and the critical path of one
+token), :func:`conflicts_picture` (what a tile conflict is, and its causes counted),
+:func:`sweep_batch` (throughput and time per token against the batch) and :func:`overview` (Gantt,
+energy and busy fractions in one figure, for the widget panel). The runs behind the last three
+come from :mod:`aimoe_lib.experiments`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.collections import PolyCollection
@@ -36,57 +26,34 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from .. import experiments
 from ..hardware import ChipConfig
-from ..mapping import DIGITAL_PARTS, Mapping, blocks_of, map_model
+from ..mapping import Mapping
 from ..models import ModelSpec
-from ..simulator import RES_NAMES, Program, SimResult, Workload, build_program, simulate
-from .chapters123 import FONT_SIZE, _figure, _finish
+from ..simulator import RES_NAMES, SimResult
+from ..simulator.trace import (CONFLICT_CAUSES, PATH_KINDS, RES_LABELS, CriticalPath, GanttData,
+                               conflict_causes, critical_path, gantt_data, op_kinds)
+from .style import FONT_SIZE, figure, finish, format_number, format_rate, format_time, time_scale
 
 __all__ = [
-    "small_moe",
-    "fitted_chip",
-    "op_kind",
-    "time_scale",
-    "format_rate",
-    "GanttData",
-    "gantt_data",
     "gantt",
     "token_timeline",
     "energy_breakdown",
-    "CriticalPath",
-    "critical_path",
     "latency_breakdown",
-    "ConflictCauses",
-    "conflict_causes",
     "conflicts_picture",
-    "batch_sweep",
     "sweep_batch",
     "overview",
     "ENERGY_KINDS",
-    "PATH_KINDS",
-    "CONFLICT_CAUSES",
 ]
 
 ENERGY_KINDS = ("mvm", "digital", "attention", "dram", "communication", "passive")
 """Keys of :attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`, in the order drawn."""
 
-PATH_KINDS = ("analog MVM", "digital (DPU)", "attention (MHA)", "KV cache (DRAM)", "network",
-              "waiting for a tile", "waiting for a unit", "waiting for DRAM")
-"""Parts of a token's critical path (:func:`~aimoe_lib.viz_sim.critical_path`)."""
-
-CONFLICT_CAUSES = ("same weights", "same token", "shared tile")
-"""Why a tile MVM waited (:func:`~aimoe_lib.viz_sim.conflict_causes`): another token was using the
-*same weights* (one copy of every matrix: inherent to pipelining); another MVM of the *same token*
-holds blocks on that tile (e.g. its k experts stacked on one slab); or another token's MVM of a
-*different matrix* sharing the tile (layers or experts stacked in the tiers of one tile)."""
-
 BINNED_ALPHA_FLOOR = 0.3
 """Opacity of a binned Gantt cell that was busy for an instant; a fully busy cell is opaque, so
 rarely busy rows stay visible."""
 
-_RES_LABEL = {"tiles": "tile", "dpu": "DPU", "mha": "MHA", "dram": "DRAM"}
 _RES_PLURAL = {"tiles": "tiles", "dpu": "DPUs", "mha": "MHA units", "dram": "DRAM"}
-_RES_KIND = ("analog MVM", "digital (DPU)", "attention (MHA)", "KV cache (DRAM)")
 _ENERGY_COLOURS = {"mvm": "tab:blue", "digital": "tab:green", "attention": "tab:red",
                    "dram": "tab:brown", "communication": "tab:olive", "passive": "0.55"}
 _PATH_COLOURS = dict(zip(PATH_KINDS, ("tab:blue", "tab:green", "tab:red", "tab:brown",
@@ -97,207 +64,9 @@ _CAUSE_COLOURS = dict(zip(CONFLICT_CAUSES, ("tab:cyan", "tab:purple", "tab:orang
 _SEQ_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 
 
-# =============================================================================== house style
-
-
-def time_scale(ns: float) -> tuple[float, str]:
-    """Factor and unit to show a time span of ``ns`` nanoseconds: ns below 5 µs, µs below 5 ms,
-    else ms."""
-    if ns < 5e3:
-        return 1.0, "ns"
-    if ns < 5e6:
-        return 1e-3, "µs"
-    return 1e-6, "ms"
-
-
-def _fmt_time(ns: float) -> str:
-    f, u = time_scale(ns)
-    return f"{ns * f:,.3g} {u}" if ns * f < 100 else f"{ns * f:,.0f} {u}"
-
-
-def _fmt_num(v: float) -> str:
-    """Three significant digits, no exponent: 3,852 / 22.4 / 0.00365."""
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
-
-
-def format_rate(v: float) -> str:
-    """A number to three significant digits with a k / M prefix: ``'1.06 M'``, ``'174 k'``,
-    ``'52.3'``."""
-    if v >= 1e6:
-        return f"{v / 1e6:.3g} M"
-    if v >= 1e3:
-        return f"{v / 1e3:.3g} k"
-    return f"{v:.3g}"
-
-
-def _need_events(result: SimResult) -> np.ndarray:
-    if not isinstance(result, SimResult):
-        raise TypeError(f"result must be a SimResult (from simulator.simulate), got "
-                        f"{type(result).__name__}")
-    if result.events is None:
-        raise ValueError("result has no event log: simulate with "
-                         "Workload(..., record_events=True)")
-    return result.events
-
-
-def _check_program(result: SimResult, program: Program) -> None:
-    if not isinstance(program, Program):
-        raise TypeError(f"program must be a simulator.Program (from simulator.build_program), "
-                        f"got {type(program).__name__}")
-    if tuple(program.names) != tuple(result.op_names):
-        raise ValueError("program does not belong to result: build it with "
-                         "simulator.build_program(model, chip, mapping, workload) from the same "
-                         "inputs as the run")
-
-
-# =============================================================================== small setup
-def small_moe(**overrides) -> ModelSpec:
-    """The small MoE of chapter 4: d_model 512, 4 layers of 8 heads, every FFN an MoE of 8 SwiGLU
-    experts of width 1024 with top-2 routing, RMSNorm, a vocabulary of 1024.
-
-    On 512 x 512 tiers an expert is 6 blocks (gate, up and down, 2 each), a layer 53 (attention 4,
-    router 1, experts 48) and the model 214 with its 2-block LM head (the input embedding stays
-    digital). Keyword arguments override any :class:`~aimoe_lib.models.ModelSpec` field.
-    """
-    base = dict(name="sim-moe", d_model=512, n_layers=4, n_heads=8, d_ff=1024, vocab_size=1024,
-                ffn="swiglu", norm="rmsnorm", n_experts=8, top_k=2)
-    return ModelSpec(**{**base, **overrides})
-
-
-def fitted_chip(model: ModelSpec, n_tiers: int = 16, *, units: str = "per_layer",
-                tier_rows: int = 512, tier_cols: int = 512, digital=("embedding",),
-                **chip_fields) -> ChipConfig:
-    """The chip with the fewest tiles of ``n_tiers`` tiers that holds ``model``'s analog blocks.
-
-    ``units='per_layer'`` provisions digital and attention units with the model's layers and locks
-    them to layers (:meth:`~aimoe_lib.hardware.ChipConfig.provisioned`: 24 DPUs and 8 attention
-    units per layer, 3D-SiM's BERT check); ``units='pool'`` keeps 3D-SiM's default shared pool
-    (4 DPUs, 1 attention unit). Other keyword arguments are
-    :class:`~aimoe_lib.hardware.ChipConfig` fields (e.g. ``kv_placement='dram'``).
-    ``moe_stacked`` may need more tiers than this chip has
-    (:class:`~aimoe_lib.mapping.MappingError` says how many).
-    """
-    if isinstance(n_tiers, bool) or not isinstance(n_tiers, int) or n_tiers < 1:
-        raise ValueError(f"fitted_chip(n_tiers={n_tiers!r}): must be an integer >= 1")
-    if units not in ("per_layer", "pool"):
-        raise ValueError(f"fitted_chip(units={units!r}): use 'per_layer' (units provisioned with "
-                         f"the layers) or 'pool' (3D-SiM's 4 DPUs + 1 attention unit)")
-    parts = (digital,) if isinstance(digital, str) else tuple(digital)
-    roles = frozenset().union(*(DIGITAL_PARTS[p] for p in parts)) if parts else frozenset()
-    need = sum(blocks_of(m.in_features, m.out_features, tier_rows, tier_cols)
-               for m in model.matrices() if m.role not in roles)
-    chip = ChipConfig(n_tiles=max(1, -(-need // n_tiers)), n_tiers=n_tiers, tier_rows=tier_rows,
-                      tier_cols=tier_cols, name=chip_fields.pop("name", "fitted"), **chip_fields)
-    return chip.provisioned(model.n_layers) if units == "per_layer" else chip
-
-
-# =============================================================================== op names
-def op_kind(name: str) -> str:
-    """Kind of a token-program operation, from its name: the layer prefix ``L<i>.`` and the branch
-    suffix ``[<b>]`` dropped (``'L3.expert_up[1]'`` -> ``'expert_up'``)."""
-    head, sep, rest = name.partition(".")
-    if sep and head[:1] == "L" and head[1:].isdigit():
-        name = rest
-    return name.split("[", 1)[0]
-
-
-def _layer_of_names(names: Sequence[str]) -> int:
-    """Number of transformer layers named in the program (ops ``L<i>.*``)."""
-    n = 0
-    for nm in names:
-        head, sep, _ = nm.partition(".")
-        if sep and head[:1] == "L" and head[1:].isdigit():
-            n = max(n, int(head[1:]) + 1)
-    return n
-
-
-# =============================================================================== Gantt
-@dataclass(frozen=True)
-class GanttData:
-    """What :func:`~aimoe_lib.viz_sim.gantt` draws: the rows kept and the events on them."""
-
-    labels: tuple[str, ...]
-    """Row labels, top to bottom (``'tile 3'``, ``'DPU 0'``, ``'MHA 1'``, ``'DRAM'``)."""
-    resource: np.ndarray
-    """Resource class index (0 tiles, 1 DPU, 2 MHA, 3 DRAM, as ``simulator.RES_NAMES``) per row."""
-    unit: np.ndarray
-    """Tile or unit index per row."""
-    row: np.ndarray
-    """Row of each kept event."""
-    start_ns: np.ndarray
-    """Start of each kept event, ns."""
-    end_ns: np.ndarray
-    """End of each kept event, ns."""
-    layer: np.ndarray
-    """Layer slot of each kept event (n_layers = LM head and sampling)."""
-    op: np.ndarray
-    """Token-program operation of each kept event (index into ``SimResult.op_names``)."""
-    n_used: dict
-    """Units of each resource class that ran at least one operation."""
-
-    @property
-    def truncated(self) -> bool:
-        """True when some used units are not shown."""
-        shown = {RES_NAMES[r]: int(np.sum(self.resource == r)) for r in range(len(RES_NAMES))}
-        return any(shown.get(k, 0) < v for k, v in self.n_used.items())
-
-
-def gantt_data(result: SimResult, max_rows: int = 40,
-               resources: Sequence[str] = ("tiles", "dpu", "mha", "dram")) -> GanttData:
-    """Rows and events of a Gantt chart of ``result``'s event log.
-
-    One row per tile or unit that ran at least one operation, in the order of ``resources`` and by
-    index. With more than ``max_rows`` such rows, each class other than tiles keeps its busiest
-    ``max(1, max_rows // 8)`` units and the tiles share the remaining rows, busiest first.
-    """
-    ev = _need_events(result)
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-        raise ValueError(f"gantt(max_rows={max_rows!r}): must be an integer >= 1")
-    res_idx = []
-    for r in resources:
-        if r not in RES_NAMES:
-            raise ValueError(f"gantt(resources=...): unknown resource {r!r}; use some of "
-                             f"{', '.join(RES_NAMES)}")
-        res_idx.append(RES_NAMES.index(r))
-    sel = np.isin(ev["resource"], res_idx)
-    if not np.any(sel):
-        raise ValueError(f"gantt(resources={tuple(resources)!r}): no operation ran on these "
-                         f"resources in this run; choose some of {', '.join(RES_NAMES)}")
-    ev = ev[sel]
-    dur = ev["end_ns"] - ev["start_ns"]
-    key = ev["resource"] * (1 << 32) + ev["unit"]
-    ukey, inv = np.unique(key, return_inverse=True)
-    busy = np.bincount(inv, weights=dur, minlength=ukey.size)
-    ures, uunit = ukey >> 32, ukey & ((1 << 32) - 1)
-    n_used = {RES_NAMES[r]: int(np.sum(ures == r)) for r in res_idx}
-    keep = np.zeros(ukey.size, bool)
-    if ukey.size <= max_rows:
-        keep[:] = True
-    else:
-        budget = max_rows
-        others = [r for r in res_idx if r != 0]
-        per_other = max(1, max_rows // 8)
-        for r in others:
-            cand = np.flatnonzero(ures == r)
-            take = cand[np.argsort(-busy[cand], kind="stable")][:min(per_other, budget)]
-            keep[take] = True
-            budget -= take.size
-        if 0 in res_idx and budget > 0:
-            cand = np.flatnonzero(ures == 0)
-            keep[cand[np.argsort(-busy[cand], kind="stable")][:budget]] = True
-    order = sorted(np.flatnonzero(keep), key=lambda i: (res_idx.index(int(ures[i])), int(uunit[i])))
-    row_of = np.full(ukey.size, -1)
-    row_of[order] = np.arange(len(order))
-    rows = row_of[inv]
-    on = rows >= 0
-    labels = tuple(_RES_LABEL[RES_NAMES[int(ures[i])]]
-                   + ("" if ures[i] == 3 else f" {int(uunit[i])}") for i in order)
-    return GanttData(labels=labels, resource=ures[order].astype(int), unit=uunit[order].astype(int),
-                     row=rows[on], start_ns=ev["start_ns"][on], end_ns=ev["end_ns"][on],
-                     layer=ev["layer"][on], op=ev["op"][on], n_used=n_used)
-
-
 def _palette(n: int) -> list:
+    """Colours of Gantt classes in program order: tab10 / tab20, then viridis (the colour bar of
+    a many-layer chart)."""
     import matplotlib
 
     if n <= 10:
@@ -308,22 +77,17 @@ def _palette(n: int) -> list:
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
-def _classes(data: GanttData, names: Sequence[str], color_by: str):
+def _classes(data: GanttData, result: SimResult, color_by: str):
     """Colour class of every kept event, with class labels and colours."""
     if color_by == "layer":
-        n_layers = _layer_of_names(names)
+        n_layers = result.program.n_layers
         cls = np.minimum(data.layer, n_layers)
         labels = [f"layer {i}" for i in range(n_layers)] + ["LM head"]
         colours = _palette(n_layers) + ["0.15"]
         return cls, labels, colours
     if color_by == "op":
-        kinds = []
-        for nm in names:
-            k = op_kind(nm)
-            if k not in kinds:
-                kinds.append(k)
-        kind_of_op = np.array([kinds.index(op_kind(nm)) for nm in names])
-        return kind_of_op[data.op], kinds, _palette(len(kinds))
+        kind_of_op, kinds = op_kinds(result.program)
+        return kind_of_op[data.op], list(kinds), _palette(len(kinds))
     raise ValueError(f"gantt(color_by={color_by!r}): use 'layer' or 'op'")
 
 
@@ -365,7 +129,7 @@ def _binned_image(data: GanttData, cls: np.ndarray, colours, n_classes: int, t_e
 def _draw_gantt(ax, fig, result: SimResult, data: GanttData, color_by: str, max_bars: int,
                 n_bins: int, legend: bool = True) -> bool:
     """Draw on ``ax``; returns True when time was binned."""
-    cls, labels, colours = _classes(data, result.op_names, color_by)
+    cls, labels, colours = _classes(data, result, color_by)
     t_end = max(result.makespan_ns, float(data.end_ns.max()) if data.end_ns.size else 1.0)
     f, unit = time_scale(t_end)
     n_rows = len(data.labels)
@@ -423,22 +187,22 @@ def gantt(result: SimResult, max_rows: int = 40,
           color_by: str = "layer", max_bars: int = 6000, n_bins: int = 400) -> Figure:
     """Gantt chart of a run: one row per tile or unit that ran an operation, one bar per operation
     (per tile for MVMs), coloured by ``color_by`` ('layer' or 'op', the operation kind of
-    :func:`~aimoe_lib.viz_sim.op_kind`).
+    :class:`~aimoe_lib.simulator.program.Step` of each operation).
 
     Needs ``Workload(record_events=True)``. Large runs are aggregated, and the title says how:
-    beyond ``max_rows`` rows only the busiest are shown (:func:`~aimoe_lib.viz_sim.gantt_data`);
+    beyond ``max_rows`` rows only the busiest are shown (:func:`~aimoe_lib.simulator.trace.gantt_data`);
     beyond ``max_bars`` bars, time is cut into ``n_bins`` bins, each cell coloured by the class
     busiest in it and shaded by the fraction of the bin it was busy.
     """
     data = gantt_data(result, max_rows, resources)
     height = min(9.0, 2.0 + 0.16 * len(data.labels))
-    fig = _figure(11.0, height)
+    fig = figure(11.0, height)
     ax = fig.add_subplot()
     binned = _draw_gantt(ax, fig, result, data, color_by, max_bars, n_bins)
     notes = []
     if data.truncated:
         shown = ", ".join(f"{int(np.sum(data.resource == RES_NAMES.index(k)))} of {v} "
-                          f"{_RES_PLURAL[k] if v > 1 else _RES_LABEL[k]}"
+                          f"{_RES_PLURAL[k] if v > 1 else RES_LABELS[k]}"
                           for k, v in data.n_used.items() if v)
         notes.append(f"busiest rows: {shown}")
     if binned:
@@ -447,10 +211,10 @@ def gantt(result: SimResult, max_rows: int = 40,
     if notes:
         title += "\n(" + "; ".join(notes) + ")"
     b = result.busy_fraction()
-    takeaway = (f"makespan {_fmt_time(result.makespan_ns)}; tiles busy {b['tiles']:.1%} on "
+    takeaway = (f"makespan {format_time(result.makespan_ns)}; tiles busy {b['tiles']:.1%} on "
                 f"average (busiest {b['tiles_max']:.1%}), {result.tile_conflicts:,} tile "
                 f"conflicts; bottleneck: {result.bottleneck()}")
-    return _finish(fig, title, takeaway)
+    return finish(fig, title, takeaway)
 
 
 # =============================================================================== token timeline
@@ -463,7 +227,7 @@ def token_timeline(result: SimResult, seq: int = 0) -> Figure:
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < b:
         raise ValueError(f"token_timeline(seq={seq!r}): the run has sequences 0..{b - 1}")
     f, unit = time_scale(float(tt.max()))
-    fig = _figure(9.0, 3.8)
+    fig = figure(9.0, 3.8)
     ax = fig.add_subplot()
     k = np.arange(1, g + 1)
     for s in range(b):
@@ -476,7 +240,7 @@ def token_timeline(result: SimResult, seq: int = 0) -> Figure:
     ttft = float(tt[seq, 0])
     ax.annotate("", xy=(ttft * f, 1), xytext=(0, 1),
                 arrowprops=dict(arrowstyle="<->", color="tab:red", lw=1.2))
-    ax.text(ttft * f / 2, 1 + 0.04 * max(g, 2), f"TTFT {_fmt_time(ttft)}", ha="center",
+    ax.text(ttft * f / 2, 1 + 0.04 * max(g, 2), f"TTFT {format_time(ttft)}", ha="center",
             va="bottom", color="tab:red", fontsize=FONT_SIZE - 1)
     st = result.tpot_stats_ns()
     if g > 1:
@@ -484,10 +248,10 @@ def token_timeline(result: SimResult, seq: int = 0) -> Figure:
         i = int(np.argmax(gaps)) if g > 2 else 0
         ax.annotate("", xy=(tt[seq, i + 1] * f, i + 2), xytext=(tt[seq, i] * f, i + 2),
                     arrowprops=dict(arrowstyle="<->", color="tab:green", lw=1.2))
-        ax.text(tt[seq, i] * f, i + 2 + 0.04 * g, f"longest gap {_fmt_time(float(gaps[i]))}",
+        ax.text(tt[seq, i] * f, i + 2 + 0.04 * g, f"longest gap {format_time(float(gaps[i]))}",
                 ha="right", va="bottom", color="tab:green", fontsize=FONT_SIZE - 1)
-        tpot = (f"then one every {_fmt_time(float(gaps.mean()))} on average; TPOT over all "
-                f"sequences {_fmt_time(st['mean'])} mean, {_fmt_time(st['p99'])} p99")
+        tpot = (f"then one every {format_time(float(gaps.mean()))} on average; TPOT over all "
+                f"sequences {format_time(st['mean'])} mean, {format_time(st['p99'])} p99")
     else:
         tpot = "one generated token, so no time per output token"
     ax.set(xlabel=f"time ({unit})", ylabel="generated token", xlim=(0, float(tt.max()) * f * 1.05),
@@ -495,15 +259,11 @@ def token_timeline(result: SimResult, seq: int = 0) -> Figure:
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=FONT_SIZE - 2)
-    takeaway = f"sequence {seq}: first token after {_fmt_time(ttft)}, {tpot}"
-    return _finish(fig, f"When the tokens come out: {_workload_words(result)}", takeaway)
+    takeaway = f"sequence {seq}: first token after {format_time(ttft)}, {tpot}"
+    return finish(fig, f"When the tokens come out: {_workload_words(result)}", takeaway)
 
 
 # =============================================================================== energy
-def _passive_power_w(result: SimResult) -> float:
-    return result.energy_breakdown_pj.get("passive", 0.0) / max(result.makespan_ns, 1e-30) / 1e3
-
-
 def _draw_energy(ax, result: SimResult) -> None:
     e = result.energy_breakdown_pj
     kinds = [k for k in ENERGY_KINDS if k in e] + [k for k in e if k not in ENERGY_KINDS]
@@ -521,7 +281,7 @@ def _draw_energy(ax, result: SimResult) -> None:
         ax.set_ylim(0, max(pos + [1e-12]) * 1.25)
     for bar, k, h in zip(bars, kinds, heights, strict=True):
         y = h if h > 0 else (ax.get_ylim()[0] if log else 0.0)
-        text = f"{_fmt_num(h)}\n{e[k] / total:.1%}" if total else "0"
+        text = f"{format_number(h)}\n{e[k] / total:.1%}" if total else "0"
         ax.text(bar.get_x() + bar.get_width() / 2, y, text, ha="center", va="bottom",
                 fontsize=FONT_SIZE - 2)
     ax.set(xlabel="kind of energy",
@@ -534,7 +294,7 @@ def energy_breakdown(result: SimResult) -> Figure:
     """Energy of a run by kind (:attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`): one
     bar per kind, its height the energy in µJ, labelled with its share of the total. The scale is
     logarithmic when the kinds differ by more than 100x (passive energy usually dwarfs the rest)."""
-    fig = _figure(8.0, 4.0)
+    fig = figure(8.0, 4.0)
     ax = fig.add_subplot()
     _draw_energy(ax, result)
     e = result.energy_breakdown_pj
@@ -543,9 +303,9 @@ def energy_breakdown(result: SimResult) -> Figure:
     takeaway = (f"{total / 1e6:,.4g} µJ = {result.energy_per_token_pj / 1e6:,.4g} µJ per generated "
                 f"token; {top} {e[top] / total:.1%}")
     if top == "passive":
-        takeaway += (f" ({_passive_power_w(result):,.4g} W static power over "
-                     f"{_fmt_time(result.makespan_ns)})")
-    return _finish(fig, f"Where the energy goes: {_workload_words(result)}", takeaway)
+        takeaway += (f" ({result.passive_power_w:,.4g} W static power over "
+                     f"{format_time(result.makespan_ns)})")
+    return finish(fig, f"Where the energy goes: {_workload_words(result)}", takeaway)
 
 
 # =============================================================================== busy fractions
@@ -597,117 +357,6 @@ def _draw_busy(ax, result: SimResult) -> None:
 
 
 # =============================================================================== critical path
-@dataclass(frozen=True)
-class CriticalPath:
-    """The chain of operations that decided when one generated token came out."""
-
-    total_ns: float
-    """Time from the start of the pass (0 for the prefill, else the previous token's output) to
-    this token's output."""
-    by_kind_ns: dict
-    """Time along the chain by part (``PATH_KINDS``); sums to ``total_ns``."""
-    steps: tuple
-    """(op name, token, ready_ns, start_ns, end_ns) along the chain, first to last."""
-
-
-class _Index:
-    """Lookup of operation instances in an event log: end time, and start of the unit that
-    finished last."""
-
-    def __init__(self, result: SimResult, program: Program) -> None:
-        ev = _need_events(result)
-        _check_program(result, program)
-        w = program.workload
-        self.w, self.prog, self.n_ops = w, program, len(program.names)
-        self.J = w.prompt_len + (0 if w.kv_cache else w.gen_len - 1)
-        self.P = w.gen_len
-        key = self.key(ev["seq"], ev["pass_"], ev["token"], ev["op"])
-        # sorted by key, then end, then start: the last entry of a key has the latest end
-        order = np.lexsort((ev["start_ns"], ev["end_ns"], key))
-        k_sorted = key[order]
-        last = np.r_[k_sorted[1:] != k_sorted[:-1], True]
-        self.keys = k_sorted[last]
-        self.end = ev["end_ns"][order][last]
-        self.start_last = ev["start_ns"][order][last]
-        preds: list[list[int]] = [[] for _ in range(self.n_ops)]
-        sp, sc = program.succ_ptr, program.succ
-        for o in range(self.n_ops):
-            for q in sc[sp[o]:sp[o + 1]]:
-                preds[int(q)].append(o)
-        self.preds = preds
-
-    def key(self, s, p, j, o):
-        return ((np.asarray(s, np.int64) * self.P + p) * self.J + j) * self.n_ops + o
-
-    def find(self, s, p, j, o) -> int:
-        k = int(self.key(s, p, j, o))
-        i = int(np.searchsorted(self.keys, k))
-        if i >= self.keys.size or self.keys[i] != k:
-            return -1
-        return i
-
-    def ntok(self, p: int) -> int:
-        return self.w.tokens_in_pass(p)
-
-
-def critical_path(result: SimResult, program: Program, seq: int = 0,
-                  pass_: int = 0) -> CriticalPath:
-    """Walk back from the sampling of pass ``pass_`` of sequence ``seq`` along the predecessors that
-    arrived last, and split the pass's time into compute per resource class, network transfers
-    and waiting for a busy tile or unit.
-
-    ``program`` is :func:`~aimoe_lib.simulator.build_program` of the same inputs as ``result``
-    (recorded with ``record_events=True``). Pass 0 is the prefill (its total is the time to first
-    token); pass g >= 1 starts at the previous token's output (its total is one time per output
-    token). In a prefill the chain may jump to an earlier prompt token through the keys and values
-    attention waits for.
-    """
-    idx = _Index(result, program)
-    prog = program
-    b, g = result.token_times_ns.shape
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < b:
-        raise ValueError(f"critical_path(seq={seq!r}): the run has sequences 0..{b - 1}")
-    if isinstance(pass_, bool) or not isinstance(pass_, int) or not 0 <= pass_ < g:
-        raise ValueError(f"critical_path(pass_={pass_!r}): the run has passes 0..{g - 1}")
-    sample = next(o for o in range(idx.n_ops) if prog.flags[o] & 8)
-    by = dict.fromkeys(PATH_KINDS, 0.0)
-    steps = []
-    s, p = seq, pass_
-    j, o = idx.ntok(p) - 1, sample
-    token_time = float(result.token_times_ns[s, p])
-    by["network"] += float(prog.comm_out[sample])
-    while True:
-        i = idx.find(s, p, j, o)
-        if i < 0:
-            raise ValueError(f"operation {prog.names[o]} of sequence {s}, pass {p}, token {j} is "
-                             "missing from the event log")
-        end, st = float(idx.end[i]), float(idx.start_last[i])
-        # candidates: (arrival time, token, op)
-        cands = []
-        if prog.flags[o] & 4:
-            cands.append((float(result.token_times_ns[s, p - 1]) if p > 0 else 0.0, -1, -1))
-        toks = range(j + 1) if prog.flags[o] & 1 else (j,)
-        for jj in toks:
-            for q in idx.preds[o]:
-                iq = idx.find(s, p, jj, q)
-                if iq >= 0:
-                    cands.append((float(idx.end[iq]) + float(prog.comm_out[q]), jj, q))
-        arrive, jj, q = max(cands, key=lambda c: c[0])
-        ready = arrive + float(prog.comm_in[o])
-        r = int(prog.res[o])
-        by[_RES_KIND[r]] += end - st
-        by[("waiting for a tile", "waiting for a unit", "waiting for a unit",
-            "waiting for DRAM")[r]] += st - ready
-        by["network"] += float(prog.comm_in[o])
-        steps.append((prog.names[o], j, ready, st, end))
-        if q < 0:
-            break
-        by["network"] += float(prog.comm_out[q])
-        j, o = jj, q
-    start = float(result.token_times_ns[s, p - 1]) if p > 0 else 0.0
-    return CriticalPath(total_ns=token_time - start, by_kind_ns=by, steps=tuple(reversed(steps)))
-
-
 def _draw_path(ax, cp: CriticalPath, label: str) -> None:
     kinds = [k for k in PATH_KINDS]
     vals = np.array([cp.by_kind_ns[k] for k in kinds])
@@ -721,118 +370,35 @@ def _draw_path(ax, cp: CriticalPath, label: str) -> None:
     ax.set_ylim(len(kinds) - 0.5, -0.5)
     ax.set_xlim(0, max(vals.max() * f * 1.35, 1e-9))
     ax.set(xlabel=f"time on the critical path ({unit})", ylabel="part",
-           title=f"{label}:\n{_fmt_time(cp.total_ns)} along a chain of {len(cp.steps)} operations")
+           title=f"{label}:\n{format_time(cp.total_ns)} along a chain of {len(cp.steps)} operations")
 
 
-def latency_breakdown(result: SimResult, program: Program | None = None, seq: int = 0,
-                      pass_: int | None = None) -> Figure:
+def latency_breakdown(result: SimResult, seq: int = 0, pass_: int | None = None, *,
+                      with_path: bool | None = None) -> Figure:
     """Where the time goes. Left: the busy fraction of each resource class (mean and busiest unit)
-    with :meth:`~aimoe_lib.simulator.SimResult.bottleneck` marked. Right, when ``program`` is given
-    and ``result`` has its event log: the critical path of one token
-    (:func:`~aimoe_lib.viz_sim.critical_path`; pass ``pass_``, default the last) split into compute,
-    network and waiting."""
-    with_path = program is not None
-    fig = _figure(12.0 if with_path else 6.5, 4.0)
+    with :meth:`~aimoe_lib.simulator.result.SimResult.bottleneck` marked. Right, when ``result``
+    has its event log (or ``with_path=True``): the critical path of one token
+    (:func:`~aimoe_lib.simulator.trace.critical_path`; pass ``pass_``, default the last) split
+    into compute, network and waiting."""
+    if with_path is None:
+        with_path = result.events is not None
+    fig = figure(12.0 if with_path else 6.5, 4.0)
     axes = fig.subplots(1, 2 if with_path else 1, squeeze=False)[0]
     _draw_busy(axes[0], result)
     takeaway = _bottleneck_words(result)
     if with_path:
         g = result.token_times_ns.shape[1]
         p = g - 1 if pass_ is None else pass_
-        cp = critical_path(result, program, seq, p)
+        cp = critical_path(result, seq, p)
         label = "time to first token" if p == 0 else f"token {p + 1} after token {p}"
         _draw_path(axes[1], cp, f"Critical path, {label}")
         top = max(cp.by_kind_ns, key=cp.by_kind_ns.get)
-        takeaway += (f"; one token's {_fmt_time(cp.total_ns)}: {top} "
+        takeaway += (f"; one token's {format_time(cp.total_ns)}: {top} "
                      f"{cp.by_kind_ns[top] / cp.total_ns:.0%}")
-    return _finish(fig, f"Where the time goes: {_workload_words(result)}", takeaway)
+    return finish(fig, f"Where the time goes: {_workload_words(result)}", takeaway)
 
 
 # =============================================================================== conflicts
-@dataclass(frozen=True)
-class ConflictCauses:
-    """Tile conflicts of a run, each attributed to what held the tile (``CONFLICT_CAUSES``)."""
-
-    count: dict
-    """Conflicts per cause; the values sum to ``SimResult.tile_conflicts``."""
-    stall_ns: dict
-    """Stall time per cause; sums to ``SimResult.stall_ns`` (to rounding)."""
-    examples: tuple
-    """Per conflict, in log order: (event index, blocking event index, cause, ready_ns)."""
-
-
-def _tile_ready(idx: _Index, ev: np.ndarray) -> np.ndarray:
-    """Ready time of every tile event's operation instance (nan for other events)."""
-    prog = idx.prog
-    ready = np.full(ev.size, np.nan)
-    tile = np.flatnonzero(ev["resource"] == 0)
-    ops = ev["op"][tile]
-    for o in np.unique(ops):
-        sel = tile[ops == o]
-        arrive = np.full(sel.size, -np.inf)
-        for q in idx.preds[int(o)]:
-            k = idx.key(ev["seq"][sel], ev["pass_"][sel], ev["token"][sel], q)
-            pos = np.minimum(np.searchsorted(idx.keys, k), idx.keys.size - 1)
-            found = idx.keys[pos] == k
-            cand = np.where(found, idx.end[pos] + prog.comm_out[q], -np.inf)
-            arrive = np.maximum(arrive, cand)
-        ready[sel] = arrive + prog.comm_in[int(o)]
-    return ready
-
-
-def _tile_group(prog: Program, ev: np.ndarray, i: np.ndarray) -> np.ndarray:
-    """Tile group (set of weight blocks) each tile event ran: fixed, or the routed expert's."""
-    o = ev["op"][i]
-    g = prog.group[o].copy()
-    ex = g < 0
-    if np.any(ex):
-        w = prog.workload
-        p, j = ev["pass_"][i][ex], ev["token"][i][ex]
-        pos = np.where((not w.kv_cache) | (p == 0), j, w.prompt_len + p - 1)
-        oe = o[ex]
-        choice = prog.choices[ev["seq"][i][ex], pos, prog.moe[oe], prog.branch[oe]]
-        g[ex] = prog.expert_gid[prog.moe[oe], prog.stage[oe], choice]
-    return g
-
-
-def conflict_causes(result: SimResult, program: Program) -> ConflictCauses:
-    """Find every tile conflict in the event log and say what held the tile.
-
-    A tile MVM conflicts when it starts after its operation became ready; the operation that held
-    the tile is the previous one logged on that tile. Causes: *same weights* (the same blocks, for
-    another token), *same token* (another MVM of this token) and *shared tile* (another token's MVM
-    of different blocks on the same tile). The counts sum to
-    :attr:`~aimoe_lib.simulator.SimResult.tile_conflicts`.
-    """
-    idx = _Index(result, program)
-    ev = result.events
-    ready = _tile_ready(idx, ev)
-    tile = np.flatnonzero(ev["resource"] == 0)
-    units = ev["unit"][tile]
-    order = np.argsort(units, kind="stable")  # log order within each tile
-    t_sorted = tile[order]
-    u_sorted = units[order]
-    prev = np.r_[-1, t_sorted[:-1]]
-    prev[np.r_[True, u_sorted[1:] != u_sorted[:-1]]] = -1
-    waits = ev["start_ns"][t_sorted] > ready[t_sorted]
-    me, blk = t_sorted[waits], prev[waits]
-    if np.any(blk < 0):
-        raise ValueError("a tile operation waited with no earlier operation on its tile: the event "
-                         "log and the program disagree")
-    grp = _tile_group(idx.prog, ev, np.r_[me, blk])
-    g_me, g_blk = grp[:me.size], grp[me.size:]
-    same_inst = ((ev["seq"][me] == ev["seq"][blk]) & (ev["pass_"][me] == ev["pass_"][blk])
-                 & (ev["token"][me] == ev["token"][blk]))
-    cause = np.where(same_inst, 1, np.where(g_me == g_blk, 0, 2))
-    stall = ev["start_ns"][me] - ready[me]
-    count = {c: int(np.sum(cause == i)) for i, c in enumerate(CONFLICT_CAUSES)}
-    st = {c: float(stall[cause == i].sum()) for i, c in enumerate(CONFLICT_CAUSES)}
-    log_order = np.argsort(me, kind="stable")
-    examples = tuple((int(me[k]), int(blk[k]), CONFLICT_CAUSES[int(cause[k])], float(ready[me[k]]))
-                     for k in log_order)
-    return ConflictCauses(count=count, stall_ns=st, examples=examples)
-
-
 def _pick_example(ev: np.ndarray, examples: tuple):
     """The conflict that shows the 3D effect best: another token's MVM of a different layer on the
     same tile, the waiting MVM spread over several tiles, the longest wait (first in log order)."""
@@ -856,27 +422,19 @@ def conflicts_picture(model: ModelSpec | None = None, n_tiers: int = 16, batch: 
                       gen_len: int = 2, seed: int = 0) -> Figure:
     """What a tile conflict is, on one example, and its causes counted on three chips.
 
-    ``model`` (default :func:`~aimoe_lib.viz_sim.small_moe`) runs ``batch`` sequences of one prompt
-    token and ``gen_len`` generated tokens on (a) :func:`~aimoe_lib.viz_sim.fitted_chip` with
+    ``model`` (default :func:`~aimoe_lib.teaching.simulation_moe`) runs ``batch`` sequences of one prompt
+    token and ``gen_len`` generated tokens on (a) :func:`~aimoe_lib.mapping.fitting_chip` with
     ``n_tiers`` tiers, mapped ``in_order``; (b) the same chip mapped ``moe_stacked``; (c) a chip
     with one tier per tile (every block on a tile of its own), mapped ``in_order``. Left: the first
     conflict on (a) caused by another token's different matrix on the same tile, drawn on the tiles
     of the waiting MVM with its wait hatched. Right: the conflicts of each chip by cause
-    (:func:`~aimoe_lib.viz_sim.conflict_causes`).
+    (:func:`~aimoe_lib.simulator.trace.conflict_causes`).
     """
-    model = small_moe() if model is None else model
-    w = Workload(batch=batch, prompt_len=1, gen_len=gen_len, seed=seed, record_events=True)
-    chip = fitted_chip(model, n_tiers)
-    flat = fitted_chip(model, 1)
-    setups = [map_model(model, chip, "in_order"), map_model(model, chip, "moe_stacked"),
-              map_model(model, flat, "in_order")]
-    runs = []
-    for m in setups:
-        r = simulate(model, m.chip, m, w)
-        prog = build_program(model, m.chip, m, w)
-        runs.append((m, r, prog, conflict_causes(r, prog)))
+    setups = experiments.conflict_runs(model, n_tiers, batch, gen_len, seed)
+    runs = [(m, r, r.program, conflict_causes(r)) for m, r in setups]
+    model = runs[0][0].model
 
-    fig = _figure(12.5, 4.6)
+    fig = figure(12.5, 4.6)
     ax, axc = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.7, 1.0]))
     m0, r0, p0, c0 = runs[0]
     ev = r0.events
@@ -950,40 +508,22 @@ def conflicts_picture(model: ModelSpec | None = None, n_tiers: int = 16, batch: 
     takeaway = (f"{example_words}; conflicts {runs[0][1].tile_conflicts} (in_order), "
                 f"{runs[1][1].tile_conflicts} (moe_stacked), {runs[2][1].tile_conflicts} "
                 f"(one tier per tile)")
-    return _finish(fig, f"Tile conflicts: {batch} sequences x {gen_len} tokens on {model.name}",
+    return finish(fig, f"Tile conflicts: {batch} sequences x {gen_len} tokens on {model.name}",
                    takeaway)
 
 
 # =============================================================================== batch sweep
-def batch_sweep(model: ModelSpec, chip: ChipConfig, mapping: Mapping,
-                batches: Sequence[int] = (1, 2, 4, 8, 16, 32), prompt_len: int = 1,
-                gen_len: int = 8, routing="uniform", seed: int = 0) -> list[dict]:
-    """Simulate the same workload at each batch size; one dict per batch with ``batch``,
-    ``tokens_per_s``, ``tpot_mean_ns``, ``tpot_p99_ns``, ``ttft_mean_ns``, ``makespan_ns``,
-    ``energy_per_token_pj``, ``tile_conflicts`` and ``bottleneck``."""
-    out = []
-    for b in batches:
-        r = simulate(model, chip, mapping, Workload(batch=int(b), prompt_len=prompt_len,
-                                                    gen_len=gen_len, routing=routing, seed=seed))
-        t = r.tpot_stats_ns()
-        out.append(dict(batch=int(b), tokens_per_s=r.tokens_per_s, tpot_mean_ns=t["mean"],
-                        tpot_p99_ns=t["p99"], ttft_mean_ns=float(r.ttft_ns.mean()),
-                        makespan_ns=r.makespan_ns, energy_per_token_pj=r.energy_per_token_pj,
-                        tile_conflicts=r.tile_conflicts, bottleneck=r.bottleneck(),
-                        tiles_max=r.busy_fraction()["tiles_max"]))
-    return out
-
-
 def sweep_batch(model: ModelSpec, chip: ChipConfig, mapping: Mapping,
                 batches: Sequence[int] = (1, 2, 4, 8, 16, 32), prompt_len: int = 1,
                 gen_len: int = 8, routing="uniform", seed: int = 0) -> Figure:
     """Throughput and time per output token against the number of sequences in flight
-    (:func:`~aimoe_lib.viz_sim.batch_sweep`): more sequences fill the pipeline until a resource
+    (:func:`~aimoe_lib.experiments.batch_sweep`): more sequences fill the pipeline until a resource
     saturates."""
-    rows = batch_sweep(model, chip, mapping, batches, prompt_len, gen_len, routing, seed)
+    rows = experiments.batch_sweep(model, chip, mapping, batches, prompt_len, gen_len, routing,
+                                   seed)
     b = np.array([r["batch"] for r in rows])
     tps = np.array([r["tokens_per_s"] for r in rows])
-    fig = _figure(11.0, 4.0)
+    fig = figure(11.0, 4.0)
     ax, ax2 = fig.subplots(1, 2)
     ax.plot(b, tps, "o-", color="tab:blue", label="simulated")
     ax.plot(b, tps[0] * b / b[0], ":", color="0.4", label="perfect pipelining (x batch)")
@@ -1010,7 +550,7 @@ def sweep_batch(model: ModelSpec, chip: ChipConfig, mapping: Mapping,
     takeaway = (f"batch {b[0]} -> {b[-1]}: throughput x{speed:.1f} ({format_rate(tps[0])} -> "
                 f"{format_rate(tps[-1])} tokens/s), mean TPOT {tp[0]:.2f} -> {tp[-1]:.2f} µs; "
                 f"bottleneck at batch {b[-1]}: {rows[-1]['bottleneck']}")
-    return _finish(fig, f"Filling the pipeline: {model.name}, {prompt_len} prompt + {gen_len} "
+    return finish(fig, f"Filling the pipeline: {model.name}, {prompt_len} prompt + {gen_len} "
                         f"generated tokens per sequence", takeaway)
 
 
@@ -1019,7 +559,7 @@ def overview(result: SimResult, max_rows: int = 30, color_by: str = "layer") -> 
     """Gantt chart (top), energy by kind and busy fractions (bottom) of one run, for the widget
     panel; needs the event log."""
     data = gantt_data(result, max_rows)
-    fig = _figure(12.0, 7.5)
+    fig = figure(12.0, 7.5)
     gs = fig.add_gridspec(2, 2, height_ratios=[1.5, 1.0])
     axg = fig.add_subplot(gs[0, :])
     binned = _draw_gantt(axg, fig, result, data, color_by, 6000, 400)
@@ -1029,10 +569,10 @@ def overview(result: SimResult, max_rows: int = 30, color_by: str = "layer") -> 
     _draw_busy(fig.add_subplot(gs[1, 1]), result)
     e = result.energy_breakdown_pj
     t = result.tpot_stats_ns()
-    tpot = f", TPOT {_fmt_time(t['mean'])}" if not math.isnan(t["mean"]) else ""
-    ttft = _fmt_time(float(result.ttft_ns.mean()))
+    tpot = f", TPOT {format_time(t['mean'])}" if not math.isnan(t["mean"]) else ""
+    ttft = format_time(float(result.ttft_ns.mean()))
     takeaway = (f"{format_rate(result.tokens_per_s)} tokens/s, TTFT {ttft}{tpot}; "
                 f"{result.energy_per_token_pj / 1e6:,.4g} µJ per token "
                 f"(passive {e.get('passive', 0.0) / result.energy_pj:.0%}); "
                 f"{result.tile_conflicts:,} tile conflicts; bottleneck {result.bottleneck()}")
-    return _finish(fig, f"Simulated inference: {_workload_words(result)}", takeaway)
+    return finish(fig, f"Simulated inference: {_workload_words(result)}", takeaway)

@@ -11,7 +11,7 @@ import ipywidgets as w
 from IPython.display import Markdown
 
 __all__ = ["STYLE", "WIDTH", "int_slider", "float_slider", "choice_slider", "dropdown",
-           "checkbox", "error_message", "showing_errors"]
+           "checkbox", "toggle", "error_message", "showing_errors"]
 
 STYLE = {"description_width": "initial"}
 """Label style of every control: the description takes the width it needs."""
@@ -54,10 +54,16 @@ def checkbox(value: bool, label: str) -> w.Checkbox:
     return w.Checkbox(value=value, description=label, style=STYLE)
 
 
-def error_message(err: Exception) -> Markdown:
+def toggle(value, options: Sequence, label: str) -> w.ToggleButtons:
+    """A row of buttons for a choice among a few options ('sram' / 'dram')."""
+    return w.ToggleButtons(value=value, options=list(options), description=label, style=STYLE)
+
+
+def error_message(err: Exception, context: str = "") -> Markdown:
     """What a panel shows instead of its figure when the settings are invalid: the exception's
-    type and message (which says what to change)."""
-    return Markdown(f"**{type(err).__name__}**: {err}")
+    type, the settings it concerns (``context``) and its message (which says what to change)."""
+    where = f" ({context})" if context else ""
+    return Markdown(f"**{type(err).__name__}**{where}: {err}")
 
 
 def showing_errors(draw: Callable, errors: tuple[type[Exception], ...] = (ValueError,)) -> Callable:

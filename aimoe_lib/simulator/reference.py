@@ -1,6 +1,7 @@
 """A deliberately simple reference scheduler, used only by the tests.
 
-It runs the same operation graph as :mod:`aimoe_lib.simulator` (:func:`~aimoe_lib.simulator.build_program`)
+It runs the same operation graph as :mod:`aimoe_lib.simulator.engine`
+(:func:`~aimoe_lib.simulator.program.build_program`)
 but schedules it the textbook way: explicit FIFO queues in front of every tile and unit, one event
 per tier MVM, plain Python loops, and events at equal times handled in a fixed order (resources
 finishing first, in index order; then operations becoming ready, in key order). The fast engine
@@ -14,8 +15,12 @@ from collections import deque
 
 import numpy as np
 
-from .simulator import (F_HEAD, F_KV_CONSUMER, F_LAST, R_DPU, R_MHA, R_TILES, Program,
-                        SimResult, Workload, _result, build_program)
+from .engine import EngineOutput
+from .program import (F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST, R_DPU, R_DRAM, R_MHA, R_TILES,
+                      Program, Workload, build_program)
+from .result import SimResult, make_result
+
+__all__ = ["simulate_reference"]
 
 DONE, READY = 0, 1
 
@@ -23,29 +28,30 @@ DONE, READY = 0, 1
 def simulate_reference(model, chip, mapping, workload: Workload) -> SimResult:
     """Same inputs and result as :func:`aimoe_lib.simulator.simulate`, scheduled the slow way."""
     prog = build_program(model, chip, mapping, workload)
-    return _result(prog, _run_reference(prog, chip.n_tiles), 10**9)
+    return make_result(prog, _run_reference(prog), 10**9)
 
 
-def _run_reference(prog: Program, n_tiles: int):
-    w = prog.workload
-    n_ops = len(prog.names)
+def _run_reference(prog: Program) -> EngineOutput:
+    w, lay = prog.workload, prog.workload.layout
+    n_tiles = prog.n_tiles
+    n_ops = prog.n_ops
     insts = []  # (seq, pass, token) in key order
     for s in range(w.batch):
-        for p in range(w.n_passes):
-            for j in range(w.tokens_in_pass(p)):
-                insts.append((s, p, j))
+        for i in range(lay.per_seq):
+            insts.append((s, int(lay.inst_pass[i]), int(lay.inst_tok[i])))
+    pos_of_inst = [int(lay.inst_pos[i % lay.per_seq]) for i in range(len(insts))]
     index = {x: i for i, x in enumerate(insts)}
     remaining = {}
     rtime = {}
-    first_op = next(o for o in range(n_ops) if prog.flags[o] & 4)
+    first_op = prog.op_index(F_FIRST)
 
     # resources
     tile_q = [deque() for _ in range(n_tiles)]       # waiting blocks: (op_id, ready)
     tile_busy_until = [None] * n_tiles               # None = idle
     pools = {R_DPU: (prog.unit_ptr[0], prog.unit_idx[0], prog.n_units[0]),
              R_MHA: (prog.unit_ptr[1], prog.unit_idx[1], prog.n_units[1])}
-    unit_idle = {R_DPU: [True] * prog.n_units[0], R_MHA: [True] * prog.n_units[1], 3: [True]}
-    unit_q = {R_DPU: deque(), R_MHA: deque(), 3: deque()}  # waiting tasks: (op_id, units, dur)
+    unit_idle = {R_DPU: [True] * prog.n_units[0], R_MHA: [True] * prog.n_units[1], R_DRAM: [True]}
+    unit_q = {R_DPU: deque(), R_MHA: deque(), R_DRAM: deque()}  # waiting tasks: (op_id, units, dur)
     stats = dict(tile_busy=np.zeros(n_tiles), dpu=np.zeros(prog.n_units[0]),
                  mha=np.zeros(prog.n_units[1]), dram=0.0, e_mvm=0.0, e_dig=0.0, e_att=0.0,
                  e_dram=0.0, e_comm=0.0, conflicts=0, stall=0.0, makespan=0.0, n_events=0)
@@ -61,14 +67,11 @@ def _run_reference(prog: Program, n_tiles: int):
         counter[0] += 1
         heapq.heappush(events, (t, cls, tie, counter[0], payload))
 
-    def pos_of(s, p, j):
-        return w.position(p, j)
-
     def ready(t, inst, o):
         push(t, READY, inst * n_ops + o, (inst, o))
 
     for s in range(w.batch):
-        for j in range(w.tokens_in_pass(0)):
+        for j in range(int(lay.ntok[0])):
             ready(prog.comm_in[first_op], index[(s, 0, j)], first_op)
 
     def finish_op(op_id, f):
@@ -80,11 +83,11 @@ def _run_reference(prog: Program, n_tiles: int):
         if prog.flags[o] & F_LAST:
             token_times[s, p] = fo
             if p + 1 < w.n_passes:
-                for jj in range(w.tokens_in_pass(p + 1)):
+                for jj in range(int(lay.ntok[p + 1])):
                     ready(fo + prog.comm_in[first_op], index[(s, p + 1, jj)], first_op)
         for q in range(prog.succ_ptr[o], prog.succ_ptr[o + 1]):
             sc = int(prog.succ[q])
-            if prog.flags[sc] & F_HEAD and j != w.tokens_in_pass(p) - 1:
+            if prog.flags[sc] & F_HEAD and j != lay.ntok[p] - 1:
                 continue
             key = (inst, sc)
             remaining.setdefault(key, int(prog.npreds[sc]))
@@ -98,7 +101,7 @@ def _run_reference(prog: Program, n_tiles: int):
                 k = (s, p, lyr)
                 ptr.setdefault(k, 0)
                 pmax.setdefault(k, 0.0)
-                while ptr[k] < w.tokens_in_pass(p) and (index[(s, p, ptr[k])], lyr) in kvt:
+                while ptr[k] < lay.ntok[p] and (index[(s, p, ptr[k])], lyr) in kvt:
                     pmax[k] = max(pmax[k], kvt[(index[(s, p, ptr[k])], lyr)])
                     ready(pmax[k] + prog.comm_in[sc], index[(s, p, ptr[k])], sc)
                     ptr[k] += 1
@@ -152,7 +155,7 @@ def _run_reference(prog: Program, n_tiles: int):
             continue
         inst, o = payload
         s, p, j = insts[inst]
-        pos = pos_of(s, p, j)
+        pos = pos_of_inst[inst]
         stats["n_events"] += 1
         op_id = (inst, o)
         r = int(prog.res[o])
@@ -196,7 +199,8 @@ def _run_reference(prog: Program, n_tiles: int):
         else:
             unit_q[r].append(task)
 
-    return (stats["makespan"], token_times, stats["tile_busy"], stats["dpu"], stats["mha"],
-            stats["dram"], stats["e_mvm"], stats["e_dig"], stats["e_att"], stats["e_dram"],
-            stats["e_comm"], stats["conflicts"], stats["stall"], stats["n_events"],
-            np.zeros((0, 2)), np.zeros((0, 7), dtype=np.int64), 0)
+    return EngineOutput(
+        stats["makespan"], token_times, stats["tile_busy"], stats["dpu"], stats["mha"],
+        stats["dram"], stats["e_mvm"], stats["e_dig"], stats["e_att"], stats["e_dram"],
+        stats["e_comm"], stats["conflicts"], stats["stall"], stats["n_events"],
+        np.zeros((0, 2)), np.zeros((0, 7), dtype=np.int64), 0)

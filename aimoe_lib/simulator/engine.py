@@ -1,0 +1,335 @@
+"""The compiled event loop and :func:`simulate`.
+
+**Scheduling.** Non-preemptive, first come first served: every resource serves operations in the
+order they became ready, ties broken by (sequence, pass, token, position in the graph). An MVM
+operation asks each of its tiles for its blocks there, which run back to back; the operation ends
+when its last tile does; each tile receives its input slice and sends its partial output over its
+own link (one slice's transfer latency, every element's energy). A DPU/MHA task takes the
+lowest-index idle unit of its pool (or of the units locked to its layer), else the unit that frees
+first. The network has no contention: a transfer adds latency and energy to its edge. A start
+that waits for a tile busy with another operation is a **tile conflict**; its wait is stall time.
+
+The engine claims resources at the moment an operation becomes ready (numba-compiled; the same
+code runs as plain Python without numba). Its inputs and outputs are named structures
+(:class:`EngineInput`, :class:`EngineOutput`); :mod:`aimoe_lib.simulator.reference` schedules the
+same program the textbook way, and the tests check that both agree exactly.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import NamedTuple
+
+import numpy as np
+
+from ..hardware import ChipConfig
+from ..mapping import Mapping
+from ..models import ModelSpec
+from .program import (F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST, R_DPU, R_MHA, R_TILES, Program,
+                      Workload, build_program)
+from .result import SimResult, make_result
+
+__all__ = ["EngineInput", "EngineOutput", "engine_input", "run_engine", "simulate"]
+
+
+class EngineInput(NamedTuple):
+    """Everything the event loop reads: the program's arrays (see :class:`~.program.Program`),
+    the pass layout of one sequence (:class:`~.program.PassLayout`) and the run's sizes."""
+
+    res: np.ndarray
+    group: np.ndarray
+    moe: np.ndarray
+    branch: np.ndarray
+    stage: np.ndarray
+    lat: np.ndarray
+    energy: np.ndarray
+    comm_in: np.ndarray
+    comm_out: np.ndarray
+    comm_energy: np.ndarray
+    layer: np.ndarray
+    npreds: np.ndarray
+    succ_ptr: np.ndarray
+    succ: np.ndarray
+    flags: np.ndarray
+    kv_layer: np.ndarray
+    grp_ptr: np.ndarray
+    grp_tile: np.ndarray
+    grp_count: np.ndarray
+    grp_energy: np.ndarray
+    expert_gid: np.ndarray
+    choices: np.ndarray
+    dpu_ptr: np.ndarray
+    dpu_idx: np.ndarray
+    mha_ptr: np.ndarray
+    mha_idx: np.ndarray
+    ntok: np.ndarray
+    """Tokens of each pass."""
+    pass_base: np.ndarray
+    """First instance of each pass within a sequence."""
+    inst_pass: np.ndarray
+    inst_tok: np.ndarray
+    inst_pos: np.ndarray
+    dram_bytes_per_key: float
+    mvm_latency_ns: float
+    n_layers: int
+    n_dpus: int
+    n_mha: int
+    n_tiles: int
+    batch: int
+    record: bool
+    """Keep the event log."""
+    log_capacity: int
+    """Rows of the event log buffer."""
+
+
+class EngineOutput(NamedTuple):
+    """What the event loop measured (times ns, energies pJ)."""
+
+    makespan_ns: float
+    token_times_ns: np.ndarray
+    """(batch, passes) time each generated token came out of sampling."""
+    tile_busy_ns: np.ndarray
+    dpu_busy_ns: np.ndarray
+    mha_busy_ns: np.ndarray
+    dram_busy_ns: float
+    e_mvm: float
+    e_digital: float
+    e_attention: float
+    e_dram: float
+    e_communication: float
+    tile_conflicts: int
+    stall_ns: float
+    n_events: int
+    log_f: np.ndarray
+    """(n, 2) start and end of each logged event."""
+    log_i: np.ndarray
+    """(n, 7) resource, unit, seq, pass, token, layer, op of each logged event."""
+    n_logged: int
+    """Events the run wanted to log (may exceed the buffer)."""
+
+
+def engine_input(prog: Program, log_capacity: int = 1) -> EngineInput:
+    """The engine's view of a program."""
+    w, lay = prog.workload, prog.workload.layout
+    return EngineInput(
+        prog.res, prog.group, prog.moe, prog.branch, prog.stage, prog.lat, prog.energy,
+        prog.comm_in, prog.comm_out, prog.comm_energy, prog.layer, prog.npreds, prog.succ_ptr,
+        prog.succ, prog.flags, prog.kv_layer, prog.grp_ptr, prog.grp_tile, prog.grp_count,
+        prog.grp_energy, prog.expert_gid, prog.choices, prog.unit_ptr[0], prog.unit_idx[0],
+        prog.unit_ptr[1], prog.unit_idx[1], lay.ntok, lay.pass_base, lay.inst_pass, lay.inst_tok,
+        lay.inst_pos, float(prog.dram_bytes_per_key), float(prog.mvm_latency_ns),
+        int(prog.n_layers), int(prog.n_units[0]), int(prog.n_units[1]), int(prog.n_tiles),
+        int(w.batch), bool(w.record_events), int(log_capacity))
+
+
+def _log_event_py(log_f, log_i, n_log, start, end, resource, unit, s, p, j, layer, op):
+    """Append one record to the event log if it has room; return the new record count (it keeps
+    counting past the capacity so the caller can say how large a log the run needed)."""
+    if n_log < log_f.shape[0]:
+        log_f[n_log, 0] = start
+        log_f[n_log, 1] = end
+        log_i[n_log, 0] = resource
+        log_i[n_log, 1] = unit
+        log_i[n_log, 2] = s
+        log_i[n_log, 3] = p
+        log_i[n_log, 4] = j
+        log_i[n_log, 5] = layer
+        log_i[n_log, 6] = op
+    return n_log + 1
+
+
+_log_event = _log_event_py
+
+
+def _engine_py(inp):
+    """Claim-at-ready event loop over ``inp`` (an :class:`EngineInput`); returns the fields of an
+    :class:`EngineOutput` in order."""
+    res, group, moe, branch, stage = inp.res, inp.group, inp.moe, inp.branch, inp.stage
+    lat, energy, comm_in, comm_out = inp.lat, inp.energy, inp.comm_in, inp.comm_out
+    comm_energy, layer, npreds, succ_ptr, succ = (inp.comm_energy, inp.layer, inp.npreds,
+                                                  inp.succ_ptr, inp.succ)
+    flags, kv_layer = inp.flags, inp.kv_layer
+    grp_ptr, grp_tile, grp_count, grp_energy = inp.grp_ptr, inp.grp_tile, inp.grp_count, inp.grp_energy
+    expert_gid, choices = inp.expert_gid, inp.choices
+    dpu_ptr, dpu_idx, mha_ptr, mha_idx = inp.dpu_ptr, inp.dpu_idx, inp.mha_ptr, inp.mha_idx
+    ntok, pass_base, inst_pass, inst_tok, inst_pos = (inp.ntok, inp.pass_base, inp.inst_pass,
+                                                      inp.inst_tok, inp.inst_pos)
+    dram_bpk, mvm_lat, n_layers = inp.dram_bytes_per_key, inp.mvm_latency_ns, inp.n_layers
+    batch, record, log_cap = inp.batch, inp.record, inp.log_capacity
+    n_ops = res.shape[0]
+    n_passes = ntok.shape[0]
+    per_seq = pass_base[n_passes]
+    n_inst = batch * per_seq
+    remaining = np.empty((n_inst, n_ops), np.int64)
+    rtime = np.zeros((n_inst, n_ops), np.float64)
+    for i in range(n_inst):
+        for o in range(n_ops):
+            remaining[i, o] = npreds[o]
+    kvt = np.full((n_inst, n_layers), -1.0)
+    ptr = np.zeros((batch, n_passes, n_layers), np.int64)
+    pmax = np.zeros((batch, n_passes, n_layers), np.float64)
+    tile_free = np.zeros(inp.n_tiles, np.float64)
+    tile_busy = np.zeros(inp.n_tiles, np.float64)
+    dpu_free = np.zeros(inp.n_dpus, np.float64)
+    dpu_busy = np.zeros(inp.n_dpus, np.float64)
+    mha_free = np.zeros(inp.n_mha, np.float64)
+    mha_busy = np.zeros(inp.n_mha, np.float64)
+    dram_free = 0.0
+    dram_busy = 0.0
+    e_mvm = 0.0
+    e_dig = 0.0
+    e_att = 0.0
+    e_dram = 0.0
+    e_comm = 0.0
+    conflicts = 0
+    stall = 0.0
+    makespan = 0.0
+    n_events = 0
+    token_times = np.zeros((batch, n_passes), np.float64)
+    log_f = np.zeros((log_cap, 2), np.float64)
+    log_i = np.zeros((log_cap, 7), np.int64)
+    n_log = 0
+    first_op = 0
+    for o in range(n_ops):
+        if flags[o] & F_FIRST:
+            first_op = o
+    heap = [(0.0, np.int64(0))]
+    heap.pop()
+    for s in range(batch):
+        for j in range(ntok[0]):
+            inst = s * per_seq + j
+            heapq.heappush(heap, (comm_in[first_op], inst * n_ops + first_op))
+    while len(heap) > 0:
+        t, key = heapq.heappop(heap)
+        inst = key // n_ops
+        o = key - inst * n_ops
+        s = inst // per_seq
+        rem = inst - s * per_seq
+        p = inst_pass[rem]
+        j = inst_tok[rem]
+        pos = inst_pos[rem]
+        n_events += 1
+        r = res[o]
+        f = t
+        unit = -1
+        if r == R_TILES:
+            g = group[o]
+            if g < 0:
+                g = expert_gid[moe[o], stage[o], choices[s, pos, moe[o], branch[o]]]
+            for q in range(grp_ptr[g], grp_ptr[g + 1]):
+                tl = grp_tile[q]
+                st = tile_free[tl]
+                if st > t:
+                    conflicts += 1
+                    stall += st - t
+                else:
+                    st = t
+                en = st
+                for _ in range(grp_count[q]):  # blocks back to back (same arithmetic as the reference)
+                    en += mvm_lat
+                    tile_busy[tl] += mvm_lat
+                tile_free[tl] = en
+                if en > f:
+                    f = en
+                if record:
+                    n_log = _log_event(log_f, log_i, n_log, st, en, R_TILES, tl, s, p, j,
+                                       layer[o], o)
+            e_mvm += grp_energy[g]
+        else:
+            if r == R_DPU or r == R_MHA:
+                if r == R_DPU:
+                    free_a, busy_a, uptr, uidx = dpu_free, dpu_busy, dpu_ptr, dpu_idx
+                    dur = lat[o]
+                    e_dig += energy[o]
+                else:
+                    free_a, busy_a, uptr, uidx = mha_free, mha_busy, mha_ptr, mha_idx
+                    dur = lat[o] * (pos + 1)
+                    e_att += energy[o] * (pos + 1)
+                sl = layer[o]
+                best = -1
+                idle = -1
+                for q in range(uptr[sl], uptr[sl + 1]):
+                    u = uidx[q]  # ascending: the first idle unit found has the lowest index
+                    if free_a[u] <= t:
+                        if idle < 0:
+                            idle = u
+                    elif best < 0 or free_a[u] < free_a[best]:
+                        best = u
+                unit = idle if idle >= 0 else best
+                st = free_a[unit]
+                if st < t:
+                    st = t
+                f = st + dur
+                free_a[unit] = f
+                busy_a[unit] += dur
+            else:
+                nbytes = dram_bpk * (pos + 2)
+                dur = lat[o] * nbytes
+                e_dram += energy[o] * nbytes
+                st = dram_free
+                if st < t:
+                    st = t
+                f = st + dur
+                dram_free = f
+                dram_busy += dur
+                unit = 0
+            if record:
+                n_log = _log_event(log_f, log_i, n_log, st, f, r, unit, s, p, j, layer[o], o)
+        e_comm += comm_energy[o]
+        fo = f + comm_out[o]
+        if fo > makespan:
+            makespan = fo
+        if flags[o] & F_LAST:
+            token_times[s, p] = fo
+            if p + 1 < n_passes:
+                for jj in range(ntok[p + 1]):
+                    inst2 = s * per_seq + pass_base[p + 1] + jj
+                    heapq.heappush(heap, (fo + comm_in[first_op], inst2 * n_ops + first_op))
+        for q in range(succ_ptr[o], succ_ptr[o + 1]):
+            sc = succ[q]
+            if (flags[sc] & F_HEAD) and j != ntok[p] - 1:
+                continue
+            if fo > rtime[inst, sc]:
+                rtime[inst, sc] = fo
+            remaining[inst, sc] -= 1
+            if remaining[inst, sc] == 0:
+                if flags[sc] & F_KV_CONSUMER:
+                    lyr = kv_layer[sc]
+                    kvt[inst, lyr] = rtime[inst, sc]
+                    base = s * per_seq + pass_base[p]
+                    while ptr[s, p, lyr] < ntok[p] and kvt[base + ptr[s, p, lyr], lyr] >= 0.0:
+                        k2 = base + ptr[s, p, lyr]
+                        if kvt[k2, lyr] > pmax[s, p, lyr]:
+                            pmax[s, p, lyr] = kvt[k2, lyr]
+                        heapq.heappush(heap, (pmax[s, p, lyr] + comm_in[sc], k2 * n_ops + sc))
+                        ptr[s, p, lyr] += 1
+                else:
+                    heapq.heappush(heap, (rtime[inst, sc] + comm_in[sc], inst * n_ops + sc))
+    n_keep = min(n_log, log_cap)
+    return (makespan, token_times, tile_busy, dpu_busy, mha_busy, dram_busy, e_mvm, e_dig, e_att,
+            e_dram, e_comm, conflicts, stall, n_events, log_f[:n_keep], log_i[:n_keep], n_log)
+
+
+try:  # the compiled engine; the same function runs as plain Python without numba
+    import numba
+
+    _log_event = numba.njit(cache=True)(_log_event_py)
+    _engine = numba.njit(cache=True)(_engine_py)
+except ImportError:  # pragma: no cover - numba is a pinned dependency
+    _engine = _engine_py
+
+
+def run_engine(inp: EngineInput, *, compiled: bool = True) -> EngineOutput:
+    """Run the event loop on ``inp``: compiled (default) or as plain Python (same code)."""
+    return EngineOutput(*(_engine if compiled else _engine_py)(inp))
+
+
+def simulate(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload: Workload, *,
+             max_events_logged: int = 2_000_000) -> SimResult:
+    """Run ``workload`` on ``chip`` with ``model`` placed by ``mapping``: build the token program
+    (:func:`~aimoe_lib.simulator.program.build_program`), schedule it (module docstring) and
+    return a :class:`~aimoe_lib.simulator.result.SimResult` that keeps its workload and program."""
+    prog = build_program(model, chip, mapping, workload)
+    cap = max_events_logged if workload.record_events else 1
+    out = run_engine(engine_input(prog, cap))
+    return make_result(prog, out, max_events_logged)

@@ -1,0 +1,160 @@
+"""What a run measured: :class:`SimResult`, and the dtype of its event log."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .program import Program, Workload
+
+__all__ = ["SimResult", "LOG_DTYPE", "make_result"]
+
+LOG_DTYPE = np.dtype([("start_ns", "f8"), ("end_ns", "f8"), ("resource", "i8"), ("unit", "i8"),
+                      ("seq", "i8"), ("pass_", "i8"), ("token", "i8"), ("layer", "i8"), ("op", "i8")])
+"""One event: start and end (ns), resource class (``R_*``) and its tile or unit index, the
+sequence, pass and token of the instance, the layer slot and the operation (index into
+``Program.names``)."""
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """What a run measured, with the inputs it came from. Times in ns, energies in pJ."""
+
+    makespan_ns: float
+    """From time 0 to the end of the last operation."""
+    ttft_ns: np.ndarray
+    """Time to first token of each sequence."""
+    tpot_ns: np.ndarray
+    """Time per output token: gaps between consecutive generated tokens (all sequences)."""
+    token_times_ns: np.ndarray
+    """(batch, gen_len) time each generated token came out of sampling."""
+    generated_tokens: int
+    """batch x gen_len."""
+    energy_breakdown_pj: dict
+    """Energy by kind: mvm, digital, attention, dram, communication, passive."""
+    tile_busy_ns: np.ndarray
+    """Busy time of each tile."""
+    unit_busy_ns: dict
+    """Busy time of each DPU, MHA unit and of the DRAM channel: {'dpu': array, 'mha': array, 'dram': array}."""
+    tile_conflicts: int
+    """Starts on a tile that waited for another operation."""
+    stall_ns: float
+    """Total wait of those starts."""
+    peak_scratchpad_bytes: int
+    """Peak on-chip SRAM: KV cache held in SRAM plus one activation vector of the widest layer per sequence."""
+    n_events: int
+    """Operations scheduled."""
+    workload: Workload
+    """The workload that ran."""
+    program: Program
+    """The token program that ran (:func:`~aimoe_lib.simulator.program.build_program`)."""
+    events: np.ndarray | None = None
+    """Event log (:data:`LOG_DTYPE`) or None without ``Workload(record_events=True)``."""
+
+    @property
+    def op_names(self) -> tuple:
+        """Names of the operations of the token program (index = the log's ``op``)."""
+        return self.program.names
+
+    @property
+    def passive_power_w(self) -> float:
+        """Static power of the chip that ran, W."""
+        return self.program.passive_power_w
+
+    @property
+    def energy_pj(self) -> float:
+        """Total energy: operations + passive power x makespan."""
+        return float(sum(self.energy_breakdown_pj.values()))
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second over the whole run."""
+        return self.generated_tokens / (self.makespan_ns * 1e-9)
+
+    @property
+    def energy_per_token_pj(self) -> float:
+        """Energy per generated token."""
+        return self.energy_pj / self.generated_tokens
+
+    def tpot_stats_ns(self) -> dict:
+        """mean, p50 and p99 of the time per output token (nan with one generated token)."""
+        if self.tpot_ns.size == 0:
+            return {"mean": math.nan, "p50": math.nan, "p99": math.nan}
+        return {"mean": float(self.tpot_ns.mean()), "p50": float(np.percentile(self.tpot_ns, 50)),
+                "p99": float(np.percentile(self.tpot_ns, 99))}
+
+    @property
+    def tile_utilisation(self) -> np.ndarray:
+        """Busy fraction of each tile."""
+        return self.tile_busy_ns / self.makespan_ns
+
+    def busy_fraction(self) -> dict:
+        """Mean busy fraction of each resource class (tiles: of the tiles holding weights)."""
+        used = self.tile_busy_ns[self.tile_busy_ns > 0]
+        out = {"tiles": float(used.mean() / self.makespan_ns) if used.size else 0.0,
+               "tiles_max": float(self.tile_busy_ns.max() / self.makespan_ns)}
+        for k, v in self.unit_busy_ns.items():
+            out[k] = float(v.mean() / self.makespan_ns) if v.size else 0.0
+        return out
+
+    def bottleneck(self, threshold: float = 0.5) -> str:
+        """Resource class with the highest busy fraction (the busiest tile for tiles), or
+        'latency' when no resource is busy ``threshold`` of the time: then the run is bound by the
+        tokens' dependency chains, not by a resource."""
+        b = self.busy_fraction()
+        cand = {"tiles": b["tiles_max"], "dpu": b["dpu"], "mha": b["mha"], "dram": b["dram"]}
+        best = max(cand, key=cand.get)
+        return best if cand[best] >= threshold else "latency"
+
+    def summary(self) -> str:
+        """A readable table of the key numbers."""
+        t = self.tpot_stats_ns()
+        e = self.energy_breakdown_pj
+        b = self.busy_fraction()
+        lines = [
+            f"makespan               {self.makespan_ns / 1e3:12.2f} µs",
+            f"throughput             {self.tokens_per_s:12.1f} tokens/s ({self.generated_tokens} generated)",
+            f"time to first token    {self.ttft_ns.mean() / 1e3:12.2f} µs (mean)",
+            f"time per output token  {t['mean'] / 1e3:12.2f} µs mean, {t['p50'] / 1e3:.2f} p50, {t['p99'] / 1e3:.2f} p99",
+            f"energy                 {self.energy_pj / 1e6:12.3f} µJ, {self.energy_per_token_pj / 1e6:.3f} µJ per token",
+            "  by kind              " + ", ".join(f"{k} {v / max(self.energy_pj, 1e-30):.1%}" for k, v in e.items()),
+            f"tile conflicts         {self.tile_conflicts:12,d} (stall {self.stall_ns / 1e3:.2f} µs)",
+            f"busy fraction          tiles {b['tiles']:.1%} (busiest {b['tiles_max']:.1%}), DPUs {b['dpu']:.1%}, "
+            f"MHA {b['mha']:.1%}, DRAM {b['dram']:.1%} -> bottleneck: {self.bottleneck()}",
+            f"peak scratchpad        {self.peak_scratchpad_bytes / 1e6:12.3f} MB",
+        ]
+        return "\n".join(lines)
+
+
+def make_result(prog: Program, out, max_events_logged: int) -> SimResult:
+    """A :class:`SimResult` from a program and what an engine measured (an
+    :class:`~aimoe_lib.simulator.engine.EngineOutput`)."""
+    w = prog.workload
+    if w.record_events and out.n_logged > max_events_logged:
+        raise ValueError(f"the event log has {out.n_logged:,} entries, more than "
+                         f"max_events_logged={max_events_logged:,}: record a smaller workload "
+                         "or raise max_events_logged")
+    events = None
+    if w.record_events:
+        events = np.zeros(len(out.log_f), dtype=LOG_DTYPE)
+        events["start_ns"], events["end_ns"] = out.log_f[:, 0], out.log_f[:, 1]
+        for k, name in enumerate(("resource", "unit", "seq", "pass_", "token", "layer", "op")):
+            events[name] = out.log_i[:, k]
+    passive = prog.passive_power_w * out.makespan_ns * 1e3  # W x ns = nJ
+    token_times = out.token_times_ns
+    return SimResult(
+        makespan_ns=float(out.makespan_ns), ttft_ns=token_times[:, 0].copy(),
+        tpot_ns=np.diff(token_times, axis=1).ravel(), token_times_ns=token_times,
+        generated_tokens=w.batch * w.gen_len,
+        energy_breakdown_pj={"mvm": float(out.e_mvm), "digital": float(out.e_digital),
+                             "attention": float(out.e_attention), "dram": float(out.e_dram),
+                             "communication": float(out.e_communication),
+                             "passive": float(passive)},
+        tile_busy_ns=out.tile_busy_ns,
+        unit_busy_ns={"dpu": out.dpu_busy_ns, "mha": out.mha_busy_ns,
+                      "dram": np.array([out.dram_busy_ns])},
+        tile_conflicts=int(out.tile_conflicts), stall_ns=float(out.stall_ns),
+        peak_scratchpad_bytes=prog.peak_scratchpad_bytes, n_events=int(out.n_events),
+        workload=w, program=prog, events=events)
