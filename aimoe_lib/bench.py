@@ -82,9 +82,7 @@ def _sim_inputs(model_name: str, n_layers: int):
         chip = hardware.ChipConfig(n_tiles=100, n_tiers=1024)
     else:
         spec = zoo.get(model_name)
-        blocks = sum(mapping.blocks_of(m.in_features, m.out_features, 512, 512)
-                     for m in spec.matrices() if m.role.value != "embedding")
-        chip = hardware.ChipConfig(n_tiles=-(-blocks // 128), n_tiers=128).provisioned(spec.n_layers)
+        chip = mapping.fitting_chip(spec, n_tiers=128, units="per_layer", name="custom")
     return spec, chip, mapping.map_model(spec, chip, "in_order")
 
 

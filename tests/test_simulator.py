@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from aimoe_lib import hardware, mapping, zoo
 from aimoe_lib.hardware import OpKind
 from aimoe_lib.models import ModelSpec
-from aimoe_lib.simulator.reference import simulate_reference
 from aimoe_lib.simulator import Workload, simulate
+from aimoe_lib.simulator.reference import simulate_reference
 
 
 def _fit_chip(spec, rows, n_tiles, extra_tiers=0, **kw):
@@ -253,3 +253,93 @@ def test_event_log_cap_is_enforced():
     with pytest.raises(ValueError, match="max_events_logged"):
         simulate(spec, chip, mapping.map_model(spec, chip), Workload(record_events=True),
                  max_events_logged=3)
+
+
+# ------------------------------------------------------------------------- passes and structures
+def test_pass_layout_with_a_kv_cache_by_hand():
+    """Prompt 5, 3 generated: the prefill holds tokens 0..4, then one token per pass at positions
+    5 and 6 (the last generated token is sampled, never processed)."""
+    from aimoe_lib.simulator import pass_layout
+
+    lay = pass_layout(Workload(prompt_len=5, gen_len=3))
+    assert lay.ntok.tolist() == [5, 1, 1] and lay.pass_base.tolist() == [0, 5, 6, 7]
+    assert lay.per_seq == 7
+    assert lay.inst_pass.tolist() == [0, 0, 0, 0, 0, 1, 2]
+    assert lay.inst_tok.tolist() == [0, 1, 2, 3, 4, 0, 0]
+    assert lay.inst_pos.tolist() == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_pass_layout_without_a_kv_cache_reruns_the_prefix_by_hand():
+    from aimoe_lib.simulator import pass_layout
+
+    w = Workload(prompt_len=2, gen_len=3, kv_cache=False)
+    lay = pass_layout(w)
+    assert lay.ntok.tolist() == [2, 3, 4] and lay.per_seq == 9
+    assert lay.inst_pos.tolist() == [0, 1, 0, 1, 2, 0, 1, 2, 3]
+    assert [w.tokens_in_pass(p) for p in range(3)] == [2, 3, 4]
+    assert w.position(2, 3) == 3 and Workload(prompt_len=2, gen_len=3).position(2, 0) == 3
+    with pytest.raises(ValueError, match="passes 0..2"):
+        w.tokens_in_pass(3)
+    with pytest.raises(ValueError, match="tokens 0..1"):
+        w.position(0, 2)
+
+
+def _small_case():
+    spec = ModelSpec(d_model=32, n_layers=2, n_heads=2, d_ff=64, vocab_size=16, ffn="swiglu",
+                     n_experts=4, top_k=2)
+    chip = _fit_chip(spec, 16, 6, extra_tiers=1, n_dpus=2, n_mha_units=2)
+    m = mapping.map_model(spec, chip, "in_order")
+    return spec, chip, m, Workload(batch=2, prompt_len=3, gen_len=3, record_events=True)
+
+
+def test_the_engine_takes_and_returns_named_structures():
+    """engine_input names every array the loop reads; the compiled and the plain-Python loop give
+    the same EngineOutput field by field."""
+    from aimoe_lib.simulator import (
+        EngineInput,
+        EngineOutput,
+        build_program,
+        engine_input,
+        run_engine,
+    )
+
+    spec, chip, m, w = _small_case()
+    prog = build_program(spec, chip, m, w)
+    inp = engine_input(prog, log_capacity=10_000)
+    assert isinstance(inp, EngineInput) and inp.res is prog.res and inp.batch == 2
+    assert inp.inst_pos is w.layout.inst_pos
+    fast, slow = run_engine(inp), run_engine(inp, compiled=False)
+    assert isinstance(fast, EngineOutput) and isinstance(slow, EngineOutput)
+    for name in EngineOutput._fields:
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert fast.n_logged == len(fast.log_f) == simulate(spec, chip, m, w).events.size
+
+
+def test_a_result_keeps_the_workload_and_program_it_ran():
+    from aimoe_lib.simulator import Program, Step
+
+    spec, chip, m, w = _small_case()
+    r = simulate(spec, chip, m, w)
+    assert r.workload is w and isinstance(r.program, Program) and r.program.workload is w
+    assert r.op_names == r.program.names and r.program.n_tiles == chip.n_tiles
+    kinds = [Step(k) for k in r.program.kind]
+    assert kinds[0] is Step.EMBED_NORM and kinds[-1] is Step.SAMPLE
+    assert kinds.count(Step.EXPERT_UP) == spec.n_layers * spec.top_k
+    # every name is its step's label, with the layer prefix and the branch index
+    for name, k in zip(r.program.names, kinds, strict=True):
+        assert k.label in name
+
+
+def test_tile_groups_of_routed_experts_follow_the_routing():
+    """Program.tile_group maps an expert op instance to the tiles of the expert its token chose."""
+    from aimoe_lib.simulator import R_TILES, Step
+
+    spec, chip, m, w = _small_case()
+    r = simulate(spec, chip, m, w)
+    prog, ev = r.program, r.events
+    sel = np.flatnonzero((ev["resource"] == R_TILES)
+                         & (prog.kind[ev["op"]] == int(Step.EXPERT_UP)))
+    g = prog.tile_group(ev["op"][sel], ev["seq"][sel], ev["pass_"][sel], ev["token"][sel])
+    for i, gi in zip(sel, g, strict=True):
+        tiles = prog.grp_tile[prog.grp_ptr[gi]:prog.grp_ptr[gi + 1]]
+        assert ev["unit"][i] in tiles

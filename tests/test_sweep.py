@@ -119,3 +119,20 @@ def test_the_label_is_not_part_of_the_key_but_is_carried_into_the_row(tmp_path):
     sweep.sweep([a], cache_dir=tmp_path, progress=False)
     row = sweep.sweep([b], cache_dir=tmp_path, progress=False)[0]
     assert row["label"] == "second" and len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_the_code_hash_covers_every_module_of_the_simulator_package(monkeypatch):
+    """Editing any file of aimoe_lib/simulator/ (engine, program, ...) changes every key."""
+    import pathlib
+
+    base = sweep._code_hash()
+    pkg = pathlib.Path(sweep.__file__).parent / "simulator"
+    files = sorted(pkg.rglob("*.py"))
+    assert {f.name for f in files} >= {"engine.py", "program.py", "result.py", "trace.py"}
+    real = pathlib.Path.read_bytes
+    for target in files:
+        monkeypatch.setattr(pathlib.Path, "read_bytes",
+                            lambda self, t=target: real(self) + (b"#" if self == t else b""))
+        assert sweep._code_hash() != base, target.name
+    monkeypatch.setattr(pathlib.Path, "read_bytes", real)
+    assert sweep._code_hash() == base

@@ -4,17 +4,16 @@ import math
 
 import numpy as np
 import pytest
+from figure_checks import check_figure
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from aimoe_lib import experiments, hardware, mapping, teaching
 from aimoe_lib.models import ModelSpec
-from aimoe_lib.simulator import Workload, simulate
-from aimoe_lib.simulator import trace
+from aimoe_lib.simulator import Workload, simulate, trace
 from aimoe_lib.viz import simulation as viz_sim
 from aimoe_lib.viz.simulation import BINNED_ALPHA_FLOOR
 from aimoe_lib.viz.style import time_scale
-from figure_checks import check_figure
 
 
 # ------------------------------------------------------------------------- fixtures
@@ -250,6 +249,7 @@ def test_a_result_keeps_its_workload_and_program(small):
 # ------------------------------------------------------------------------- widget panel
 def test_simulation_panel_constructs_and_shows_mapping_errors():
     import ipywidgets
+
     from aimoe_lib.widgets.simulation import simulation_panel
 
     panel = simulation_panel(batch=2, prompt_len=2, gen_len=2)

@@ -18,8 +18,9 @@ Modules, one job each:
 
 from . import trace
 from .engine import EngineInput, EngineOutput, engine_input, run_engine, simulate
-from .program import (F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST, R_DPU, R_DRAM, R_MHA, R_TILES,
-                      RES_NAMES, PassLayout, Program, Step, Workload, build_program, pass_layout)
+from .program import F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST  # operation flags
+from .program import R_DPU, R_DRAM, R_MHA, R_TILES, RES_NAMES  # resource classes
+from .program import PassLayout, Program, Step, Workload, build_program, pass_layout
 from .result import LOG_DTYPE, SimResult
 
 __all__ = ["Workload", "SimResult", "Program", "Step", "PassLayout", "pass_layout",

@@ -25,61 +25,43 @@ import numpy as np
 from ..hardware import ChipConfig
 from ..mapping import Mapping
 from ..models import ModelSpec
-from .program import (F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST, R_DPU, R_MHA, R_TILES, Program,
-                      Workload, build_program)
+from .program import (
+    F_FIRST,
+    F_HEAD,
+    F_KV_CONSUMER,
+    F_LAST,
+    R_DPU,
+    R_MHA,
+    R_TILES,
+    Program,
+    Workload,
+    build_program,
+)
 from .result import SimResult, make_result
 
-__all__ = ["EngineInput", "EngineOutput", "engine_input", "run_engine", "simulate"]
+__all__ = ["EngineInput", "EngineOutput", "PROGRAM_ARRAYS", "LAYOUT_ARRAYS", "engine_input",
+           "run_engine", "simulate"]
 
 
-class EngineInput(NamedTuple):
-    """Everything the event loop reads: the program's arrays (see :class:`~.program.Program`),
-    the pass layout of one sequence (:class:`~.program.PassLayout`) and the run's sizes."""
+PROGRAM_ARRAYS = ("res", "group", "moe", "branch", "stage", "lat", "energy", "comm_in", "comm_out",
+                  "comm_energy", "layer", "npreds", "succ_ptr", "succ", "flags", "kv_layer",
+                  "grp_ptr", "grp_tile", "grp_count", "grp_energy", "expert_gid", "choices")
+"""Arrays of :class:`~aimoe_lib.simulator.program.Program` the event loop reads, by name."""
 
-    res: np.ndarray
-    group: np.ndarray
-    moe: np.ndarray
-    branch: np.ndarray
-    stage: np.ndarray
-    lat: np.ndarray
-    energy: np.ndarray
-    comm_in: np.ndarray
-    comm_out: np.ndarray
-    comm_energy: np.ndarray
-    layer: np.ndarray
-    npreds: np.ndarray
-    succ_ptr: np.ndarray
-    succ: np.ndarray
-    flags: np.ndarray
-    kv_layer: np.ndarray
-    grp_ptr: np.ndarray
-    grp_tile: np.ndarray
-    grp_count: np.ndarray
-    grp_energy: np.ndarray
-    expert_gid: np.ndarray
-    choices: np.ndarray
-    dpu_ptr: np.ndarray
-    dpu_idx: np.ndarray
-    mha_ptr: np.ndarray
-    mha_idx: np.ndarray
-    ntok: np.ndarray
-    """Tokens of each pass."""
-    pass_base: np.ndarray
-    """First instance of each pass within a sequence."""
-    inst_pass: np.ndarray
-    inst_tok: np.ndarray
-    inst_pos: np.ndarray
-    dram_bytes_per_key: float
-    mvm_latency_ns: float
-    n_layers: int
-    n_dpus: int
-    n_mha: int
-    n_tiles: int
-    batch: int
-    record: bool
-    """Keep the event log."""
-    log_capacity: int
-    """Rows of the event log buffer."""
+LAYOUT_ARRAYS = ("ntok", "pass_base", "inst_pass", "inst_tok", "inst_pos")
+"""Arrays of :class:`~aimoe_lib.simulator.program.PassLayout` the event loop reads."""
+
+EngineInput = NamedTuple("EngineInput", [(f, np.ndarray) for f in PROGRAM_ARRAYS + LAYOUT_ARRAYS]
+                         + [("dpu_ptr", np.ndarray), ("dpu_idx", np.ndarray),
+                            ("mha_ptr", np.ndarray), ("mha_idx", np.ndarray),
+                            ("dram_bytes_per_key", float), ("mvm_latency_ns", float),
+                            ("n_layers", int), ("n_dpus", int), ("n_mha", int), ("n_tiles", int),
+                            ("batch", int), ("record", bool), ("log_capacity", int)])
+EngineInput.__doc__ = """Everything the event loop reads: the program's arrays (``PROGRAM_ARRAYS``,
+as in :class:`~aimoe_lib.simulator.program.Program`), the pass layout of one sequence
+(``LAYOUT_ARRAYS``), the units each layer slot may use (CSR ``dpu_ptr``/``dpu_idx``,
+``mha_ptr``/``mha_idx``), the run's sizes, whether to keep the event log (``record``) and the
+rows of its buffer (``log_capacity``)."""
 
 
 class EngineOutput(NamedTuple):
@@ -112,14 +94,12 @@ def engine_input(prog: Program, log_capacity: int = 1) -> EngineInput:
     """The engine's view of a program."""
     w, lay = prog.workload, prog.workload.layout
     return EngineInput(
-        prog.res, prog.group, prog.moe, prog.branch, prog.stage, prog.lat, prog.energy,
-        prog.comm_in, prog.comm_out, prog.comm_energy, prog.layer, prog.npreds, prog.succ_ptr,
-        prog.succ, prog.flags, prog.kv_layer, prog.grp_ptr, prog.grp_tile, prog.grp_count,
-        prog.grp_energy, prog.expert_gid, prog.choices, prog.unit_ptr[0], prog.unit_idx[0],
-        prog.unit_ptr[1], prog.unit_idx[1], lay.ntok, lay.pass_base, lay.inst_pass, lay.inst_tok,
-        lay.inst_pos, float(prog.dram_bytes_per_key), float(prog.mvm_latency_ns),
-        int(prog.n_layers), int(prog.n_units[0]), int(prog.n_units[1]), int(prog.n_tiles),
-        int(w.batch), bool(w.record_events), int(log_capacity))
+        *(getattr(prog, f) for f in PROGRAM_ARRAYS), *(getattr(lay, f) for f in LAYOUT_ARRAYS),
+        dpu_ptr=prog.unit_ptr[0], dpu_idx=prog.unit_idx[0], mha_ptr=prog.unit_ptr[1],
+        mha_idx=prog.unit_idx[1], dram_bytes_per_key=float(prog.dram_bytes_per_key),
+        mvm_latency_ns=float(prog.mvm_latency_ns), n_layers=int(prog.n_layers),
+        n_dpus=int(prog.n_units[0]), n_mha=int(prog.n_units[1]), n_tiles=int(prog.n_tiles),
+        batch=int(w.batch), record=bool(w.record_events), log_capacity=int(log_capacity))
 
 
 def _log_event_py(log_f, log_i, n_log, start, end, resource, unit, s, p, j, layer, op):

@@ -16,8 +16,19 @@ from collections import deque
 import numpy as np
 
 from .engine import EngineOutput
-from .program import (F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST, R_DPU, R_DRAM, R_MHA, R_TILES,
-                      Program, Workload, build_program)
+from .program import (
+    F_FIRST,
+    F_HEAD,
+    F_KV_CONSUMER,
+    F_LAST,
+    R_DPU,
+    R_DRAM,
+    R_MHA,
+    R_TILES,
+    Program,
+    Workload,
+    build_program,
+)
 from .result import SimResult, make_result
 
 __all__ = ["simulate_reference"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .program import (F_FIRST, F_KV_CONSUMER, F_LAST, R_DRAM, R_TILES, RES_NAMES, Program, Step)
+from .program import F_FIRST, F_KV_CONSUMER, F_LAST, R_DRAM, R_TILES, RES_NAMES, Program, Step
 from .result import SimResult
 
 __all__ = ["GanttData", "gantt_data", "RES_LABELS", "op_kinds", "PATH_KINDS", "CriticalPath",

@@ -31,8 +31,17 @@ from ..hardware import ChipConfig
 from ..mapping import Mapping
 from ..models import ModelSpec
 from ..simulator import RES_NAMES, SimResult
-from ..simulator.trace import (CONFLICT_CAUSES, PATH_KINDS, RES_LABELS, CriticalPath, GanttData,
-                               conflict_causes, critical_path, gantt_data, op_kinds)
+from ..simulator.trace import (
+    CONFLICT_CAUSES,
+    PATH_KINDS,
+    RES_LABELS,
+    CriticalPath,
+    GanttData,
+    conflict_causes,
+    critical_path,
+    gantt_data,
+    op_kinds,
+)
 from .style import FONT_SIZE, figure, finish, format_number, format_rate, format_time, time_scale
 
 __all__ = [
