@@ -25,11 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..shipped import data_path
+
 __all__ = ["CORPUS_PATH", "SPLIT", "CharTokenizer", "Corpus", "load_works", "load_corpus",
            "build_corpus_file", "sample_windows", "eval_windows"]
 
-CORPUS_PATH = Path(__file__).resolve().parents[2] / "data" / "analog" / "shakespeare.json.xz"
-"""The shipped corpus (see :func:`~aimoe_lib.analog.corpus.build_corpus_file`)."""
+CORPUS_PATH = data_path() / "analog" / "shakespeare.json.xz"
+"""The shipped corpus, ``data/analog/shakespeare.json.xz`` of the installed package (see
+:func:`~aimoe_lib.shipped.data_path`, :func:`~aimoe_lib.analog.corpus.build_corpus_file`)."""
 
 SPLIT = {
     "validation": ("julius_caesar", "twelfth_night"),
@@ -76,8 +79,9 @@ def load_works(path=CORPUS_PATH) -> dict[str, str]:
     """Every work's text by name (sorted by name), read from the shipped file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"corpus {str(path)!r} is missing; it ships with the repository "
-                                "(rebuild it with corpus.build_corpus_file)")
+        raise FileNotFoundError(f"corpus {str(path)!r} is missing; it ships with the aimoe_lib "
+                                "package as data/analog/shakespeare.json.xz (reinstall the "
+                                "package, or rebuild it with corpus.build_corpus_file)")
     with lzma.open(path, "rt", encoding="utf-8") as f:
         doc = json.load(f)
     return {name: doc["works"][name]["text"] for name in sorted(doc["works"])}

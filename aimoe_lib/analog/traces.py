@@ -17,12 +17,14 @@ from pathlib import Path
 
 from .. import routing
 from ..models import ModelSpec
+from ..shipped import data_path
 from .config import model_config
 
 __all__ = ["TRACE_DIR", "trace_path", "load"]
 
-TRACE_DIR = Path(__file__).resolve().parents[2] / "data" / "analog"
-"""Where the shipped traces live."""
+TRACE_DIR = data_path() / "analog"
+"""Where the shipped traces live: ``data/analog`` of the installed package
+(:func:`~aimoe_lib.shipped.data_path`)."""
 
 
 def trace_path(model: str = "moe-16") -> Path:
@@ -38,4 +40,5 @@ def load(model: str = "moe-16") -> tuple[ModelSpec, routing.Trace]:
         raise ValueError(f"model={model!r} is dense: it has no routing trace; use 'moe-4' or "
                          "'moe-16'")
     spec = cfg.spec()
-    return spec, routing.load_trace(trace_path(model), spec)
+    path = data_path("analog", trace_path(model).name)  # FileNotFoundError that says what ships
+    return spec, routing.load_trace(path, spec)

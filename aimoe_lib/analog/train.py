@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import routing
+from ..shipped import data_path
 from . import checkpoint, hwa
 from .config import HWAConfig, LMConfig, Periphery, Settings, TrainConfig
 from .corpus import Corpus, eval_windows, load_corpus, sample_windows
@@ -50,8 +51,10 @@ __all__ = ["OUT_DIR", "GAUSSIAN_LEVELS", "SENSITIVITY_NOISE", "N_SEEDS", "EVAL_W
            "TRACE_WINDOWS", "lr_at", "train_fp", "train_hwa", "train_model", "evaluate_pair",
            "run", "main", "quick_settings"]
 
-OUT_DIR = Path(__file__).resolve().parents[2] / "data" / "analog"
-"""Where the shipped results live."""
+OUT_DIR = data_path() / "analog"
+"""Default output folder, where the shipped results live: ``data/analog`` of the package
+(:func:`~aimoe_lib.shipped.data_path`), the repository's own ``data/analog`` in an editable
+install."""
 
 GAUSSIAN_LEVELS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10)
 """Gaussian weight-noise levels (std relative to each row's largest ``abs(W)``) of the noise
