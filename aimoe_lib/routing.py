@@ -55,6 +55,7 @@ __all__ = [
     "route",
     "moe_layer_keys",
     "expert_probs",
+    "zipf_probs",
     "expert_load",
     "coactivation_density",
     "distinct_experts",
@@ -344,12 +345,38 @@ def _stream(seed: int, which: int, layer: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(which, layer)))
 
 
-def _zipf_logprobs(e: int, s: float, permute: bool, seed: int, layer: int) -> np.ndarray:
-    """log p of the zipf weights, computed in log space so that no expert underflows to 0."""
-    rank = _stream(seed, 1, layer).permutation(e) if permute else np.arange(e)
+def _zipf_log_of_ranks(rank: np.ndarray, s: float) -> np.ndarray:
+    """log p_e of the Zipf law p_e = (rank_e + 1)^-s / sum_j (rank_j + 1)^-s, computed in log space
+    so that no expert underflows to 0: the one place the Zipf weights are defined."""
     logw = -s * np.log1p(rank)
     top = logw.max()
     return logw - (top + np.log(np.sum(np.exp(logw - top))))
+
+
+def _zipf_logprobs(e: int, s: float, permute: bool, seed: int, layer: int) -> np.ndarray:
+    """log p of the zipf weights of MoE layer ``layer`` (ranks permuted per layer with
+    ``permute``)."""
+    rank = _stream(seed, 1, layer).permutation(e) if permute else np.arange(e)
+    return _zipf_log_of_ranks(rank, s)
+
+
+def zipf_probs(n_experts: int, s: float) -> np.ndarray:
+    """Zipf routing probabilities with expert 0 the most popular: p_e = (e + 1)^-s / sum_j
+    (j + 1)^-s for e = 0 .. n_experts - 1 (dimensionless, summing to 1; s = 0 is uniform).
+
+    The weights that ``zipf`` routing samples from (:class:`RoutingSpec` with
+    ``permute=False``; :func:`expert_probs` gives the same vector), and the form
+    :func:`~aimoe_lib.mapping.expected_conflicts` takes as ``expert_probs``.
+    """
+    if (isinstance(n_experts, bool) or not isinstance(n_experts, numbers.Integral)
+            or n_experts < 1):
+        raise ValueError(f"zipf_probs(n_experts={n_experts!r}): must be an integer >= 1; pass "
+                         "the model's n_experts")
+    if (isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s)
+            or s < 0):
+        raise ValueError(f"zipf_probs(s={s!r}): the Zipf exponent must be a finite number >= 0; "
+                         "use 0 for uniform popularity, about 1 for a classic Zipf law")
+    return np.exp(_zipf_log_of_ranks(np.arange(int(n_experts)), float(s)))
 
 
 def expert_probs(model: ModelSpec, spec="uniform", layer_index: int = 0,

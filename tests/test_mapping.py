@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimoe_lib import hardware, mapping, zoo
+from aimoe_lib import hardware, mapping, teaching, zoo
 from aimoe_lib.mapping import MappingError, map_model
 from aimoe_lib.models import ModelSpec, Role
 
@@ -46,13 +46,14 @@ def _check_invariants(m):
     assert np.unique(slots).size == m.n_blocks
     assert m.tiers_used.max() <= chip.n_tiers
     # every weight element covered exactly once: the blocks of each matrix tile its grid exactly
-    for i, w in enumerate(m.matrices):
+    for w in m.matrices:
         b = m.blocks(w.name)
-        nr, nc = math.ceil(w.in_features / chip.tier_rows), math.ceil(w.out_features / chip.tier_cols)
-        cells = set(zip(b["row_block"].tolist(), b["col_block"].tolist()))
+        nr = math.ceil(w.in_features / chip.tier_rows)
+        nc = math.ceil(w.out_features / chip.tier_cols)
+        cells = set(zip(b["row_block"].tolist(), b["col_block"].tolist(), strict=True))
         assert len(cells) == b["tile"].size == nr * nc
         assert cells == {(r, c) for r in range(nr) for c in range(nc)}
-        for r, c, ru, cu in zip(b["row_block"], b["col_block"], b["rows"], b["cols"]):
+        for r, c, ru, cu in zip(b["row_block"], b["col_block"], b["rows"], b["cols"], strict=True):
             assert ru == min(chip.tier_rows, w.in_features - r * chip.tier_rows)
             assert cu == min(chip.tier_cols, w.out_features - c * chip.tier_cols)
     assert m.weights_mapped == sum(w.in_features * w.out_features for w in m.matrices)
@@ -73,9 +74,11 @@ def test_invariants_hold_for_every_strategy(model, rows, cols, n_tiles, slack, s
 @SETTINGS
 @given(model=small_models(moe=True), rows=st.sampled_from([8, 16, 32]),
        n_tiles=st.integers(2, 40), slack=st.integers(0, 3))
-def test_moe_stacked_puts_a_layers_experts_on_one_tile_set_in_distinct_tiers(model, rows, n_tiles, slack):
+def test_moe_stacked_puts_a_layers_experts_on_one_tile_set_in_distinct_tiers(model, rows, n_tiles,
+                                                                             slack):
     chip = _chip_for(model, rows, rows, n_tiles, 0)
-    # a slab needs n_experts free tiers on each of its tiles: give every tile room for the whole model
+    # a slab needs n_experts free tiers on each of its tiles: give every tile room for the whole
+    # model
     chip = chip.replace(n_tiers=2 * chip.n_tiers * n_tiles + slack)
     m = map_model(model, chip, "moe_stacked")
     _check_invariants(m)
@@ -85,7 +88,7 @@ def test_moe_stacked_puts_a_layers_experts_on_one_tile_set_in_distinct_tiers(mod
             if w.is_routed_expert and w.layer == layer:
                 b = m.blocks(w.name)
                 tile_sets.append((w.expert, frozenset(b["tile"].tolist())))
-                for t, lv in zip(b["tile"], b["tier"]):
+                for t, lv in zip(b["tile"], b["tier"], strict=True):
                     tiers_per_tile.setdefault(int(t), []).append((w.expert, int(lv)))
         per_expert = {}
         for e, s in tile_sets:
@@ -100,7 +103,7 @@ def test_moe_stacked_puts_a_layers_experts_on_one_tile_set_in_distinct_tiers(mod
                 by_e.setdefault(e, []).append(lv)
             spans = sorted((min(v), max(v), e) for e, v in by_e.items())
             assert [e for _, _, e in spans] == sorted(by_e)
-            assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+            assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
 # ------------------------------------------------------------------------------ closed forms
@@ -138,11 +141,13 @@ def test_in_order_after_a_slab_fills_lowest_tiers_first():
                      n_experts=2, top_k=1)
     chip = hardware.ChipConfig(n_tiles=3, n_tiers=4, tier_rows=8, tier_cols=8)
     m = map_model(spec, chip, "moe_stacked")
-    # slab: 2 tiles (0, 1) with 2 tiers each: expert0 up->(0,0), down->(1,0); expert1 up->(0,1), down->(1,1)
+    # slab: 2 tiles (0, 1) with 2 tiers each: expert0 up->(0,0), down->(1,0); expert1 up->(0,1),
+    # down->(1,1)
     assert m.blocks("decoder.0.expert0.ffn_up")["tile"].tolist() == [0]
     assert m.blocks("decoder.0.expert1.ffn_down")["tier"].tolist() == [1]
-    # then q, k, v, o, router, lm_head (6 blocks): tile 2 has 0 used -> q at (2,0), then level 1: tile 2
-    # (k at (2,1)); level 2: tiles 0,1,2 -> v (0,2), o (1,2), router (2,2); level 3: lm_head (0,3)
+    # then q, k, v, o, router, lm_head (6 blocks): tile 2 has 0 used -> q at (2,0), then level 1:
+    # tile 2 (k at (2,1)); level 2: tiles 0,1,2 -> v (0,2), o (1,2), router (2,2); level 3:
+    # lm_head (0,3)
     got = [(int(m.blocks(n)["tile"][0]), int(m.blocks(n)["tier"][0]))
            for n in ("decoder.0.attn.q", "decoder.0.attn.k", "decoder.0.attn.v",
                      "decoder.0.attn.o", "decoder.0.router", "lm_head")]
@@ -175,7 +180,8 @@ def test_balanced_never_stacks_one_matrix_while_tiles_are_free():
     chip = hardware.ChipConfig(n_tiles=1200, n_tiers=64)
     m = map_model(spec, chip, "balanced")
     for i, w in enumerate(m.matrices[:40]):
-        assert m.mvm_depth(w.name) == math.ceil((m.matrix_offsets[i + 1] - m.matrix_offsets[i]) / 1200)
+        n_blocks = m.matrix_offsets[i + 1] - m.matrix_offsets[i]
+        assert m.mvm_depth(w.name) == math.ceil(n_blocks / 1200)
 
 
 def test_random_is_seeded():
@@ -281,7 +287,8 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
 
 def test_expert_strategies_refuse_dense_models():
     with pytest.raises(ValueError, match="dense"):
-        map_model(zoo.get("llama-2-7b"), hardware.ChipConfig(n_tiles=1000, n_tiers=200), "moe_stacked")
+        map_model(zoo.get("llama-2-7b"), hardware.ChipConfig(n_tiles=1000, n_tiers=200),
+                  "moe_stacked")
 
 
 def test_expected_conflicts_validates_probabilities():
@@ -292,3 +299,122 @@ def test_expected_conflicts_validates_probabilities():
     p[:3] = 1 / 3
     with pytest.raises(ValueError, match="fewer than top_k=8"):
         mapping.expected_conflicts(m, expert_probs=p)
+
+
+# ------------------------------------------------------------------------------ fitting_chip
+def _tiny(**kw) -> ModelSpec:
+    """28 blocks on 512 x 512 tiers, by hand: ceil(600/512) = ceil(1000/512) = ceil(700/512) = 2,
+    so q, k, v, o (600 x 600), FFN up (600 x 1000), down (1000 x 600) and the LM head (600 x 700)
+    are 2 x 2 blocks each: 7 x 4 = 28 (the embedding lookup stays digital)."""
+    return ModelSpec(d_model=600, n_layers=1, n_heads=6, d_ff=1000, vocab_size=700, ffn="gelu",
+                     **kw)
+
+
+def test_fitting_chip_with_n_tiers_gives_ceil_blocks_over_tiers_tiles():
+    chip = mapping.fitting_chip(_tiny(), n_tiers=5)
+    assert (chip.n_tiles, chip.n_tiers, chip.tier_rows, chip.tier_cols) == (6, 5, 512, 512)  # 28/5
+    assert mapping.fitting_chip(_tiny(), n_tiers=28).n_tiles == 1
+    assert mapping.fitting_chip(_tiny(), n_tiers=1000).n_tiles == 1  # never fewer than 1 tile
+    # 1024 x 1024 tiers: every matrix is one block, 7 blocks -> ceil(7 / 2) = 4 tiles
+    assert mapping.fitting_chip(_tiny(), n_tiers=2, tier_rows=1024, tier_cols=1024).n_tiles == 4
+    # LM head digital: 28 - 4 = 24 blocks -> ceil(24 / 5) = 5 tiles
+    assert mapping.fitting_chip(_tiny(), n_tiers=5, digital=("embedding", "lm_head")).n_tiles == 5
+
+
+def test_fitting_chip_with_n_tiles_gives_ceil_blocks_over_tiles_tiers():
+    chip = mapping.fitting_chip(_tiny(), n_tiles=3)
+    assert (chip.n_tiles, chip.n_tiers) == (3, 10)  # ceil(28 / 3)
+    assert mapping.fitting_chip(_tiny(), n_tiles=28).n_tiers == 1
+    assert mapping.fitting_chip(_tiny(), n_tiles=100).n_tiers == 1  # never fewer than 1 tier
+
+
+def test_fitting_chip_slack_adds_spare_blocks_before_sizing():
+    # 50 % slack: ceil(28 x 1.5) = 42 blocks -> ceil(42 / 5) = 9 tiles; 10 %: ceil(30.8) = 31 -> 7
+    assert mapping.fitting_chip(_tiny(), n_tiers=5, slack=0.5).n_tiles == 9
+    assert mapping.fitting_chip(_tiny(), n_tiers=5, slack=0.1).n_tiles == 7
+    assert mapping.fitting_chip(_tiny(), n_tiles=3, slack=0.5).n_tiers == 14  # ceil(42 / 3)
+
+
+def test_fitting_chip_for_moe_stacked_raises_the_tiers_to_two_per_expert():
+    # 4 experts: 16 attention + 2 router + 4 x 8 expert + 4 head = 54 blocks
+    moe = _tiny(n_experts=4, top_k=1)
+    assert mapping.blocks_needed(moe) == 54
+    assert mapping.fitting_chip(moe, n_tiles=27).n_tiers == 2  # ceil(54 / 27)
+    assert mapping.fitting_chip(moe, n_tiles=27, strategy="moe_stacked").n_tiers == 8  # 2 x 4
+    assert mapping.fitting_chip(moe, n_tiles=2, strategy="moe_stacked").n_tiers == 27  # above 8
+    chip = mapping.fitting_chip(moe, n_tiers=3, strategy="moe_stacked")
+    assert (chip.n_tiles, chip.n_tiers) == (18, 8)  # tiles from ceil(54 / 3), then tiers raised
+    assert mapping.fitting_chip(_tiny(), n_tiers=1, strategy="moe_stacked").n_tiers == 1  # dense
+    assert mapping.fitting_chip(moe, n_tiers=3, strategy="in_order").n_tiers == 3
+
+
+def test_fitting_chip_per_layer_units_are_the_provisioned_chip():
+    spec = _tiny().replace(n_layers=3)  # 3 x 24 + 4 = 76 blocks
+    pool = mapping.fitting_chip(spec, n_tiers=4)
+    per_layer = mapping.fitting_chip(spec, n_tiers=4, units="per_layer")
+    assert pool.n_tiles == per_layer.n_tiles == 19  # ceil(76 / 4)
+    assert per_layer == pool.provisioned(3)
+    # A-UNITS-PER-LAYER: 24 DPUs and 8 attention units per layer, locked to their layer
+    assert (per_layer.n_dpus, per_layer.n_mha_units) == (72, 24)
+    assert per_layer.unit_assignment is hardware.UnitAssignment.PER_LAYER
+    assert pool.unit_assignment is hardware.preset("paper").unit_assignment
+
+
+def test_fitting_chip_is_the_preset_with_the_fitted_shape():
+    chip = mapping.fitting_chip(_tiny(), n_tiers=5, name="fitted")
+    assert chip == hardware.preset("paper", n_tiles=6, n_tiers=5, name="fitted")
+    # the paper preset has the defaults of ChipConfig, so this is also the plain ChipConfig
+    assert chip == hardware.ChipConfig(n_tiles=6, n_tiers=5, tier_rows=512, tier_cols=512,
+                                       name="fitted")
+    assert mapping.fitting_chip(_tiny(), n_tiers=5).name == hardware.preset("paper").name
+    assert mapping.fitting_chip(_tiny(), n_tiers=5, n_dpus=7).n_dpus == 7  # ChipConfig fields
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(), r"n_tiles=None, n_tiers=None.*exactly one"),
+    (dict(n_tiles=2, n_tiers=3), r"n_tiles=2, n_tiers=3.*exactly one"),
+    (dict(n_tiers=0), r"n_tiers=0.*integer >= 1"),
+    (dict(n_tiles=2.5), r"n_tiles=2.5.*integer >= 1"),
+    (dict(n_tiers=True), r"n_tiers=True"),
+    (dict(n_tiers=4, units="shared"), r"units='shared'"),
+    (dict(n_tiers=4, slack=-0.1), r"slack=-0.1"),
+    (dict(n_tiers=4, strategy="greedy"), r"strategy='greedy'"),
+    (dict(n_tiers=4, preset="tpu"), r"preset\(name='tpu'\)"),
+])
+def test_fitting_chip_rejects_bad_arguments_naming_them(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mapping.fitting_chip(_tiny(), **kwargs)
+
+
+def test_every_fitted_chip_holds_the_model_in_order():
+    for spec in (_tiny(), _tiny(n_experts=4, top_k=2), teaching.mapping_moe()):
+        for n in (1, 3, 16):
+            for chip in (mapping.fitting_chip(spec, n_tiers=n),
+                         mapping.fitting_chip(spec, n_tiles=n)):
+                assert map_model(spec, chip, "in_order").n_blocks == mapping.blocks_needed(spec)
+
+
+# ------------------------------------------------------------------------------ teaching models
+def test_teaching_models_have_their_documented_block_counts():
+    # mapping_moe, per layer on 512 x 512: q, k, v, o 1024 x 1024 = 4 x (2 x 2) = 16; router
+    # 1024 x 8 = 2; an expert gate and up 1024 x 2048 = 2 x 4 each, down 2048 x 1024 = 4 x 2:
+    # 24, times 8 experts = 192; 210 per layer, 4 layers = 840, LM head 1024 x 8192 = 2 x 16 = 32
+    small = teaching.mapping_moe()
+    assert small.name == "small-moe" and (small.n_experts, small.top_k) == (8, 2)
+    assert mapping.blocks_needed(small) == 4 * (16 + 2 + 8 * 24) + 32 == 872
+    # simulation_moe: attention 4 x 1, router 512 x 8 = 1, an expert 2 + 2 + 2 = 6 (x 8 = 48):
+    # 53 per layer, 4 layers = 212, LM head 512 x 1024 = 2
+    sim = teaching.simulation_moe()
+    assert sim.name == "sim-moe"
+    assert mapping.blocks_needed(sim) == 4 * (4 + 1 + 8 * 6) + 2 == 214
+    # routing_moe: attention 4, router 512 x 16 = 1, a GELU expert up 2 + down 2 (x 16 = 64):
+    # 69 per layer, 4 layers = 276, LM head 2
+    rt = teaching.routing_moe()
+    assert rt.name == "moe-16e-top2" and (rt.n_experts, rt.top_k) == (16, 2)
+    assert mapping.blocks_needed(rt) == 4 * (4 + 1 + 16 * 4) + 2 == 278
+
+
+def test_teaching_models_take_overrides():
+    assert mapping.blocks_needed(teaching.mapping_moe(n_layers=2)) == 2 * 210 + 32
+    assert teaching.simulation_moe(top_k=1).top_k == 1
+    assert teaching.routing_moe(name="other").name == "other"

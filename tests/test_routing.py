@@ -181,6 +181,40 @@ def test_zipf_probabilities_by_hand():
     np.testing.assert_allclose(p2, w / w.sum(), rtol=1e-15)
 
 
+def test_zipf_probs_closed_form():
+    # s = 1: p ∝ 1, 1/2, 1/3; the sum is 11/6
+    np.testing.assert_allclose(routing.zipf_probs(3, 1.0), [6 / 11, 3 / 11, 2 / 11], rtol=1e-15)
+    # s = 2: p ∝ 1, 1/4, 1/9, 1/16; the sum is 205/144
+    np.testing.assert_allclose(routing.zipf_probs(4, 2), [144 / 205, 36 / 205, 16 / 205, 9 / 205],
+                               rtol=1e-15)
+    # s = 1.2, expert 0 against expert 1: 2^1.2
+    p = routing.zipf_probs(8, 1.2)
+    assert p[0] / p[1] == pytest.approx(2**1.2, rel=1e-14)
+    assert np.all(np.diff(p) < 0) and p.sum() == pytest.approx(1.0, abs=1e-15)
+    np.testing.assert_array_equal(routing.zipf_probs(5, 0.0), np.full(5, 0.2))
+    np.testing.assert_array_equal(routing.zipf_probs(1, 3.0), [1.0])
+    # s = 2000: every expert but the first underflows, nothing becomes NaN
+    np.testing.assert_array_equal(routing.zipf_probs(3, 2000.0), [1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("e, s", [(4, 1.0), (16, 1.2), (64, 0.5), (8, 0.0)])
+def test_zipf_probs_are_the_weights_zipf_routing_samples(e, s):
+    # one definition: the routing spec without permutation gives the same vector, bit for bit
+    spec = RoutingSpec("zipf", zipf_s=s, permute=False)
+    np.testing.assert_array_equal(routing.zipf_probs(e, s),
+                                  routing.expert_probs(moe(e, 1), spec, 0))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(n_experts=0, s=1.0), r"n_experts=0"), (dict(n_experts=2.5, s=1.0), r"n_experts=2.5"),
+    (dict(n_experts=True, s=1.0), r"n_experts=True"), (dict(n_experts=4, s=-1.0), r"s=-1.0"),
+    (dict(n_experts=4, s=float("nan")), r"s=nan"), (dict(n_experts=4, s="1"), r"s='1'"),
+])
+def test_zipf_probs_rejects_bad_arguments_naming_them(kw, match):
+    with pytest.raises(ValueError, match=match):
+        routing.zipf_probs(**kw)
+
+
 def test_zipf_k1_load_is_p_exactly_in_every_layer():
     n, m = 20_000, moe(6, 1, n_layers=3)
     spec = RoutingSpec("zipf", zipf_s=1.0, permute=True)

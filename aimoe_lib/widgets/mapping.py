@@ -1,0 +1,58 @@
+"""The ipywidgets panel of chapter 3 (mapping): model, strategy and chip shape over
+:func:`~aimoe_lib.viz.mapping.occupancy_map`.
+
+The panel is an ``ipywidgets.interactive`` returned, not displayed, built from the controls of
+:mod:`aimoe_lib.widgets.controls`; the chapter shows the default figures in cells of their own.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+
+from .. import zoo
+from ..mapping import STRATEGIES, fitting_chip, map_model
+from ..routing import zipf_probs
+from ..teaching import mapping_moe
+from ..viz import mapping as viz_mapping
+from .controls import choice_slider, dropdown, showing_errors
+
+__all__ = ["mapping_panel", "MAPPING_PANEL_MODELS"]
+
+MAPPING_PANEL_MODELS = ("small-moe", "olmoe-1b-7b", "qwen1.5-moe-a2.7b", "mixtral-8x7b",
+                        "llama-2-7b")
+"""Models offered by :func:`mapping_panel`: chapter 3's small MoE
+(:func:`~aimoe_lib.teaching.mapping_moe`) and zoo models that map in well under a second."""
+
+
+def mapping_panel(model: str = "small-moe", strategy: str = "in_order", n_tiers: int = 16,
+                  tier_size: int = 512, color_by: str = "layer") -> w.interactive:
+    """Drop-downs and sliders over :func:`~aimoe_lib.viz.mapping.occupancy_map`: model, mapping
+    strategy, tiers per tile, tier shape (square, 256 / 512 / 1024 cells a side) and what the
+    tiers are coloured by.
+
+    The chip is :func:`~aimoe_lib.mapping.fitting_chip`: just enough tiles of ``n_tiers`` tiers
+    for the model's blocks. ``coactivation`` plans with the co-activation of Zipf-skewed routing
+    (:func:`~aimoe_lib.viz.mapping.coactivation_from_probs` of
+    :func:`~aimoe_lib.routing.zipf_probs` with :data:`~aimoe_lib.viz.mapping.ZIPF_S`). When a
+    strategy cannot map the model (``moe_stacked`` needs free slabs of tiers; expert strategies
+    need experts) the panel shows the error message instead of a figure.
+    """
+    @showing_errors
+    def show(model, strategy, n_tiers, tier_size, color_by):
+        spec = mapping_moe() if model == "small-moe" else zoo.get(model)
+        chip = fitting_chip(spec, n_tiers=n_tiers, tier_rows=tier_size, tier_cols=tier_size,
+                            name="fitted")
+        coact = (viz_mapping.coactivation_from_probs(zipf_probs(spec.n_experts,
+                                                                viz_mapping.ZIPF_S))
+                 if strategy == "coactivation" and spec.is_moe else None)
+        return viz_mapping.occupancy_map(map_model(spec, chip, strategy, coactivation=coact),
+                                         color_by)
+
+    return w.interactive(
+        show,
+        model=dropdown(model, MAPPING_PANEL_MODELS, "model"),
+        strategy=dropdown(strategy, STRATEGIES, "strategy"),
+        n_tiers=choice_slider(n_tiers, [2**i for i in range(11)], "tiers per tile"),
+        tier_size=choice_slider(tier_size, (256, 512, 1024), "tier rows = columns"),
+        color_by=dropdown(color_by, viz_mapping.OCCUPANCY_COLOR_BY, "colour by"),
+    )
