@@ -2,7 +2,7 @@
 
 Chapter 6 compares these closed forms with the Monte Carlo estimate of
 :func:`~aimoe_lib.mapping.expected_conflicts` and with the event simulation of
-:func:`~aimoe_lib.simulator.simulate`.
+:func:`~aimoe_lib.simulator.engine.simulate`.
 
 **Which experts a token picks.** Every function here takes the distribution of the *set* of k
 experts one token uses in one MoE layer from one of three sources:
@@ -36,7 +36,7 @@ quantity :func:`~aimoe_lib.mapping.expected_conflicts` estimates by sampling). W
 ``count="starts"``, c_(e,t) is replaced by 1 wherever expert e has a block on t: blocks of one
 expert on one tile run back to back inside one operation, and the simulator counts a **tile
 conflict** only when an operation of one expert waits for another's
-(:class:`~aimoe_lib.simulator.SimResult`). For k = 1 the start count is exactly 0 for every mapping;
+(:class:`~aimoe_lib.simulator.result.SimResult`). For k = 1 the start count is exactly 0 for every mapping;
 for ``moe_stacked`` with an expert no larger than the chip (one block per slab tile) both counts are
 exactly (k - 1) x blocks per expert, whatever the routing.
 

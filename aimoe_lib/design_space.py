@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from . import experiments, hardware, sweep, zoo
+from .mapping import fitting_chip
 from .models import ModelSpec
 from .routing import RoutingSpec
+from .shipped import data_path
 from .simulator import Workload
 
 __all__ = ["TIERS", "TIER_SIZES", "BATCHES", "OBJECTIVES", "CAPACITY_OBJECTIVES",
@@ -80,7 +82,7 @@ def _strategies(spec: ModelSpec, n_tiers: int) -> tuple[str, ...]:
 def design_space_points(models=None, tiers=TIERS, tier_sizes=TIER_SIZES, batches=BATCHES,
                         workload: Workload = WORKLOAD) -> list[sweep.Point]:
     """Every model on chips of each tier count and tier shape (just enough tiles, digital units
-    provisioned per layer: :func:`~aimoe_lib.experiments.chip_for`), each strategy that applies
+    provisioned per layer: :func:`~aimoe_lib.mapping.fitting_chip`), each strategy that applies
     (dense: ``in_order``; MoE: ``in_order``, ``balanced`` and, with more than one tier per tile,
     ``moe_stacked``), at each batch size. Labels: model|T<tiers>|<size>|strategy|b<batch>."""
     models = design_space_models() if models is None else list(models)
@@ -88,7 +90,8 @@ def design_space_points(models=None, tiers=TIERS, tier_sizes=TIER_SIZES, batches
     for spec in models:
         for t in tiers:
             for size in tier_sizes:
-                chip = experiments.chip_for(spec, n_tiers=t, rows=size, cols=size)
+                chip = fitting_chip(spec, n_tiers=t, tier_rows=size, tier_cols=size,
+                                    units="per_layer")
                 for strat in _strategies(spec, t):
                     for b in batches:
                         w = dataclasses.replace(workload, batch=b)
@@ -110,8 +113,9 @@ def run(out: Path | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
 
 
 def load(path: Path | None = None) -> list[dict]:
-    """Rows of the shipped sweep (data/design_space.json), with :func:`with_derived` columns."""
-    path = path or experiments.DATA_DIR / "design_space.json"
+    """Rows of the shipped sweep (data/design_space.json, read with
+    :func:`~aimoe_lib.shipped.data_path`), with :func:`with_derived` columns."""
+    path = path or data_path("design_space.json")
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: regenerate it with "
                                 "python -m aimoe_lib.design_space")
@@ -228,7 +232,8 @@ def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = "paper", 
 
     The chip is :func:`~aimoe_lib.hardware.preset` ``chip`` (its costs, area model and units)
     with ``n_tiers`` tiers of ``tier_size`` x ``tier_size`` per tile and ``n_tiles`` tiles (None:
-    just enough for the model's analog blocks); the cost overrides replace the preset's values;
+    just enough for the model's analog blocks, :func:`~aimoe_lib.mapping.fitting_chip`); the cost
+    overrides replace the preset's values;
     with ``provision`` the digital units are built per layer
     (:meth:`~aimoe_lib.hardware.ChipConfig.provisioned`). ``zipf_s`` > 0 routes tokens with a
     Zipf law of that exponent, 0 uniformly.
@@ -237,19 +242,20 @@ def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = "paper", 
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"build_point(model={model!r}): give a model name or a ModelSpec")
     digital = tuple(digital)
-    if n_tiles is None:
-        blocks = experiments.blocks_needed(spec, tier_size, tier_size, digital=digital)
-        n_tiles = max(1, math.ceil(blocks / n_tiers))
-    base = hardware.preset(chip)
     overrides = {k: v for k, v in (("mvm_latency_ns", mvm_latency_ns),
                                    ("mvm_energy_pj", mvm_energy_pj),
                                    ("unit_passive_power_w", unit_passive_power_w),
                                    ("tile_passive_power_w", tile_passive_power_w))
                  if v is not None}
-    c = base.replace(n_tiles=n_tiles, n_tiers=n_tiers, tier_rows=tier_size, tier_cols=tier_size,
-                     cost=dataclasses.replace(base.cost, **overrides))
-    if provision:
-        c = c.provisioned(spec.n_layers)
+    cost = dataclasses.replace(hardware.preset(chip).cost, **overrides)
+    if n_tiles is None:
+        c = fitting_chip(spec, n_tiers=n_tiers, tier_rows=tier_size, tier_cols=tier_size,
+                         digital=digital, preset=chip, units="per_layer" if provision else "pool",
+                         cost=cost)
+    else:
+        c = hardware.preset(chip, n_tiles=n_tiles, n_tiers=n_tiers, tier_rows=tier_size,
+                            tier_cols=tier_size, cost=cost)
+        c = c.provisioned(spec.n_layers) if provision else c
     routing = "uniform" if zipf_s == 0 else RoutingSpec(kind="zipf", zipf_s=zipf_s)
     w = Workload(batch=batch, prompt_len=prompt_len, gen_len=gen_len, kv_cache=kv_cache,
                  routing=routing, seed=seed)

@@ -1,5 +1,6 @@
-"""The study's experiments as functions: model families for the scaling chapter, chips sized to a
-model, and the sweeps whose results ship in data/.
+"""The study's experiments as functions: model families for the scaling chapter, the sweeps whose
+results ship in data/ (chips sized by :func:`~aimoe_lib.mapping.fitting_chip`), and the live
+comparison of one family member against its dense equals.
 
 Regenerate the shipped results (about a minute on 2 cores)::
 
@@ -11,18 +12,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from . import hardware, mapping, sweep, zoo
+from . import hardware, mapping, sweep, teaching, zoo
+from .mapping import fitting_chip
 from .models import ModelSpec
-from .simulator import Workload
+from .routing import RoutingSpec
+from .shipped import data_path
+from .simulator import Workload, simulate
 
-__all__ = ["BASE", "moe_variant", "dense_deeper", "dense_wider", "scaling_family", "blocks_needed",
-           "chip_for", "scaling_points", "zoo_pairs", "condition_points", "DATA_DIR"]
+__all__ = ["BASE", "FAMILIES", "moe_variant", "dense_deeper", "dense_wider", "scaling_family",
+           "blocks_needed", "scaling_points", "zoo_pairs", "condition_points", "zoo_points",
+           "family_points", "family_rows", "run", "load", "DATA_DIR", "small_run",
+           "batch_sweep", "conflict_runs"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+"""The repository's data/ folder, where :func:`run` writes regenerated results (a source checkout
+only); shipped results are read with :func:`~aimoe_lib.shipped.data_path`."""
 
 BASE = ModelSpec(name="base-dense", d_model=1024, n_layers=12, n_heads=16, d_ff=4096,
                  vocab_size=32000, ffn="gelu", norm="layernorm")
@@ -37,6 +45,9 @@ WORKLOAD = Workload(batch=8, prompt_len=4, gen_len=8)
 
 BATCHES = (8, 256)
 """Batch sizes of the scaling sweep: a latency-bound one and one that loads the tiles."""
+
+FAMILIES = ("moe", "dense-deeper", "dense-wider")
+"""Model families of the scaling sweep (:func:`scaling_family`)."""
 
 
 def moe_variant(base: ModelSpec, n_experts: int, top_k: int = 1) -> ModelSpec:
@@ -85,34 +96,17 @@ blocks_needed = mapping.blocks_needed
 """Tiers a model's analog matrices need (:func:`~aimoe_lib.mapping.blocks_needed`)."""
 
 
-def chip_for(spec: ModelSpec, *, n_tiles: int | None = None, n_tiers: int | None = None,
-             rows: int = 512, cols: int = 512, preset: str = "paper", provision: bool = True,
-             slack: float = 0.0, **overrides) -> hardware.ChipConfig:
-    """The smallest chip of ``preset`` that holds ``spec``: give ``n_tiles`` (tiers follow) or
-    ``n_tiers`` (tiles follow); ``slack`` adds a fraction of spare tiers. With ``provision`` the
-    digital units are built for the model's layers (ChipConfig.provisioned: 24 DPUs and 8 MHA
-    units per layer, 3D-SiM's BERT provisioning)."""
-    if (n_tiles is None) == (n_tiers is None):
-        raise ValueError("chip_for: give exactly one of n_tiles= or n_tiers=")
-    need = math.ceil(blocks_needed(spec, rows, cols) * (1 + slack))
-    if n_tiles is not None:
-        n_tiers = max(1, math.ceil(need / n_tiles))
-    else:
-        n_tiles = max(1, math.ceil(need / n_tiers))
-    chip = hardware.preset(preset, n_tiles=n_tiles, n_tiers=n_tiers, tier_rows=rows,
-                           tier_cols=cols, **overrides)
-    return chip.provisioned(spec.n_layers) if provision else chip
-
-
 def scaling_points(base: ModelSpec = BASE, experts=EXPERTS, workload: Workload = WORKLOAD,
                    batches=BATCHES, strategy: str = "in_order") -> list[sweep.Point]:
     """Every model of the scaling family on (a) a 3D chip with as many tiles as the base model has
     blocks (so the base fits one tier per tile) and as many tiers as the model needs, and (b) a 2D
-    chip of equal capacity (one tier per tile), at each batch size. Labels: family|E|3d-or-2d|batch."""
+    chip of equal capacity (one tier per tile), at each batch size; every chip is
+    :func:`~aimoe_lib.mapping.fitting_chip` with digital units per layer. Labels:
+    family|E|3d-or-2d|batch."""
     n_tiles = blocks_needed(base)
     pts = []
     for fam, e, spec in scaling_family(base, experts):
-        c3 = chip_for(spec, n_tiles=n_tiles)
+        c3 = fitting_chip(spec, n_tiles=n_tiles, units="per_layer")
         c2 = c3.as_2d().provisioned(spec.n_layers)
         for b in batches:
             w = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len,
@@ -130,7 +124,6 @@ def zoo_pairs() -> list[tuple[str, str]]:
 def condition_points(workload: Workload = WORKLOAD) -> list[sweep.Point]:
     """Where the MoE advantage shrinks: MoE-64 vs dense-deeper of equal total parameters, varying
     batch size, routing skew (Zipf s), tiers per tile and mapping strategy, one at a time."""
-    from .routing import RoutingSpec
 
     moe = moe_variant(BASE, 64)
     dense = dense_deeper(BASE, moe.total_params)
@@ -138,14 +131,14 @@ def condition_points(workload: Workload = WORKLOAD) -> list[sweep.Point]:
     pts = []
     for spec in (moe, dense):
         fam = "moe" if spec.is_moe else "dense-deeper"
-        chip = chip_for(spec, n_tiles=n_tiles)
+        chip = fitting_chip(spec, n_tiles=n_tiles, units="per_layer")
         for b in (1, 4, 16, 64, 256, 1024):
             w = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len)
             pts.append(sweep.Point(spec, chip, "in_order", w, label=f"{fam}|batch|{b}"))
         for b in (workload.batch, 256):
             wb = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len)
             for mult in (0.5, 1, 2, 4):  # fewer tiles with more tiers each, or more tiles
-                c = chip_for(spec, n_tiles=max(1, int(n_tiles * mult)))
+                c = fitting_chip(spec, n_tiles=max(1, int(n_tiles * mult)), units="per_layer")
                 pts.append(sweep.Point(spec, c, "in_order", wb, label=f"{fam}|tiles|{mult}|{b}"))
             if not spec.is_moe:
                 continue
@@ -157,9 +150,8 @@ def condition_points(workload: Workload = WORKLOAD) -> list[sweep.Point]:
             for strat in ("in_order", "balanced", "moe_stacked"):
                 for b in (workload.batch, 256):
                     c = chip
-                    if strat == "moe_stacked":  # a slab needs E free tiers on each of its tiles
-                        c = chip_for(spec, n_tiles=n_tiles)
-                        c = c.replace(n_tiers=max(c.n_tiers, 2 * spec.n_experts))
+                    if strat == "moe_stacked":  # a slab needs 2E tiers on each of its tiles
+                        c = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", strategy=strat)
                     w = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len)
                     pts.append(sweep.Point(spec, c, strat, w, label=f"{fam}|strategy|{strat}|{b}"))
     return pts
@@ -167,16 +159,48 @@ def condition_points(workload: Workload = WORKLOAD) -> list[sweep.Point]:
 
 def zoo_points(workload: Workload = Workload(batch=8, prompt_len=8, gen_len=8),
                n_tiers: int = 128) -> list[sweep.Point]:
-    """The zoo pairs on 3D chips of ``n_tiers`` tiers (tiles follow) and on 2D chips."""
+    """The zoo pairs on 3D chips of ``n_tiers`` tiers (tiles follow) and on 2D chips of equal
+    capacity."""
     pts = []
     for pair in zoo_pairs():
         for name in pair:
             spec = zoo.get(name)
-            c = chip_for(spec, n_tiers=n_tiers)
+            c = fitting_chip(spec, n_tiers=n_tiers, units="per_layer")
             pts.append(sweep.Point(spec, c, "in_order", workload, label=f"{name}|3d"))
             pts.append(sweep.Point(spec, c.as_2d().provisioned(spec.n_layers), "in_order", workload,
                                    label=f"{name}|2d"))
     return pts
+
+
+def family_points(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: str = "3d",
+                  tiles_factor: float = 1.0, strategy: str = "in_order",
+                  families: Sequence[str] = FAMILIES) -> list[sweep.Point]:
+    """The scaling comparison at one E: MoE with ``n_experts`` experts and the dense deeper and
+    wider models of its total, each on the 3D chip of :func:`scaling_points` with
+    ``tiles_factor`` x 702 tiles (tiers follow) or its 2D flattening (``chip='2d'``), 4 prompt
+    tokens. ``strategy`` maps the MoE (dense models stay ``in_order``); ``moe_stacked`` gets at
+    least :func:`~aimoe_lib.mapping.moe_stacked_min_tiers` tiers per tile, as in the conditions
+    sweep. Labels as in the scaling sweep."""
+    if chip not in ("3d", "2d"):
+        raise ValueError(f"family_points(chip={chip!r}): use '3d' or '2d'")
+    n_tiles = max(1, int(blocks_needed(BASE) * tiles_factor))
+    w = Workload(batch=batch, prompt_len=WORKLOAD.prompt_len, gen_len=gen_len)
+    pts = []
+    for fam, e, spec in scaling_family(BASE, (n_experts,)):
+        if fam not in families:
+            continue
+        strat = strategy if spec.is_moe else "in_order"
+        c = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", strategy=strat)
+        if chip == "2d":
+            c = c.as_2d().provisioned(spec.n_layers)
+        pts.append(sweep.Point(spec, c, strat, w, label=f"{fam}|{e}|{chip}|{batch}"))
+    return pts
+
+
+def family_rows(**kw) -> list[dict]:
+    """:func:`~aimoe_lib.sweep.run_point` of each :func:`family_points` point (serial, no
+    cache); keyword arguments are those of :func:`family_points`."""
+    return [sweep.run_point(p) for p in family_points(**kw)]
 
 
 _EXPERIMENTS = {"scaling": scaling_points, "conditions": condition_points, "zoo": zoo_points}
@@ -193,8 +217,8 @@ def run(name: str, out: Path | None = None, cache_dir: Path | None = None) -> Pa
 
 
 def load(name: str) -> list[dict]:
-    """Rows of a shipped experiment (data/<name>.json)."""
-    path = DATA_DIR / f"{name}.json"
+    """Rows of a shipped experiment (data/<name>.json, :func:`~aimoe_lib.shipped.data_path`)."""
+    path = data_path(f"{name}.json")
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: regenerate it with "
                                 f"python -m aimoe_lib.experiments {name}")
@@ -211,6 +235,63 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ chapter 4: runs of one chip
+def small_run(model: ModelSpec | None = None, batch: int = 4, prompt_len: int = 4,
+              gen_len: int = 4, n_tiers: int = 16, strategy: str = "in_order",
+              zipf_s: float = 0.0, kv_placement: str = "sram", units: str = "per_layer",
+              seed: int = 0):
+    """Map ``model`` (default :func:`~aimoe_lib.teaching.simulation_moe`) with ``strategy`` on
+    the chip of ``n_tiers`` tiers just large enough for it (:func:`~aimoe_lib.mapping.fitting_chip`,
+    named 'fitted') and simulate ``batch`` sequences of ``prompt_len`` + ``gen_len`` tokens with
+    the event log; routing is Zipf-skewed with exponent ``zipf_s`` (0 = uniform). Returns the
+    :class:`~aimoe_lib.simulator.result.SimResult`; raises
+    :class:`~aimoe_lib.mapping.MappingError` when the strategy cannot place the model."""
+    model = teaching.simulation_moe() if model is None else model
+    chip = fitting_chip(model, n_tiers=n_tiers, units=units, name="fitted",
+                                kv_placement=kv_placement)
+    m = mapping.map_model(model, chip, strategy)
+    routing = "uniform" if zipf_s == 0 else RoutingSpec(kind="zipf", zipf_s=float(zipf_s))
+    wl = Workload(batch=batch, prompt_len=prompt_len, gen_len=gen_len, routing=routing,
+                  seed=seed, record_events=True)
+    return simulate(model, chip, m, wl)
+
+
+def batch_sweep(model: ModelSpec, chip: hardware.ChipConfig, mapped: mapping.Mapping,
+                batches=(1, 2, 4, 8, 16, 32), prompt_len: int = 1, gen_len: int = 8,
+                routing="uniform", seed: int = 0) -> list[dict]:
+    """Simulate the same workload at each batch size; one dict per batch with ``batch``,
+    ``tokens_per_s``, ``tpot_mean_ns``, ``tpot_p99_ns``, ``ttft_mean_ns``, ``makespan_ns``,
+    ``energy_per_token_pj``, ``tile_conflicts``, ``bottleneck`` and ``tiles_max`` (the busiest
+    tile's busy fraction)."""
+    out = []
+    for b in batches:
+        r = simulate(model, chip, mapped, Workload(batch=int(b), prompt_len=prompt_len,
+                                                   gen_len=gen_len, routing=routing, seed=seed))
+        t = r.tpot_stats_ns()
+        out.append(dict(batch=int(b), tokens_per_s=r.tokens_per_s, tpot_mean_ns=t["mean"],
+                        tpot_p99_ns=t["p99"], ttft_mean_ns=float(r.ttft_ns.mean()),
+                        makespan_ns=r.makespan_ns, energy_per_token_pj=r.energy_per_token_pj,
+                        tile_conflicts=r.tile_conflicts, bottleneck=r.bottleneck(),
+                        tiles_max=r.busy_fraction()["tiles_max"]))
+    return out
+
+
+def conflict_runs(model: ModelSpec | None = None, n_tiers: int = 16, batch: int = 4,
+                  gen_len: int = 2, seed: int = 0) -> list:
+    """The three runs of chapter 4's conflict study, each a (Mapping, SimResult with event log):
+    ``model`` (default :func:`~aimoe_lib.teaching.simulation_moe`) runs ``batch`` sequences of one
+    prompt token and ``gen_len`` generated tokens on (a) the chip of ``n_tiers`` tiers just large
+    enough for it, mapped ``in_order``; (b) the same chip mapped ``moe_stacked``; (c) a chip with
+    one tier per tile, mapped ``in_order``. Digital units are provisioned per layer."""
+    from . import teaching
+    model = teaching.simulation_moe() if model is None else model
+    w = Workload(batch=batch, prompt_len=1, gen_len=gen_len, seed=seed, record_events=True)
+    chip = fitting_chip(model, n_tiers=n_tiers, units="per_layer", name="fitted")
+    flat = fitting_chip(model, n_tiers=1, units="per_layer", name="fitted")
+    setups = [mapping.map_model(model, chip, "in_order"), mapping.map_model(model, chip, "moe_stacked"),
+              mapping.map_model(model, flat, "in_order")]
+    return [(m, simulate(model, m.chip, m, w)) for m in setups]
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-

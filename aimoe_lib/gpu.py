@@ -512,7 +512,7 @@ class RooflineResult:
     @property
     def tokens_per_s(self) -> float:
         """Generated tokens per second over the whole run (as
-        :class:`~aimoe_lib.simulator.SimResult`)."""
+        :class:`~aimoe_lib.simulator.result.SimResult`)."""
         return self.generated_tokens / self.total_time_s
 
     @property

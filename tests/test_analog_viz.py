@@ -110,11 +110,11 @@ def test_missing_condition_names_it(res):
 
 
 def test_live_evaluation_without_analog_parts_is_digital():
-    from aimoe_lib.widgets import analog as widgets_analog
+    from aimoe_lib.analog.live import live_evaluate
 
-    live = widgets_analog.live_evaluate("dense", "hwa", analog=(), n_seeds=2, n_windows=4)
+    live = live_evaluate("dense", "hwa", analog=(), n_seeds=2, n_windows=4)
     assert live["ppl"] == [pytest.approx(live["digital_ppl"])] * 2
-    noisy = widgets_analog.live_evaluate("moe-4", "fp", noise="gaussian", noise_pct=10,
+    noisy = live_evaluate("moe-4", "fp", noise="gaussian", noise_pct=10,
                                          n_seeds=2, n_windows=4)
     assert noisy["ppl"][0] != noisy["ppl"][1] and noisy["route_changed"] is not None
     fig = viz_analog.live_figure(noisy)

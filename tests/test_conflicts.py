@@ -12,25 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aimoe_lib import conflicts as cf
-from aimoe_lib import experiments, mapping, routing, simulator
-from aimoe_lib.viz import chapters123 as viz
+from aimoe_lib import mapping, routing, simulator
 from aimoe_lib.hardware import ChipConfig
-from aimoe_lib.models import ModelSpec, Role
-from aimoe_lib.routing import RoutingSpec
-
-
-def small_moe(**changes) -> ModelSpec:
-    """Chapter 6's small MoE: 4 layers of 16 GELU experts (4 blocks each on 512 x 512), top-2."""
-    base = dict(name="moe-16e-top2", d_model=512, n_layers=4, n_heads=8, d_ff=1024,
-                vocab_size=1024, ffn="gelu", norm="layernorm", n_experts=16, top_k=2)
-    return ModelSpec(**{**base, **changes})
+from aimoe_lib.models import Role
+from aimoe_lib.routing import RoutingSpec, zipf_probs
+from aimoe_lib.teaching import mapping_moe
+from aimoe_lib.teaching import routing_moe as small_moe
+from aimoe_lib.viz.mapping import coactivation_from_probs
 
 
 def chip_for(spec, strategy="in_order", tiles=34):
-    chip = experiments.chip_for(spec, n_tiles=tiles)
-    if strategy == "moe_stacked":
-        chip = chip.replace(n_tiers=max(chip.n_tiers, 2 * spec.n_experts))
-    return chip
+    """Chapter 6's chips: ``tiles`` tiles, tiers as needed, digital units per layer."""
+    return mapping.fitting_chip(spec, n_tiles=tiles, units="per_layer", strategy=strategy)
 
 
 def brute_set_probs(p, k):
@@ -103,7 +96,7 @@ def test_uniform_miss_probability_is_hypergeometric(e, k):
 
 def test_equal_probs_are_uniform_and_k1_is_p():
     assert cf.set_distribution(8, 3, np.full(8, 1 / 8)).uniform
-    p = viz.zipf_probs(8, 1.2)
+    p = zipf_probs(8, 1.2)
     law = cf.set_distribution(8, 1, p)
     assert np.allclose(cf.inclusion_probs(law), p)
     s = np.zeros((1, 8), dtype=bool)
@@ -112,7 +105,7 @@ def test_equal_probs_are_uniform_and_k1_is_p():
 
 
 def test_top2_inclusion_matches_routing_docstring_formula():
-    p = viz.zipf_probs(10, 1.5)
+    p = zipf_probs(10, 1.5)
     pi = cf.inclusion_probs(cf.set_distribution(10, 2, p))
     want = np.array([p[e] + sum(p[j] * p[e] / (1 - p[j]) for j in range(10) if j != e)
                      for e in range(10)])
@@ -154,17 +147,18 @@ def test_layer_probs_sources():
     assert np.allclose(p[3], routing.expert_probs(spec, rs, 3, seed=2))
     with pytest.raises(ValueError, match="pair_density"):
         cf.layer_probs(spec, RoutingSpec(kind="coactivation",
-                                         coactivation=viz.coactivation_from_probs(p[0])))
+                                         coactivation=coactivation_from_probs(p[0])))
 
 
 # ----------------------------------------------------------------------------- conflicts
 CASES = [(small_moe, "balanced", 34), (small_moe, "random", 34), (small_moe, "in_order", 20),
-         (viz.example_moe, "in_order", None), (viz.example_moe, "balanced", None)]
+         (mapping_moe, "in_order", None), (mapping_moe, "balanced", None)]
 
 
 def _case_mapping(make, strategy, tiles):
     spec = make()
-    chip = chip_for(spec, strategy, tiles) if tiles else viz.fitting_chip(spec, n_tiers=16)
+    chip = (chip_for(spec, strategy, tiles) if tiles
+            else mapping.fitting_chip(spec, n_tiers=16, name="fitted"))
     return mapping.map_model(spec, chip, strategy)
 
 
@@ -173,7 +167,7 @@ def _case_mapping(make, strategy, tiles):
 def test_closed_form_matches_monte_carlo(make, strategy, tiles, skew):
     m = _case_mapping(make, strategy, tiles)
     e = m.model.n_experts
-    p = None if skew is None else viz.zipf_probs(e, skew)
+    p = None if skew is None else zipf_probs(e, skew)
     closed = cf.expected_intra_token_conflicts(m, p)
     runs = np.array([mapping.expected_conflicts(m, p, 2000, seed=s) for s in range(8)])
     mean, se = runs.mean(axis=0), runs.std(axis=0, ddof=1) / math.sqrt(len(runs))
@@ -183,7 +177,7 @@ def test_closed_form_matches_monte_carlo(make, strategy, tiles, skew):
 def test_closed_form_matches_direct_count_under_pair_density():
     spec = small_moe()
     m = mapping.map_model(spec, chip_for(spec, "random"), "random")
-    c = viz.coactivation_from_probs(viz.zipf_probs(16, 1.0))
+    c = coactivation_from_probs(zipf_probs(16, 1.0))
     choices = routing.route(spec, 20_000, RoutingSpec(kind="coactivation", coactivation=c), seed=0)
     for count in cf.COUNTS:
         x = empirical_conflicts(m, choices, count) / 4
@@ -196,7 +190,7 @@ def test_closed_form_matches_direct_count_under_pair_density():
 def test_moe_stacked_is_k_minus_1_times_blocks_per_expert(skew, k):
     spec = small_moe(top_k=k)
     m = mapping.map_model(spec, chip_for(spec, "moe_stacked"), "moe_stacked")
-    p = None if skew is None else viz.zipf_probs(16, skew)
+    p = None if skew is None else zipf_probs(16, skew)
     want = (k - 1) * 4  # 4 blocks per expert: up 512x1024 (2), down 1024x512 (2)
     assert cf.stacked_conflicts(spec) == want
     for count in cf.COUNTS:
@@ -208,7 +202,7 @@ def test_top1_starts_are_zero_and_blocks_count_own_blocks():
     spec = small_moe(top_k=1, d_ff=1536)  # 3 up and 3 down blocks per expert
     chip = ChipConfig(n_tiles=2, n_tiers=250)  # so each stage puts 2 blocks on one tile
     m = mapping.map_model(spec, chip, "in_order")
-    p = viz.zipf_probs(16, 1.0)
+    p = zipf_probs(16, 1.0)
     assert np.allclose(cf.expected_intra_token_conflicts(m, p, count="starts"), 0.0)
     want = []
     is_down = np.array([x.role is Role.FFN_DOWN for x in m.matrices])
@@ -291,7 +285,7 @@ def test_errors_name_the_problem_and_the_fix():
     spec = small_moe()
     m = mapping.map_model(spec, chip_for(spec), "in_order")
     with pytest.raises(ValueError, match="Monte Carlo"):
-        cf.set_distribution(64, 8, viz.zipf_probs(64, 1.0))
+        cf.set_distribution(64, 8, zipf_probs(64, 1.0))
     with pytest.raises(ValueError, match="probability vector"):
         cf.set_distribution(4, 2, [0.5, 0.6, 0.1, 0.0])
     with pytest.raises(ValueError, match="fewer than top_k"):
@@ -299,7 +293,7 @@ def test_errors_name_the_problem_and_the_fix():
     with pytest.raises(ValueError, match="top_k"):
         cf.set_distribution(4, 5)
     with pytest.raises(ValueError, match="top_k=2"):
-        cf.set_distribution(4, 3, pair_density=viz.coactivation_from_probs(np.full(4, 0.25)))
+        cf.set_distribution(4, 3, pair_density=coactivation_from_probs(np.full(4, 0.25)))
     with pytest.raises(ValueError, match="count="):
         cf.expected_intra_token_conflicts(m, count="tiles")
     with pytest.raises(ValueError, match="stages="):

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from aimoe_lib import design_space as ds
 from aimoe_lib import experiments, hardware, mapping, sweep, zoo
+from aimoe_lib.mapping import fitting_chip
 from aimoe_lib.models import ModelSpec
 from aimoe_lib.routing import RoutingSpec
+from aimoe_lib.shipped import data_path
 from aimoe_lib.simulator import Workload
 
 MIN2 = {"a": "min", "b": "min"}
@@ -112,7 +114,7 @@ def test_design_space_points_grid():
 
 
 def test_shipped_design_space_matches_the_points():
-    path = experiments.DATA_DIR / "design_space.json"
+    path = data_path("design_space.json")
     assert path.stat().st_size < 300_000
     data = json.loads(path.read_text())
     assert data["command"] == "python -m aimoe_lib.design_space"
@@ -140,7 +142,7 @@ def test_load_adds_derived_columns():
 
 def test_cli_writes_json_through_the_cache(tmp_path, monkeypatch):
     spec = experiments.BASE.replace(n_layers=1, vocab_size=512)
-    chip = experiments.chip_for(spec, n_tiers=2)
+    chip = fitting_chip(spec, n_tiers=2, units="per_layer")
     pts = [sweep.Point(spec, chip, "in_order", Workload(batch=b, prompt_len=2, gen_len=2),
                        label=f"tiny|b{b}") for b in (1, 2)]
     monkeypatch.setattr(ds, "design_space_points", lambda: pts)
@@ -211,7 +213,7 @@ def _points():
     coact = np.full((e, e), 1.0 / (e * (e - 1)))
     np.fill_diagonal(coact, 0.0)
     spec = experiments.moe_variant(experiments.BASE.replace(n_layers=2), e, top_k=2)
-    chip = experiments.chip_for(spec, n_tiers=16)
+    chip = fitting_chip(spec, n_tiers=16, units="per_layer")
     return {
         "default": ds.build_point(),
         "zoo": ds.build_point("olmoe-1b-7b", n_tiers=64, batch=2),

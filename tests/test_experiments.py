@@ -27,9 +27,12 @@ def test_base_block_count_by_hand():
 
 
 @pytest.mark.parametrize("e", [1, 8, 64])
-def test_chip_for_is_just_large_enough(e):
+def test_scaling_chips_are_just_large_enough(e):
     spec = ex.moe_variant(ex.BASE, e)
-    chip = ex.chip_for(spec, n_tiles=702)
+    label = f"moe|{e}|3d|8"
+    chip = next(p.chip for p in ex.scaling_points() if p.label == label)
+    assert chip == mapping.fitting_chip(spec, n_tiles=702, units="per_layer")
+    assert chip.name == "paper"
     need = ex.blocks_needed(spec)
     assert chip.n_tiers == math.ceil(need / 702)
     mapping.map_model(spec, chip)
@@ -39,9 +42,12 @@ def test_chip_for_is_just_large_enough(e):
     assert chip.n_dpus == 24 * spec.n_layers and chip.n_mha_units == 8 * spec.n_layers
 
 
-def test_chip_for_needs_exactly_one_size():
-    with pytest.raises(ValueError, match="exactly one"):
-        ex.chip_for(ex.BASE)
+def test_moe_stacked_points_get_their_minimum_tiers():
+    pts = [p for p in ex.condition_points() if p.strategy == "moe_stacked"]
+    assert pts
+    for p in pts:
+        assert p.chip.n_tiers == mapping.moe_stacked_min_tiers(p.model) == 128
+        mapping.map_model(p.model, p.chip, "moe_stacked")
 
 
 @pytest.mark.parametrize("name", ["scaling", "conditions", "zoo"])
@@ -53,6 +59,6 @@ def test_shipped_results_cover_their_points(name):
 
 
 def test_missing_results_say_how_to_regenerate(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(ex, "data_path", lambda *parts: tmp_path.joinpath(*parts))
     with pytest.raises(FileNotFoundError, match="python -m aimoe_lib.experiments scaling"):
         ex.load("scaling")

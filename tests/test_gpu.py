@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from aimoe_lib import gpu, routing, zoo
+from aimoe_lib import gpu_comparison
 from aimoe_lib.viz import gpu as viz_gpu
 from aimoe_lib.models import ModelSpec
 
@@ -293,9 +294,10 @@ def test_figures_of_the_chapter():
 
 
 def test_aimc_chip_holds_the_model():
-    chip = viz_gpu.aimc_chip("mixtral-8x7b", 64)
+    chip = gpu_comparison.aimc_chip("mixtral-8x7b", 64)
     assert chip.n_tiles == math.ceil(177_912 / 64)
     assert chip.n_dpus == 32 * 24 and chip.n_mha_units == 32 * 8
+    assert chip.name == "fitted-64t"
 
 
 def test_moe_penalty_needs_an_moe():

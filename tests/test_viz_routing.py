@@ -3,66 +3,67 @@ with computed takeaways, the helpers' invariants, and the numbers the chapter re
 
 import numpy as np
 import pytest
+from figure_checks import check_figure
 from matplotlib.figure import Figure
 
 from aimoe_lib import conflicts as cf
 from aimoe_lib import experiments, mapping, routing
-from aimoe_lib.viz import routing as vr
+from aimoe_lib import routing_study as study
 from aimoe_lib.mapping import STRATEGIES
 from aimoe_lib.routing import RoutingSpec
-from figure_checks import check_figure
-
-
+from aimoe_lib.simulator import Workload
+from aimoe_lib.teaching import routing_moe
+from aimoe_lib.viz import routing as vr
 
 
 @pytest.fixture(scope="module")
 def condition_rows():
-    return vr.condition_rows()
+    return study.condition_rows()
 
 
 # ----------------------------------------------------------------------------- helpers
-def test_small_moe_and_chips():
-    spec = vr.small_moe()
+def test_routing_moe_and_chips():
+    spec = routing_moe()
     assert (spec.n_experts, spec.top_k, spec.n_layers) == (16, 2, 4)
     assert experiments.blocks_needed(spec) == 278
     for mult, tiles in ((0.5, 17), (1.0, 34), (2.0, 68), (4.0, 136)):
         for strategy in STRATEGIES:
-            chip = vr.small_chip(spec, strategy, mult)
+            chip = study.routing_chip(spec, strategy, mult)
             assert chip.n_tiles == tiles
             assert chip.n_tiles * chip.n_tiers >= 278
             if strategy == "moe_stacked":
                 assert chip.n_tiers >= 32
     with pytest.raises(ValueError, match="tiles_multiplier"):
-        vr.small_chip(spec, "in_order", 0)
+        study.routing_chip(spec, "in_order", 0)
 
 
 @pytest.mark.parametrize("groups,within", [(4, 0.9), (2, 0.5), (8, 1.0), (1, 1.0)])
 def test_block_coactivation_is_a_valid_density(groups, within):
-    c = vr.block_coactivation(16, groups, within)
+    c = study.block_coactivation(16, groups, within)
     assert c.sum() == pytest.approx(1.0)
     assert np.allclose(c, c.T) and np.all(np.diag(c) == 0) and c.min() >= 0
-    assert vr.block_share(c, groups) == pytest.approx(within)
-    RoutingSpec(kind="coactivation", coactivation=c).validate(vr.small_moe())
+    assert study.block_share(c, groups) == pytest.approx(within)
+    RoutingSpec(kind="coactivation", coactivation=c).validate(routing_moe())
     with pytest.raises(ValueError, match="n_groups"):
-        vr.block_coactivation(16, 3)
+        study.block_coactivation(16, 3)
 
 
 def test_analytic_routing_forms():
-    spec = vr.small_moe()
-    assert vr.analytic_routing(spec) == {}
-    assert vr.analytic_routing(spec, RoutingSpec(kind="zipf", zipf_s=0.0)) == {}
-    z = vr.analytic_routing(spec, RoutingSpec(kind="zipf", zipf_s=1.0))
+    spec = routing_moe()
+    assert study.analytic_routing(spec) == {}
+    assert study.analytic_routing(spec, RoutingSpec(kind="zipf", zipf_s=0.0)) == {}
+    z = study.analytic_routing(spec, RoutingSpec(kind="zipf", zipf_s=1.0))
     assert z["expert_probs"].shape == (4, 16)
-    c = vr.block_coactivation()
-    a = vr.analytic_routing(spec, RoutingSpec(kind="coactivation", coactivation=c))
+    c = study.block_coactivation()
+    a = study.analytic_routing(spec, RoutingSpec(kind="coactivation", coactivation=c))
     assert np.allclose(a["pair_density"], c)
 
 
 # ----------------------------------------------------------------------------- numbers
 def test_load_imbalance_expected_matches_measured_and_closed_forms():
-    spec = vr.small_moe()
+    spec = routing_moe()
     moe64 = experiments.moe_variant(experiments.BASE, 64)
-    rows = vr.load_imbalance((spec, moe64), s_values=(0.0, 2.0), n_tokens=8192)
+    rows = study.load_imbalance((spec, moe64), s_values=(0.0, 2.0), n_tokens=8192)
     for r in rows:
         if r["zipf_s"] == 0:
             assert r["expected"] == pytest.approx(1.0)
@@ -74,7 +75,7 @@ def test_load_imbalance_expected_matches_measured_and_closed_forms():
 
 
 def test_strategy_rows_moe_stacked_is_immune_to_skew():
-    rows = vr.strategy_rows(configs=(("moe_stacked", 1.0), ("balanced", 1.0)))
+    rows = study.strategy_rows(configs=(("moe_stacked", 1.0), ("balanced", 1.0)))
     stacked = [r for r in rows if r["strategy"] == "moe_stacked"]
     assert len({round(r["tokens_per_s"], 6) for r in stacked}) == 1
     assert all(r["intra_token"] == pytest.approx(4.0) for r in stacked)
@@ -84,7 +85,7 @@ def test_strategy_rows_moe_stacked_is_immune_to_skew():
 
 
 def test_conflict_checks_agree():
-    rows = vr.conflict_checks(configs=(("balanced", 1.0), ("moe_stacked", 1.0)), n_tokens=1000,
+    rows = study.conflict_checks(configs=(("balanced", 1.0), ("moe_stacked", 1.0)), n_tokens=1000,
                               n_seeds=6, n_isolated=400)
     for r in rows:
         if np.isfinite(r["mc"]):
@@ -95,7 +96,7 @@ def test_conflict_checks_agree():
 
 
 def test_batch_rows_bounds():
-    rows = vr.batch_rows(configs=(("balanced", 0.0),), batches=(1, 4, 64), gen_len=8)
+    rows = study.batch_rows(configs=(("balanced", 0.0),), batches=(1, 4, 64), gen_len=8)
     for r in rows:
         assert r["tokens_per_s"] <= 1.02 * min(r["ceiling"], r["latency_bound"])
         assert r["tpot_ns"] >= 0.95 * r["tpot_asymptote_ns"]
@@ -117,11 +118,11 @@ def test_condition_rows_stay_under_their_ceiling(condition_rows):
 
 def test_condition_ceiling_matches_a_fresh_mapping(condition_rows):
     moe = experiments.moe_variant(experiments.BASE, 64)
-    chip = experiments.chip_for(moe, n_tiles=experiments.blocks_needed(experiments.BASE))
+    chip = mapping.fitting_chip(moe, n_tiles=experiments.blocks_needed(experiments.BASE),
+                                units="per_layer")
     m = mapping.map_model(moe, chip, "in_order")
     rs = RoutingSpec(kind="zipf", zipf_s=1.0)
     w = experiments.WORKLOAD
-    from aimoe_lib.simulator import Workload
     ceil = cf.throughput_ceiling(m, Workload(batch=256, prompt_len=w.prompt_len,
                                              gen_len=w.gen_len, routing=rs),
                                  cf.layer_probs(moe, rs))
@@ -131,34 +132,34 @@ def test_condition_ceiling_matches_a_fresh_mapping(condition_rows):
 
 
 def test_stacked_under_skew_is_identical():
-    out = vr.stacked_under_skew((0.0, 2.0), batch=8)
+    out = study.stacked_under_skew((0.0, 2.0), batch=8)
     assert out[0.0] == out[2.0] > 0
     with pytest.raises(ValueError, match="batch"):
-        vr.stacked_under_skew((0.0,), batch=16)
+        study.stacked_under_skew((0.0,), batch=16)
 
 
 def test_dashboard_expected_busy_tracks_simulated():
-    d = vr.dashboard_numbers(zipf_s=1.0, strategy="balanced", batch=128)
+    d = study.dashboard_numbers(zipf_s=1.0, strategy="balanced", batch=128)
     assert np.mean(np.abs(d["busy"] - d["expected_busy"])) < 0.05
     assert d["load"].sum() == pytest.approx(2.0)
     assert d["pi"].sum() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="strategy"):
-        vr.dashboard_numbers(strategy="nope")
+        study.dashboard_numbers(strategy="nope")
 
 
 # ----------------------------------------------------------------------------- figures
 def test_figures_are_labelled(condition_rows):
-    spec = vr.small_moe()
+    spec = routing_moe()
     figs = [
         vr.conditions_overview(condition_rows),
         vr.expert_load_skew((spec,), s_values=(0.0, 1.0, 2.0), n_tokens=2048),
         vr.coactivation_maps(spec, n_tokens=2048),
-        vr.strategy_effects(vr.strategy_rows(
+        vr.strategy_effects(study.strategy_rows(
             routings={"uniform": RoutingSpec()}, configs=(("in_order", 1.0), ("moe_stacked", 1.0)),
-            workload=vr.Workload(batch=8, prompt_len=2, gen_len=2))),
-        vr.analytic_vs_simulated(vr.conflict_checks(
+            workload=Workload(batch=8, prompt_len=2, gen_len=2))),
+        vr.analytic_vs_simulated(study.conflict_checks(
             configs=(("balanced", 1.0),), n_tokens=500, n_seeds=3, n_isolated=50)),
-        vr.batch_curves(vr.batch_rows(configs=(("in_order", 0.0),), batches=(1, 8), gen_len=4)),
+        vr.batch_curves(study.batch_rows(configs=(("in_order", 0.0),), batches=(1, 8), gen_len=4)),
         vr.routing_dashboard(zipf_s=2.0, strategy="coactivation", tiles_multiplier=2.0, batch=16),
     ]
     for fig in figs:
@@ -184,7 +185,7 @@ def test_routing_panel_builds_and_draws():
 
 
 def test_route_of_dashboard_is_the_simulated_routing():
-    d = vr.dashboard_numbers(zipf_s=1.5, batch=4)
+    d = study.dashboard_numbers(zipf_s=1.5, batch=4)
     w = d["workload"]
     n = (w.prompt_len + w.gen_len - 1) * w.batch
     load = routing.expert_load(routing.route(d["model"], n, w.routing, seed=w.seed), 16)[0]

@@ -120,27 +120,27 @@ def test_pareto_figure_with_highlight():
 
 
 # ----------------------------------------------------------------------------- live
-def test_live_points():
-    pts = vs.live_points(n_experts=4, batch=2, gen_len=2)
+def test_family_points():
+    pts = experiments.family_points(n_experts=4, batch=2, gen_len=2)
     assert [p.label for p in pts] == ["moe|4|3d|2", "dense-deeper|4|3d|2", "dense-wider|4|3d|2"]
-    flat = vs.live_points(n_experts=4, batch=2, gen_len=2, chip="2d")
+    flat = experiments.family_points(n_experts=4, batch=2, gen_len=2, chip="2d")
     assert all(p.chip.n_tiers == 1 for p in flat)
-    stacked = vs.live_points(n_experts=8, strategy="moe_stacked", families=("moe",))
+    stacked = experiments.family_points(n_experts=8, strategy="moe_stacked", families=("moe",))
     assert stacked[0].strategy == "moe_stacked" and stacked[0].chip.n_tiers >= 16
     with pytest.raises(ValueError, match="chip"):
-        vs.live_points(chip="3D")
+        experiments.family_points(chip="3D")
 
 
-def test_live_rows_reproduce_the_shipped_rows(scaling):
+def test_family_rows_reproduce_the_shipped_rows(scaling):
     """The panel's live runs at the shipped workload equal the shipped rows."""
-    for r in vs.live_rows(n_experts=4, batch=8, gen_len=8):
+    for r in experiments.family_rows(n_experts=4, batch=8, gen_len=8):
         shipped = vs.row(scaling, r["label"])
         for k in ("tokens_per_s", "energy_pj", "area_mm2", "tile_conflicts"):
             assert r[k] == pytest.approx(shipped[k], rel=1e-12), (r["label"], k)
 
 
 def test_family_comparison_rejects_unmapped_rows():
-    rows = vs.live_rows(n_experts=2, batch=1, gen_len=1)
+    rows = experiments.family_rows(n_experts=2, batch=1, gen_len=1)
     check_figure(vs.family_comparison(rows))
     with pytest.raises(ValueError, match="did not map"):
         vs.family_comparison([{**rows[0], "error": "needs more tiers"}])

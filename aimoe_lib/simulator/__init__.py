@@ -1,16 +1,16 @@
 """Event-driven pipelined inference on the 3D AIMC chip (DESIGN §5 of the study's guide; the book's
 chapter 4 explains every number).
 
-Data flow: ``ModelSpec`` + ``ChipConfig`` + ``Mapping`` + :class:`~.program.Workload` ->
-:func:`~.program.build_program` (a token's operation graph as flat arrays, :class:`~.program.Program`)
--> :func:`~.engine.run_engine` -> :class:`~.result.SimResult`, which keeps its workload and program.
+Data flow: ``ModelSpec`` + ``ChipConfig`` + ``Mapping`` + :class:`~aimoe_lib.simulator.program.Workload` ->
+:func:`~aimoe_lib.simulator.program.build_program` (a token's operation graph as flat arrays, :class:`~aimoe_lib.simulator.program.Program`)
+-> :func:`~aimoe_lib.simulator.engine.run_engine` -> :class:`~aimoe_lib.simulator.result.SimResult`, which keeps its workload and program.
 
 Modules, one job each:
 
-- :mod:`~aimoe_lib.simulator.program` -- the workload, its passes (:func:`~.program.pass_layout`,
+- :mod:`~aimoe_lib.simulator.program` -- the workload, its passes (:func:`~aimoe_lib.simulator.program.pass_layout`,
   the one home of tokens per pass and positions) and the token program.
-- :mod:`~aimoe_lib.simulator.engine` -- the compiled event loop and :func:`~.engine.simulate`.
-- :mod:`~aimoe_lib.simulator.result` -- :class:`~.result.SimResult` and the event-log dtype.
+- :mod:`~aimoe_lib.simulator.engine` -- the compiled event loop and :func:`~aimoe_lib.simulator.engine.simulate`.
+- :mod:`~aimoe_lib.simulator.result` -- :class:`~aimoe_lib.simulator.result.SimResult` and the event-log dtype.
 - :mod:`~aimoe_lib.simulator.reference` -- a plain, exact scheduler the tests compare against.
 - :mod:`~aimoe_lib.simulator.trace` -- analyses of a recorded run: Gantt rows, the critical path
   of a token, the causes of tile conflicts.

@@ -37,7 +37,7 @@ DONE, READY = 0, 1
 
 
 def simulate_reference(model, chip, mapping, workload: Workload) -> SimResult:
-    """Same inputs and result as :func:`aimoe_lib.simulator.simulate`, scheduled the slow way."""
+    """Same inputs and result as :func:`aimoe_lib.simulator.engine.simulate`, scheduled the slow way."""
     prog = build_program(model, chip, mapping, workload)
     return make_result(prog, _run_reference(prog), 10**9)
 

@@ -1,18 +1,18 @@
 """Figures and tables of chapter 8 (analog noise and hardware-aware training), numpy only.
 
 Everything here reads the shipped results of ``python -m aimoe_lib.analog.train``
-(``data/analog/results.json``, :func:`~aimoe_lib.viz_analog.load_results`); nothing imports
+(``data/analog/results.json``, :func:`~aimoe_lib.viz.analog.load_results`); nothing imports
 torch, so the chapter renders its figures in well under a second. The one figure that needs no
-results, :func:`~aimoe_lib.viz_analog.pcm_device`, draws the PCM noise model of
+results, :func:`~aimoe_lib.viz.analog.pcm_device`, draws the PCM noise model of
 :mod:`aimoe_lib.analog.pcm` itself.
 
 Figures (each a ``matplotlib.figure.Figure`` with a title and a one-line takeaway computed from
-what it plots, as in :mod:`aimoe_lib.viz`): :func:`~aimoe_lib.viz_analog.noise_sweep` (the
-headline), :func:`~aimoe_lib.viz_analog.pcm_device`, :func:`~aimoe_lib.viz_analog.drift_sweep`,
-:func:`~aimoe_lib.viz_analog.router_stability`, :func:`~aimoe_lib.viz_analog.sensitivity`,
-:func:`~aimoe_lib.viz_analog.training_curves`, :func:`~aimoe_lib.viz_analog.live_figure` (the
-panel of :mod:`aimoe_lib.widgets_analog`). Numbers: :func:`~aimoe_lib.viz_analog.summary_table`,
-:func:`~aimoe_lib.viz_analog.findings`.
+what it plots, as in :mod:`aimoe_lib.viz`): :func:`~aimoe_lib.viz.analog.noise_sweep` (the
+headline), :func:`~aimoe_lib.viz.analog.pcm_device`, :func:`~aimoe_lib.viz.analog.drift_sweep`,
+:func:`~aimoe_lib.viz.analog.router_stability`, :func:`~aimoe_lib.viz.analog.sensitivity`,
+:func:`~aimoe_lib.viz.analog.training_curves`, :func:`~aimoe_lib.viz.analog.live_figure` (the
+panel of :mod:`aimoe_lib.widgets.analog`). Numbers: :func:`~aimoe_lib.viz.analog.summary_table`,
+:func:`~aimoe_lib.viz.analog.findings`.
 """
 
 from __future__ import annotations
@@ -25,18 +25,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..analog.config import PARTS
+from ..analog.live import MODEL_NAMES, TRAININGS, live_evaluate
 from ..analog.pcm import TIMES_S, PCMNoise, programming_noise_std_us, time_label
-from .chapters123 import FONT_SIZE, _figure, _finish
+from ..shipped import data_path
+from .style import FONT_SIZE, figure, finish
 
-__all__ = ["RESULTS_PATH", "MODEL_NAMES", "TRAININGS", "load_results", "find", "mean_std",
+__all__ = ["MODEL_NAMES", "TRAININGS", "load_results", "find", "mean_std",
            "noise_sweep", "pcm_device", "drift_sweep", "router_stability", "sensitivity",
-           "training_curves", "summary_table", "findings", "live_figure"]
+           "training_curves", "summary_table", "findings", "live_figure", "live_reevaluation"]
 
-RESULTS_PATH = Path(__file__).resolve().parents[1] / "data" / "analog" / "results.json"
-"""Results shipped by ``python -m aimoe_lib.analog.train``."""
-
-MODEL_NAMES = ("dense", "moe-4", "moe-16")
-TRAININGS = ("fp", "hwa")
 _COLOR = {"dense": "tab:gray", "moe-4": "tab:blue", "moe-16": "tab:purple"}
 _STYLE = {"fp": dict(ls="--", marker="o", mfc="white"), "hwa": dict(ls="-", marker="s")}
 _TRAIN_LABEL = {"fp": "FP-trained", "hwa": "HWA-trained"}
@@ -53,9 +50,11 @@ def _load(path: str) -> dict:
     return json.loads(p.read_text())
 
 
-def load_results(path=RESULTS_PATH) -> dict:
-    """The shipped results (cached; treat as read-only)."""
-    return _load(str(path))
+def load_results(path=None) -> dict:
+    """The results of ``python -m aimoe_lib.analog.train`` at ``path`` (default: the shipped
+    ``data/analog/results.json``, :func:`~aimoe_lib.shipped.data_path`); cached, treat as
+    read-only."""
+    return _load(str(data_path("analog", "results.json") if path is None else path))
 
 
 def _parts(res: dict, model: str) -> list[str]:
@@ -135,7 +134,7 @@ def noise_sweep(res: dict | None = None) -> Figure:
     HWA-trained, mean ± std over the noise seeds. Left: perplexity; right: its increase over the
     digital perplexity of the FP-trained model of the same architecture."""
     res = load_results() if res is None else res
-    fig = _figure(11.0, 4.2)
+    fig = figure(11.0, 4.2)
     ax_abs, ax_rel = fig.subplots(1, 2)
     for m in _models(res):
         for t in TRAININGS:
@@ -159,7 +158,7 @@ def noise_sweep(res: dict | None = None) -> Figure:
     takeaway = (f"At {s:g}% noise, perplexity over digital FP (FP-trained -> HWA-trained): "
                 f"dense +{f['dense_fp_inc']:.1f}% -> +{f['dense_hwa_inc']:.1f}%, "
                 f"{b} +{f[f'{b}_fp_inc']:.1f}% -> +{f[f'{b}_hwa_inc']:.1f}%")
-    return _finish(fig, "Dense vs MoE on noisy analog tiles, FP vs hardware-aware training",
+    return finish(fig, "Dense vs MoE on noisy analog tiles, FP vs hardware-aware training",
                    takeaway)
 
 
@@ -169,7 +168,7 @@ def pcm_device(t_s: float = 86400.0, seed: int = 0) -> Figure:
     random tile with and without global drift compensation. Seeded; no results needed."""
     rng = np.random.default_rng(seed)
     model = PCMNoise(t_s)
-    fig = _figure(12.0, 3.9)
+    fig = figure(12.0, 3.9)
     ax_prog, ax_drift, ax_err = fig.subplots(1, 3)
 
     g = np.linspace(0, 25, 101)
@@ -214,7 +213,7 @@ def pcm_device(t_s: float = 86400.0, seed: int = 0) -> Figure:
     takeaway = (f"After {time_label(times[i])}, the rms weight error is "
                 f"{100 * rel[True][i]:.1f}% of max |W| with drift compensation and "
                 f"{100 * rel[False][i]:.1f}% without")
-    return _finish(fig, "Phase-change memory: programming noise, drift, read noise", takeaway)
+    return finish(fig, "Phase-change memory: programming noise, drift, read noise", takeaway)
 
 
 def drift_sweep(res: dict | None = None) -> Figure:
@@ -223,7 +222,7 @@ def drift_sweep(res: dict | None = None) -> Figure:
     compensation for the HWA-trained models."""
     res = load_results() if res is None else res
     times = np.array(res["settings"]["times_s"])
-    fig = _figure(11.0, 4.2)
+    fig = figure(11.0, 4.2)
     ax_c, ax_u = fig.subplots(1, 2)
     for m in _models(res):
         for t in TRAININGS:
@@ -248,7 +247,7 @@ def drift_sweep(res: dict | None = None) -> Figure:
                 f"{f['year_dense_hwa']:.2f} (FP-trained: {f[f'year_{b}_fp']:.2f}, "
                 f"{f['year_dense_fp']:.2f}); without compensation dense HWA reaches "
                 f"{f['year_dense_hwa_uncomp']:.2f}")
-    return _finish(fig, "Perplexity as PCM conductances drift", takeaway)
+    return finish(fig, "Perplexity as PCM conductances drift", takeaway)
 
 
 def router_stability(res: dict | None = None) -> Figure:
@@ -259,7 +258,7 @@ def router_stability(res: dict | None = None) -> Figure:
     res = load_results() if res is None else res
     levels = np.array(res["settings"]["gaussian_levels"])
     moes = [m for m in _models(res) if res["models"][m]["config"]["n_experts"] > 0]
-    fig = _figure(11.0, 4.0)
+    fig = figure(11.0, 4.0)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, t in zip(axes, TRAININGS, strict=True):
         for m in moes:
@@ -282,7 +281,7 @@ def router_stability(res: dict | None = None) -> Figure:
     takeaway = (f"At {f['level_pct']:g}% noise (HWA, {b}): "
                 f"{f[f'route_{b}_hwa_analog']:.1f}% of routing decisions change with the "
                 f"router analog, {f[f'route_{b}_hwa_digital']:.1f}% with it digital")
-    return _finish(fig, "Router stability under weight noise", takeaway)
+    return finish(fig, "Router stability under weight noise", takeaway)
 
 
 def sensitivity(res: dict | None = None) -> Figure:
@@ -293,7 +292,7 @@ def sensitivity(res: dict | None = None) -> Figure:
     converters and from running the rest of an HWA-trained model digitally."""
     res = load_results() if res is None else res
     sn = res["settings"]["sensitivity_noise"]
-    fig = _figure(11.0, 4.2)
+    fig = figure(11.0, 4.2)
     ax = fig.subplots()
     combos = [(m, t) for m in _models(res) for t in TRAININGS]
     width = 0.8 / len(combos)
@@ -321,14 +320,14 @@ def sensitivity(res: dict | None = None) -> Figure:
                 f"(+{f[f'worst_inc_{b}_fp']:.1f}%), the router "
                 f"+{f[f'router_inc_{b}_fp']:.2f}%; HWA-trained: "
                 f"{_PART_LABEL[f[f'worst_part_{b}_hwa']]} +{f[f'worst_inc_{b}_hwa']:.1f}%")
-    return _finish(fig, "Which parts can live on analog tiles?", takeaway)
+    return finish(fig, "Which parts can live on analog tiles?", takeaway)
 
 
 def training_curves(res: dict | None = None) -> Figure:
     """Validation loss (nats per character) during pretraining and the two fine-tuning branches;
     the HWA branch is measured on the noise-free analog model (8-bit DAC/ADC)."""
     res = load_results() if res is None else res
-    fig = _figure(11.0, 3.8)
+    fig = figure(11.0, 3.8)
     ax_pre, ax_ft = fig.subplots(1, 2)
     for m in _models(res):
         c = res["models"][m]["curves"]
@@ -349,7 +348,7 @@ def training_curves(res: dict | None = None) -> Figure:
     last = {m: res["models"][m]["curves"]["pretrain"][-1][2] for m in _models(res)}
     takeaway = "Validation loss after pretraining: " + ", ".join(
         f"{m} {v:.3f}" for m, v in last.items())
-    return _finish(fig, "Training on Shakespeare (character level)", takeaway)
+    return finish(fig, "Training on Shakespeare (character level)", takeaway)
 
 
 # =============================================================================== numbers
@@ -416,13 +415,13 @@ def findings(res: dict | None = None, level: float = 0.06) -> dict:
 
 def live_figure(live: dict, res: dict | None = None) -> Figure:
     """The panel's figure: perplexity of a live re-evaluation (``live``, from
-    :func:`aimoe_lib.widgets_analog.live_evaluate`: model, training, analog parts, noise label,
+    :func:`~aimoe_lib.analog.live.live_evaluate`: model, training, analog parts, noise label,
     per-seed perplexities, digital perplexities of this model and of the FP-trained one,
     optional routing changes) next to the shipped noise sweep of the same architecture."""
     res = load_results() if res is None else res
     m, t = live["model"], live["training"]
     ref = live.get("reference_ppl", live["digital_ppl"])
-    fig = _figure(11.0, 3.8)
+    fig = figure(11.0, 3.8)
     ax_live, ax_ref = fig.subplots(1, 2)
     ppl = np.asarray(live["ppl"])
     mu, sd = mean_std(ppl)
@@ -451,4 +450,10 @@ def live_figure(live: dict, res: dict | None = None) -> Figure:
     if live.get("route_changed") is not None:
         takeaway += (f"; noise changes {100 * np.mean(live['route_changed']):.1f}% of routing "
                      "decisions")
-    return _finish(fig, "Live re-evaluation of a shipped model", takeaway)
+    return finish(fig, "Live re-evaluation of a shipped model", takeaway)
+
+
+def live_reevaluation(**kw) -> Figure:
+    """:func:`live_figure` of :func:`~aimoe_lib.analog.live.live_evaluate` run now (keyword
+    arguments are that function's; the first call imports torch and loads the checkpoints)."""
+    return live_figure(live_evaluate(**kw))

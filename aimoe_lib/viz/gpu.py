@@ -1,42 +1,31 @@
 """Figures of chapter 7, "Against GPUs": the GPU roofline (:mod:`aimoe_lib.gpu`) next to the
-simulated 3D AIMC chip (:mod:`aimoe_lib.simulator`).
+simulated 3D AIMC chip (:mod:`aimoe_lib.gpu_comparison`, which sizes the chip and simulates).
 
-Every figure function builds a ``matplotlib.figure.Figure`` (not registered with pyplot), with a
-title, axis labels with units and a one-line takeaway computed from the plotted numbers
-(``fig.get_supxlabel()``), and returns it. GPU numbers are *modelled* (roofline) unless a panel
-says *measured*; AIMC numbers are *simulated*.
-
-The AIMC chip of a model is the smallest chip that holds it: ``ceil(blocks / n_tiers)`` tiles of
-``n_tiers`` tiers of 512 x 512 (blocks from :func:`aimoe_lib.mapping.blocks_of` over every matrix
-but the input embedding), mapped ``in_order``, with digital units provisioned per layer
-(:meth:`aimoe_lib.hardware.ChipConfig.provisioned`: 24 DPUs and 8 attention units per layer).
-Simulated results are memoised per (model, tiers, batch, prompt, generation) in this process.
+Every figure function builds a ``matplotlib.figure.Figure`` in the house style of
+:mod:`aimoe_lib.viz.style` (plain numbers on log axes), with a title, axis labels with units and a
+one-line takeaway computed from the plotted numbers (``fig.get_supxlabel()``), and returns it. GPU
+numbers are *modelled* (roofline) unless a panel says *measured*; AIMC numbers are *simulated*.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .. import gpu as gpu_mod
-from .. import hardware, mapping, routing, simulator, zoo
-from ..mapping import blocks_of
-from ..models import ModelSpec, Role
-from .chapters123 import FONT_SIZE, _figure
-from .chapters123 import _finish as _viz_finish
+from ..gpu_comparison import (
+    CHIP_TIERS,
+    DEFAULT_BATCHES,
+    Comparison,
+    aimc_point,
+    aimc_sweep,
+    compare,
+    distinct_experts,
+    model_spec,
+)
+from .style import FONT_SIZE, figure, finish, format_number, plain_log_axes
 
 __all__ = [
-    "CHIP_TIERS",
-    "DEFAULT_BATCHES",
-    "aimc_chip",
-    "AimcPoint",
-    "aimc_point",
-    "aimc_sweep",
     "headline",
     "step_breakdown",
     "moe_penalty",
@@ -44,161 +33,11 @@ __all__ = [
     "crossover_context",
     "validation_figure",
     "compare_bars",
-    "Comparison",
-    "compare",
     "format_comparison",
 ]
 
 C_AIMC = "tab:blue"
 C_GPU = {"a100": "tab:gray", "h100": "tab:orange", "h200": "tab:red"}
-C_DENSE = "tab:green"
-
-CHIP_TIERS = {"3d-64": 64, "3d-256": 256, "3d-1024": 1024, "2d": 1}
-"""Chip presets of the chapter: tiers per tile of the smallest chip that holds the model."""
-DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
-"""Batch sizes of the default sweeps."""
-
-
-def _plain(v, _pos) -> str:
-    return f"{v:,.0f}" if v >= 1 else f"{v:.3g}"
-
-
-def _finish(fig: Figure, title: str, takeaway: str) -> Figure:
-    """The house style of :mod:`aimoe_lib.viz`, with plain numbers on log axes."""
-    for ax in fig.axes:
-        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-            if scale == "log":
-                if axis is ax.yaxis:
-                    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-                axis.set_major_formatter(FuncFormatter(_plain))
-                axis.set_minor_formatter(NullFormatter())
-    return _viz_finish(fig, title, takeaway)
-
-
-def _spec(model) -> ModelSpec:
-    return zoo.get(model) if isinstance(model, str) else model
-
-
-# ====================================================================================== AIMC side
-def aimc_chip(model, n_tiers: int = 64) -> hardware.ChipConfig:
-    """The smallest chip of ``n_tiers`` tiers per tile that holds ``model`` (every matrix but the
-    input embedding on 512 x 512 tiers), digital units provisioned per layer."""
-    spec = _spec(model)
-    if isinstance(n_tiers, bool) or not isinstance(n_tiers, int) or n_tiers < 1:
-        raise ValueError(f"n_tiers={n_tiers!r}: must be an integer >= 1")
-    blocks = sum(blocks_of(m.in_features, m.out_features, 512, 512)
-                 for m in spec.matrices() if m.role is not Role.EMBEDDING)
-    chip = hardware.ChipConfig(n_tiles=max(1, math.ceil(blocks / n_tiers)), n_tiers=n_tiers,
-                               name=f"fitted-{n_tiers}t")
-    return chip.provisioned(spec.n_layers)
-
-
-@dataclass(frozen=True)
-class AimcPoint:
-    """Simulated 3D AIMC numbers of one workload."""
-
-    model: str
-    """Model name."""
-    n_tiers: int
-    """Tiers per tile."""
-    n_tiles: int
-    """Tiles of the chip."""
-    batch: int
-    """Sequences."""
-    prompt_len: int
-    """Prompt tokens per sequence."""
-    gen_len: int
-    """Generated tokens per sequence."""
-    tokens_per_s: float
-    """Generated tokens per second over the run."""
-    tpot_s: float
-    """Mean time per output token, s."""
-    ttft_s: float
-    """Mean time to first token, s."""
-    energy_per_token_j: float
-    """Energy per generated token, J."""
-    passive_fraction: float
-    """Share of the energy that is passive (static) power."""
-    area_mm2: float
-    """Chip area, mm²."""
-    passive_power_w: float
-    """Static power of the chip, W."""
-    bottleneck: str
-    """Busiest resource class (:meth:`aimoe_lib.simulator.SimResult.bottleneck`)."""
-    tile_conflicts: int
-    """Tile conflicts of the run."""
-
-
-@lru_cache(maxsize=512)
-def _aimc_cached(model, n_tiers, batch, prompt_len, gen_len, seed) -> AimcPoint:
-    spec = _spec(model)
-    chip = aimc_chip(spec, n_tiers)
-    m = mapping.map_model(spec, chip, "in_order")
-    w = simulator.Workload(batch=batch, prompt_len=prompt_len, gen_len=gen_len, seed=seed)
-    r = simulator.simulate(spec, chip, m, w)
-    tpot = r.tpot_stats_ns()["mean"]
-    return AimcPoint(model=spec.name, n_tiers=n_tiers, n_tiles=chip.n_tiles, batch=batch,
-                     prompt_len=prompt_len, gen_len=gen_len, tokens_per_s=r.tokens_per_s,
-                     tpot_s=tpot * 1e-9, ttft_s=float(r.ttft_ns.mean()) * 1e-9,
-                     energy_per_token_j=r.energy_per_token_pj * 1e-12,
-                     passive_fraction=r.energy_breakdown_pj["passive"] / r.energy_pj,
-                     area_mm2=chip.area_mm2, passive_power_w=chip.passive_power_w,
-                     bottleneck=r.bottleneck(), tile_conflicts=r.tile_conflicts)
-
-
-def aimc_point(model, n_tiers: int = 64, batch: int = 8, prompt_len: int = 16,
-               gen_len: int = 16, seed: int = 0) -> AimcPoint:
-    """Simulate ``batch`` sequences of ``prompt_len`` + ``gen_len`` tokens of ``model`` (a zoo
-    name or ModelSpec) on :func:`~aimoe_lib.viz_gpu.aimc_chip` (memoised)."""
-    key = model if isinstance(model, str) else _spec(model)
-    return _aimc_cached(key, int(n_tiers), int(batch), int(prompt_len), int(gen_len), int(seed))
-
-
-def aimc_sweep(model, n_tiers: int = 64, batches=DEFAULT_BATCHES, prompt_len: int = 16,
-               gen_len: int = 16) -> tuple[AimcPoint, ...]:
-    """:func:`~aimoe_lib.viz_gpu.aimc_point` at each batch size."""
-    return tuple(aimc_point(model, n_tiers, b, prompt_len, gen_len) for b in batches)
-
-
-# ====================================================================================== comparison
-@dataclass(frozen=True)
-class Comparison:
-    """One workload on the AIMC chip and on a GPU."""
-
-    aimc: AimcPoint
-    """Simulated chip."""
-    gpu: gpu_mod.RooflineResult
-    """GPU roofline."""
-
-    @property
-    def speedup(self) -> float:
-        """AIMC tokens/s over GPU tokens/s."""
-        return self.aimc.tokens_per_s / self.gpu.tokens_per_s
-
-    @property
-    def tpot_ratio(self) -> float:
-        """GPU time per output token over AIMC time per output token."""
-        return self.gpu.time_per_output_token_s / self.aimc.tpot_s
-
-    @property
-    def energy_ratio(self) -> float:
-        """GPU energy per token over AIMC energy per token."""
-        return self.gpu.energy_per_token_j / self.aimc.energy_per_token_j
-
-    @property
-    def area_ratio(self) -> float:
-        """AIMC chip area over GPU silicon (dies only)."""
-        return self.aimc.area_mm2 / self.gpu.silicon_area_mm2
-
-
-def compare(model, gpu="h100", batch: int = 8, n_tiers: int = 64, prompt_len: int = 16,
-            gen_len: int = 16, **roofline_kw) -> Comparison:
-    """The same workload simulated on :func:`~aimoe_lib.viz_gpu.aimc_chip` and modelled on the
-    GPU."""
-    a = aimc_point(model, n_tiers, batch, prompt_len, gen_len)
-    g = gpu_mod.roofline(_spec(model), gpu, batch=batch, prompt_len=prompt_len, gen_len=gen_len,
-                         **roofline_kw)
-    return Comparison(a, g)
 
 
 def format_comparison(c: Comparison) -> str:
@@ -222,14 +61,14 @@ def headline(model: str = "mixtral-8x7b", gpus=("a100", "h100", "h200"), n_tiers
              batches=DEFAULT_BATCHES, prompt_len: int = 16, gen_len: int = 16) -> Figure:
     """Four panels over batch size: tokens/s, time per output token, energy per token (simulated
     AIMC chips of ``n_tiers`` tiers per tile vs GPU rooflines) and silicon area."""
-    spec = _spec(model)
+    spec = model_spec(model)
     bs = list(batches)
     tiers = [n_tiers] if isinstance(n_tiers, int) else list(n_tiers)
     aimc = {t: aimc_sweep(spec.name, t, bs, prompt_len, gen_len) for t in tiers}
     gpus = list(gpus)
     roof = {g: gpu_mod.sweep_batches(spec, g, bs, prompt_len=prompt_len, gen_len=gen_len)
             for g in gpus}
-    fig = _figure(10.5, 7.4)
+    fig = figure(10.5, 7.4)
     axs = fig.subplots(2, 2)
     styles = ["o-", "^-", "v-", "D-"]
     shades = [C_AIMC, "tab:cyan", "tab:purple", "tab:green"]
@@ -274,7 +113,8 @@ def headline(model: str = "mixtral-8x7b", gpus=("a100", "h100", "h200"), n_tiers
                 f"{a0[i8].energy_per_token_j * 1e3:,.0f} vs "
                 f"{ref[i8].energy_per_token_j * 1e3:,.0f} mJ/token; area {a0[0].area_mm2:,.0f} vs "
                 f"{ref[0].silicon_area_mm2:,.0f} mm²")
-    return _finish(fig, f"{spec.name}: 3D AIMC (simulated) vs GPUs (roofline), "
+    plain_log_axes(fig)
+    return finish(fig, f"{spec.name}: 3D AIMC (simulated) vs GPUs (roofline), "
                         f"{prompt_len} + {gen_len} tokens per sequence", takeaway)
 
 
@@ -310,7 +150,7 @@ def step_breakdown(model: str = "llama-2-7b", gpu: str = "h100",
     read and write the KV cache, to compute, and the all-reduces, over batch size (at a short
     context) and over context length (at ``context_batch`` sequences). The roofline charges the
     larger of HBM time (stacked) and compute time (line), plus the all-reduces."""
-    spec = _spec(model)
+    spec = model_spec(model)
     g = gpu_mod.get(gpu)
     bs, cs = list(batches), list(contexts)
     n = max(gpu_mod.fewest_gpus(spec, g, bs[-1], prompt_len, gen_len),
@@ -319,7 +159,7 @@ def step_breakdown(model: str = "llama-2-7b", gpu: str = "h100",
     rc = [gpu_mod.roofline(spec, g, batch=context_batch, prompt_len=c, gen_len=2, n_gpus=n)
           for c in cs]
     cb, cc = _step_components(rb, g, n), _step_components(rc, g, n)
-    fig = _figure(10.5, 4.4)
+    fig = figure(10.5, 4.4)
     ax1, ax2 = fig.subplots(1, 2)
     _components_panel(ax1, bs, cb, "batch (sequences)",
                       f"over batch, {prompt_len} + {gen_len} tokens")
@@ -332,33 +172,33 @@ def step_breakdown(model: str = "llama-2-7b", gpu: str = "h100",
                 f"compute-bound from batch {cross if cross else '>' + str(bs[-1])}; KV traffic "
                 f"outweighs weights from {kv_over if kv_over else '>' + str(cs[-1])} tokens "
                 f"(batch {context_batch})")
-    return _finish(fig, f"Anatomy of a GPU decode step: {spec.name} on {n} x {g.label} (roofline)",
+    plain_log_axes(fig)
+    return finish(fig, f"Anatomy of a GPU decode step: {spec.name} on {n} x {g.label} (roofline)",
                    takeaway)
 
 
 def moe_penalty(model: str = "mixtral-8x7b", gpu: str = "h100", batches=DEFAULT_BATCHES,
                 n_tiers: int = 64, prompt_len: int = 16, gen_len: int = 16,
                 mc_tokens: int = 4096) -> Figure:
-    """The MoE penalty: distinct experts per layer vs batch (closed form and Monte Carlo over
-    :func:`aimoe_lib.routing.route`), and the cost of the MoE relative to its active dense
-    equivalent (:func:`aimoe_lib.gpu.active_dense_equivalent`) on the GPU (roofline) and on the
-    3D AIMC chip (simulated)."""
-    spec = _spec(model)
+    """The MoE penalty: distinct experts per layer vs batch (closed form and Monte Carlo,
+    :func:`~aimoe_lib.gpu_comparison.distinct_experts`), and the cost of the MoE relative to its
+    active dense equivalent (:func:`aimoe_lib.gpu.active_dense_equivalent`) on the GPU (roofline)
+    and on the 3D AIMC chip (simulated)."""
+    spec = model_spec(model)
     if not spec.is_moe:
         raise ValueError(f"model={spec.name!r} is dense: the MoE penalty needs an MoE model")
     dense = gpu_mod.active_dense_equivalent(spec)
     bs = list(batches)
     e, k = spec.n_experts, spec.top_k
-    closed = routing.distinct_experts_expected(e, k, np.array(bs, dtype=float))
-    choices = routing.route(spec, mc_tokens, "uniform", seed=0)
-    mc = [routing.distinct_experts(choices, b, e).mean() for b in bs]
+    experts = distinct_experts(spec, bs, mc_tokens)
+    closed, mc = experts["closed"], experts["mc"]
     g_moe = gpu_mod.sweep_batches(spec, gpu, bs, prompt_len=prompt_len, gen_len=gen_len)
     n = g_moe[-1].n_gpus
     g_moe = gpu_mod.sweep_batches(spec, gpu, bs, prompt_len=prompt_len, gen_len=gen_len, n_gpus=n)
     g_den = gpu_mod.sweep_batches(dense, gpu, bs, prompt_len=prompt_len, gen_len=gen_len, n_gpus=n)
     a_moe = aimc_sweep(spec.name, n_tiers, bs, prompt_len, gen_len)
     a_den = [aimc_point(dense, n_tiers, b, prompt_len, gen_len) for b in bs]
-    fig = _figure(10.5, 4.2)
+    fig = figure(10.5, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(bs, closed, "-", color="k", label="E(1 - (1 - k/E)^B)")
     ax1.plot(bs, mc, "o", color="tab:purple", label=f"Monte Carlo, {mc_tokens} routed tokens")
@@ -384,7 +224,8 @@ def moe_penalty(model: str = "mixtral-8x7b", gpu: str = "h100", batches=DEFAULT_
     takeaway = (f"batch {bs[i8]}: {closed[i8]:.2f} of {e} experts read per layer; the MoE decodes "
                 f"{r_gpu[i8]:.2f}x slower than its dense equivalent on the GPU, "
                 f"{r_aimc[i8]:.2f}x on 3D AIMC")
-    return _finish(fig, "Routing fragments a batch: the MoE penalty on GPUs and on 3D AIMC",
+    plain_log_axes(fig)
+    return finish(fig, "Routing fragments a batch: the MoE penalty on GPUs and on 3D AIMC",
                    takeaway)
 
 
@@ -406,11 +247,11 @@ def context_sweep(model: str = "llama-2-7b", gpu: str = "h100", n_tiers: int = 6
                   gen_len: int = 3) -> Figure:
     """Time per output token over context length: the GPU roofline (weights + KV traffic) and the
     simulated AIMC chip (attention cost table of :class:`aimoe_lib.hardware.CostModel`)."""
-    spec = _spec(model)
+    spec = model_spec(model)
     ps = list(prompt_lens)
     a = [aimc_point(spec.name, n_tiers, batch, p, gen_len) for p in ps]
     g = [gpu_mod.roofline(spec, gpu, batch=batch, prompt_len=p, gen_len=gen_len) for p in ps]
-    fig = _figure(7.0, 4.3)
+    fig = figure(7.0, 4.3)
     ax = fig.subplots()
     ctx = [p + 1 for p in ps]
     ax.plot(ctx, [x.tpot_s * 1e3 for x in a], "o-", color=C_AIMC,
@@ -429,7 +270,8 @@ def context_sweep(model: str = "llama-2-7b", gpu: str = "h100", n_tiers: int = 6
                 f"{g[-1].time_per_output_token_s * 1e3:.2f} ms; "
                 + (f"the GPU is faster beyond about {cross:,.0f} tokens of context" if cross
                    else f"AIMC stays faster up to {ctx[-1]} tokens"))
-    return _finish(fig, f"{spec.name}: long contexts move the bottleneck to attention", takeaway)
+    plain_log_axes(fig)
+    return finish(fig, f"{spec.name}: long contexts move the bottleneck to attention", takeaway)
 
 
 def validation_figure(rows=None, tolerance: float = 0.30) -> Figure:
@@ -438,7 +280,7 @@ def validation_figure(rows=None, tolerance: float = 0.30) -> Figure:
     rows = gpu_mod.validation_table() if rows is None else rows
     meas = np.array([r.measurement.value for r in rows]) * 1e3
     pred = np.array([r.predicted for r in rows]) * 1e3
-    fig = _figure(10.5, 4.8)
+    fig = figure(10.5, 4.8)
     ax = fig.subplots()
     lo, hi = min(meas.min(), pred.min()) / 1.5, max(meas.max(), pred.max()) * 1.5
     xs = np.geomspace(lo, hi, 50)
@@ -461,18 +303,19 @@ def validation_figure(rows=None, tolerance: float = 0.30) -> Figure:
     worst = max(rows, key=lambda r: abs(r.error))
     takeaway = (f"{inside} of {len(rows)} published points within ±{tolerance:.0%}; worst: "
                 f"{worst.measurement.label} ({worst.error:+.0%})")
-    return _finish(fig, "GPU roofline vs published measurements", takeaway)
+    plain_log_axes(fig)
+    return finish(fig, "GPU roofline vs published measurements", takeaway)
 
 
 def compare_bars(model: str = "mixtral-8x7b", batch: int = 8, gpu: str = "h100",
                  chip: str = "3d-64", prompt_len: int = 16, gen_len: int = 16) -> Figure:
     """One workload, four bars each: tokens/s, time per output token, energy per token and area
-    of the AIMC chip preset ``chip`` (:data:`~aimoe_lib.viz_gpu.CHIP_TIERS`) and the GPU."""
+    of the AIMC chip preset ``chip`` (:data:`~aimoe_lib.gpu_comparison.CHIP_TIERS`) and the GPU."""
     if chip not in CHIP_TIERS:
         raise ValueError(f"chip={chip!r}: choose one of {', '.join(CHIP_TIERS)}")
     c = compare(model, gpu, batch, CHIP_TIERS[chip], prompt_len, gen_len)
     a, g = c.aimc, c.gpu
-    fig = _figure(10.5, 3.4)
+    fig = figure(10.5, 3.4)
     axs = fig.subplots(1, 4)
     labels = [f"AIMC\n{chip}", f"{g.n_gpus} x\n{gpu.upper()}"]
     data = [("tokens/s", a.tokens_per_s, g.tokens_per_s),
@@ -484,10 +327,11 @@ def compare_bars(model: str = "mixtral-8x7b", batch: int = 8, gpu: str = "h100",
         ax.set_ylabel(ylab)
         ax.set_ylim(0, max(x, y) * 1.15)
         for i, v in enumerate((x, y)):
-            ax.text(i, v, f"{v:,.0f}" if v >= 100 else f"{v:.3g}", ha="center", va="bottom",
+            ax.text(i, v, format_number(v), ha="center", va="bottom",
                     fontsize=FONT_SIZE - 1)
     takeaway = (f"AIMC/GPU: {c.speedup:.1f}x tokens/s, {1 / c.tpot_ratio:.2f}x time per token, "
                 f"{1 / c.energy_ratio:.2f}x energy per token, {c.area_ratio:.2f}x area; "
                 f"AIMC bottleneck: {a.bottleneck}, GPU decode {g.decode_bound}-bound")
-    return _finish(fig, f"{_spec(model).name}, batch {batch}, {prompt_len} + {gen_len} tokens",
+    plain_log_axes(fig)
+    return finish(fig, f"{model_spec(model).name}, batch {batch}, {prompt_len} + {gen_len} tokens",
                    takeaway)

@@ -7,9 +7,9 @@ and a one-line takeaway computed from the numbers it plots (``fig.get_supxlabel(
 Chapter 5 reads the shipped rows of :func:`~aimoe_lib.experiments.load` (``'scaling'``,
 ``'conditions'``, ``'zoo'``): :func:`scaling_throughput`, :func:`scaling_latency`,
 :func:`scaling_energy`, :func:`scaling_area_conflicts`, :func:`zoo_comparison`,
-:func:`conditions_figure` (with :func:`condition_ratios`), :func:`family_comparison` (with
-:func:`live_rows`, which recomputes a small configuration) and the helpers :func:`series`,
-:func:`row`, :func:`scaling_table`.
+:func:`conditions_figure` (with :func:`condition_ratios`), :func:`family_comparison` (and
+:func:`live_comparison` over :func:`~aimoe_lib.experiments.family_rows`, which simulates one
+configuration live) and the helpers :func:`series`, :func:`row`, :func:`scaling_table`.
 Chapter 9 reads the rows of :func:`~aimoe_lib.design_space.load`: :func:`pareto_figure` and
 :func:`pareto_table`.
 """
@@ -23,10 +23,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from .. import experiments, sweep
+from .. import experiments
 from ..design_space import with_derived
-from ..simulator import Workload
-from .chapters123 import _figure, _finish, _table
+from ..experiments import FAMILIES
+from .style import figure, finish, table
 
 __all__ = [
     "FAMILIES",
@@ -43,15 +43,12 @@ __all__ = [
     "zoo_comparison",
     "condition_ratios",
     "conditions_figure",
-    "live_points",
-    "live_rows",
+    "live_comparison",
     "family_comparison",
     "pareto_figure",
     "pareto_table",
 ]
 
-FAMILIES = ("moe", "dense-deeper", "dense-wider")
-"""Model families of the scaling sweep (:func:`~aimoe_lib.experiments.scaling_family`)."""
 FAMILY_LABELS = {"moe": "MoE (E experts, top-1)", "dense-deeper": "dense, deeper",
                  "dense-wider": "dense, wider"}
 """Legend text of each family."""
@@ -156,7 +153,7 @@ def scaling_table(rows: Sequence[dict], batch: int = 256, chip: str = "3d") -> s
                          f"{r['energy_dynamic_per_token_pj'] / 1e6:.1f}",
                          f"{r['energy_per_token_pj'] / 1e6:.1f}", f"{r['area_mm2']:,.0f}",
                          f"{r['conflicts_per_token']:,.0f}", r["bottleneck"]])
-    return _table(["model", "total (B)", "tiers", "M tok/s", "TPOT µs", "dyn µJ/tok",
+    return table(["model", "total (B)", "tiers", "M tok/s", "TPOT µs", "dyn µJ/tok",
                    "all µJ/tok", "area mm²", "confl/tok", "bound by"], body,
                   [False] + [True] * 8 + [False])
 
@@ -165,7 +162,7 @@ def scaling_table(rows: Sequence[dict], batch: int = 256, chip: str = "3d") -> s
 def scaling_throughput(rows: Sequence[dict], batches: Sequence[int] = (8, 256)) -> Figure:
     """Throughput (generated tokens/s) against total parameters for the three families on the 3D
     chip (solid) and the 2D chip of equal capacity (dashed), one panel per batch size."""
-    fig = _figure(5.2 * len(batches), 4.3)
+    fig = figure(5.2 * len(batches), 4.3)
     axes = np.atleast_1d(fig.subplots(1, len(batches)))
     for ax, b in zip(axes, batches, strict=True):
         for chip in ("3d", "2d"):
@@ -183,7 +180,7 @@ def scaling_throughput(rows: Sequence[dict], batches: Sequence[int] = (8, 256)) 
                 f"{d_lo[-1]['tokens_per_s'] / 1e6:.4f} M; batch {hi}: "
                 f"{m_hi['tokens_per_s'] / 1e6:.2f} M vs {d_hi['tokens_per_s'] / 1e6:.3f} M "
                 f"({m_hi['tokens_per_s'] / d_hi['tokens_per_s']:.0f}x)")
-    return _finish(fig, "Throughput as models grow: MoE by experts, dense by depth or width",
+    return finish(fig, "Throughput as models grow: MoE by experts, dense by depth or width",
                    takeaway)
 
 
@@ -192,7 +189,7 @@ def scaling_latency(rows: Sequence[dict], batches: Sequence[int] = (8, 256)) -> 
     holding weights, against total parameters, on the 3D chip (batch ``batches[0]`` solid,
     ``batches[-1]`` dotted)."""
     lo, hi = batches[0], batches[-1]
-    fig = _figure(10.5, 4.2)
+    fig = figure(10.5, 4.2)
     ax_t, ax_b = fig.subplots(1, 2)
     for b, ls in ((lo, "-"), (hi, ":")):
         _plot_families(ax_t, rows, "3d", b, "tpot_mean_ns", 1e-3, ls=ls)
@@ -210,7 +207,7 @@ def scaling_latency(rows: Sequence[dict], batches: Sequence[int] = (8, 256)) -> 
     takeaway = (f"Batch {lo}: tiles busy {min(busy_lo):.1%}-{max(busy_lo):.1%} of the time, "
                 f"so the chain of each token sets the pace; batch {hi}: "
                 f"{min(busy_hi):.0%}-{max(busy_hi):.0%}, and the tiles start to queue")
-    return _finish(fig, "Latency-bound at small batch, tile-bound at large batch (3D chip)",
+    return finish(fig, "Latency-bound at small batch, tile-bound at large batch (3D chip)",
                    takeaway)
 
 
@@ -219,7 +216,7 @@ def scaling_energy(rows: Sequence[dict], batch: int = 256) -> Figure:
     attention, communication) and its passive part (static power x run time), against total
     parameters, on the 3D (solid) and 2D (dashed) chips at ``batch``; third panel: the passive
     share of the energy at batch 8 and ``batch`` (3D)."""
-    fig = _figure(14.0, 4.3)
+    fig = figure(14.0, 4.3)
     ax_d, ax_p, ax_s = fig.subplots(1, 3)
     for chip in ("3d", "2d"):
         _plot_families(ax_d, rows, chip, batch, "energy_dynamic_per_token_pj", 1e-6)
@@ -244,13 +241,13 @@ def scaling_energy(rows: Sequence[dict], batch: int = 256) -> Figure:
                 f"{d[-1]['energy_dynamic_per_token_pj'] / 1e6:,.0f} µJ; passive power is "
                 f"{1 - m[-1]['energy_dynamic_per_token_pj'] / m[-1]['energy_per_token_pj']:.0%} "
                 f"of the MoE's energy at batch {batch}")
-    return _finish(fig, "Energy per generated token: dynamic and passive", takeaway)
+    return finish(fig, "Energy per generated token: dynamic and passive", takeaway)
 
 
 def scaling_area_conflicts(rows: Sequence[dict], batch: int = 256) -> Figure:
     """Chip area (mm²: tiles + digital units) and tile conflicts per generated token at
     ``batch``, against total parameters, on the 3D (solid) and 2D (dashed) chips."""
-    fig = _figure(10.5, 4.3)
+    fig = figure(10.5, 4.3)
     ax_a, ax_c = fig.subplots(1, 2)
     for chip in ("3d", "2d"):
         _plot_families(ax_a, rows, chip, batch, "area_mm2")
@@ -264,7 +261,7 @@ def scaling_area_conflicts(rows: Sequence[dict], batch: int = 256) -> Figure:
                 f"from E = 1 to {m3[-1]['n_experts']} (2D: {m2[-1]['area_mm2']:,.0f} mm²); "
                 f"dense deeper: {d3[-1]['area_mm2']:,.0f} mm², mostly the digital units of its "
                 f"{d3[-1]['n_layers']} layers")
-    return _finish(fig, "Area and tile conflicts as models grow", takeaway)
+    return finish(fig, "Area and tile conflicts as models grow", takeaway)
 
 
 def _zoo_row(rows, name, chip):
@@ -281,7 +278,7 @@ def zoo_comparison(rows: Sequence[dict], pairs=None) -> Figure:
                ("energy_dynamic_per_token_pj", 1e-6, "dynamic energy per token (µJ)",
                 "Dynamic energy"),
                ("area_mm2", 1.0, "chip area (mm²)", "Chip area")]
-    fig = _figure(13.5, 4.3)
+    fig = figure(13.5, 4.3)
     axes = fig.subplots(1, 3)
     x = np.arange(len(names))
     for ax, (col, scale, ylabel, title) in zip(axes, metrics, strict=True):
@@ -301,7 +298,7 @@ def zoo_comparison(rows: Sequence[dict], pairs=None) -> Figure:
                 f"{a['tokens_per_s'] / b['tokens_per_s']:.1f}x the throughput, "
                 f"{b['energy_dynamic_per_token_pj'] / a['energy_dynamic_per_token_pj']:.1f}x less "
                 f"dynamic energy per token, {b['area_mm2'] / a['area_mm2']:.1f}x less area")
-    return _finish(fig, "Published models: MoE vs dense of similar total parameters", takeaway)
+    return finish(fig, "Published models: MoE vs dense of similar total parameters", takeaway)
 
 
 def condition_ratios(rows: Sequence[dict]) -> dict[str, dict]:
@@ -337,7 +334,7 @@ def conditions_figure(rows: Sequence[dict]) -> Figure:
     routing skew and mapping strategy; one line (or bar) per batch size."""
     r = condition_ratios(rows)
     by = {x["label"]: x for x in rows}
-    fig = _figure(14.0, 4.0)
+    fig = figure(14.0, 4.0)
     ax_b, ax_t, ax_z, ax_s = fig.subplots(1, 4, sharey=True)
     bs = sorted(r["batch"])
     ax_b.plot(bs, [r["batch"][b] for b in bs], "o-", color="k")
@@ -375,41 +372,16 @@ def conditions_figure(rows: Sequence[dict]) -> Figure:
                 f"{r['batch'][bs[-1]]:.0f}x (batch {bs[-1]}) and to "
                 f"{r['zipf'][(zmax, 256)]:.0f}x at Zipf s = {zmax:g} (batch 256); "
                 f"moe_stacked lifts it to {r['strategy'][('moe_stacked', 256)]:.0f}x")
-    return _finish(fig, "Where the MoE advantage shrinks (MoE-64 vs dense deeper, 3D chips)",
+    return finish(fig, "Where the MoE advantage shrinks (MoE-64 vs dense deeper, 3D chips)",
                    takeaway)
 
 
 # ============================================================================ live comparison
-def live_points(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: str = "3d",
-                tiles_factor: float = 1.0, strategy: str = "in_order",
-                families: Sequence[str] = FAMILIES) -> list[sweep.Point]:
-    """The scaling comparison at one E: MoE with ``n_experts`` experts and the dense deeper and
-    wider models of its total, each on the 3D chip of :func:`~aimoe_lib.experiments.scaling_points`
-    with ``tiles_factor`` x 702 tiles (tiers follow) or its 2D flattening (``chip='2d'``), 4
-    prompt tokens. ``strategy`` maps the MoE (dense models stay ``in_order``); ``moe_stacked``
-    gets at least 2 E tiers per tile, as in the conditions sweep. Labels as in the scaling sweep."""
-    if chip not in ("3d", "2d"):
-        raise ValueError(f"live_points(chip={chip!r}): use '3d' or '2d'")
-    base = experiments.BASE
-    n_tiles = max(1, int(experiments.blocks_needed(base) * tiles_factor))
-    w = Workload(batch=batch, prompt_len=experiments.WORKLOAD.prompt_len, gen_len=gen_len)
-    pts = []
-    for fam, e, spec in experiments.scaling_family(base, (n_experts,)):
-        if fam not in families:
-            continue
-        c = experiments.chip_for(spec, n_tiles=n_tiles)
-        strat = strategy if spec.is_moe else "in_order"
-        if strat == "moe_stacked":
-            c = c.replace(n_tiers=max(c.n_tiers, 2 * spec.n_experts))
-        if chip == "2d":
-            c = c.as_2d().provisioned(spec.n_layers)
-        pts.append(sweep.Point(spec, c, strat, w, label=f"{fam}|{e}|{chip}|{batch}"))
-    return pts
-
-
-def live_rows(**kw) -> list[dict]:
-    """:func:`~aimoe_lib.sweep.run_point` of each :func:`live_points` point (serial, no cache)."""
-    return [sweep.run_point(p) for p in live_points(**kw)]
+def live_comparison(**kw) -> Figure:
+    """:func:`family_comparison` of :func:`~aimoe_lib.experiments.family_rows` (simulated now;
+    keyword arguments are those of :func:`~aimoe_lib.experiments.family_points`). Raises
+    ValueError, with the reason, when a model does not map."""
+    return family_comparison(experiments.family_rows(**kw))
 
 
 def _short_name(r: dict) -> str:
@@ -432,7 +404,7 @@ def family_comparison(rows: Sequence[dict], title: str | None = None) -> Figure:
     names = [_short_name(r) for r in rs]
     colors = [FAMILY_COLORS[f] for f in fams]
     x = np.arange(len(rs))
-    fig = _figure(14.0, 3.9)
+    fig = figure(14.0, 3.9)
     axes = fig.subplots(1, 5)
     panels = [("tokens_per_s", 1e-6, "throughput (M tokens/s)", "Throughput"),
               ("tpot_mean_ns", 1e-3, "time per output token (µs)", "Time per token"),
@@ -464,7 +436,7 @@ def family_comparison(rows: Sequence[dict], title: str | None = None) -> Figure:
     takeaway = (f"{best['model']}: {best['tokens_per_s'] / worst['tokens_per_s']:.1f}x the "
                 f"throughput of {worst['model']}; bound by "
                 + ", ".join(f"{r['model']} {r['bottleneck']}" for r in rs))
-    return _finish(fig, title, takeaway)
+    return finish(fig, title, takeaway)
 
 
 # ============================================================================ chapter 9
@@ -492,7 +464,7 @@ def pareto_figure(rows: Sequence[dict], front: Sequence[dict], highlight: dict |
     cmap = {m: f"C{i % 10}" for i, m in enumerate(models)}
     on_front = {id(r) for r in front}
     front_labels = {r["label"] for r in front}
-    fig = _figure(12.0, 4.8)
+    fig = figure(12.0, 4.8)
     ax_e, ax_a = fig.subplots(1, 2)
     for ax, col, scale in ((ax_e, "energy_per_token_pj", 1e-6), (ax_a, "area_mm2", 1.0)):
         for r in rs:
@@ -528,7 +500,7 @@ def pareto_figure(rows: Sequence[dict], front: Sequence[dict], highlight: dict |
     over = f" in {', '.join(_OBJ_NAMES.get(k, k) for k in objectives)}" if objectives else ""
     takeaway = (f"{len(front)} of {len(rs)} configurations are Pareto-optimal{over}; they use "
                 f"{len(fr_models)} model(s): {', '.join(fr_models)}")
-    return _finish(fig, title or "Design space: energy, throughput and area", takeaway)
+    return finish(fig, title or "Design space: energy, throughput and area", takeaway)
 
 
 def pareto_table(front: Sequence[dict]) -> str:
@@ -539,7 +511,7 @@ def pareto_table(front: Sequence[dict]) -> str:
                      f"{r['n_tiers']}", f"{r['tier_rows']}", r["strategy"], f"{r['batch']}",
                      f"{r['tokens_per_s'] / 1e6:.3f}", f"{r['energy_per_token_pj'] / 1e6:,.1f}",
                      f"{r['area_mm2']:,.0f}", r["bottleneck"]])
-    return _table(["model", "total (B)", "tiles", "tiers", "tier", "strategy", "batch",
+    return table(["model", "total (B)", "tiles", "tiers", "tier", "strategy", "batch",
                    "M tok/s", "µJ/token", "area mm²", "bound by"], body,
                   [False, True, True, True, True, False, True, True, True, True, False])
 

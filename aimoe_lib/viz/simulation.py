@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 ENERGY_KINDS = ("mvm", "digital", "attention", "dram", "communication", "passive")
-"""Keys of :attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`, in the order drawn."""
+"""Keys of :attr:`~aimoe_lib.simulator.result.SimResult.energy_breakdown_pj`, in the order drawn."""
 
 BINNED_ALPHA_FLOOR = 0.3
 """Opacity of a binned Gantt cell that was busy for an instant; a fully busy cell is opaque, so
@@ -229,7 +229,7 @@ def gantt(result: SimResult, max_rows: int = 40,
 # =============================================================================== token timeline
 def token_timeline(result: SimResult, seq: int = 0) -> Figure:
     """When each generated token of sequence ``seq`` came out of sampling
-    (:attr:`~aimoe_lib.simulator.SimResult.token_times_ns`), the other sequences in grey; the time
+    (:attr:`~aimoe_lib.simulator.result.SimResult.token_times_ns`), the other sequences in grey; the time
     to first token (TTFT) and the time per output token (TPOT) marked."""
     tt = result.token_times_ns
     b, g = tt.shape
@@ -300,7 +300,7 @@ def _draw_energy(ax, result: SimResult) -> None:
 
 
 def energy_breakdown(result: SimResult) -> Figure:
-    """Energy of a run by kind (:attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`): one
+    """Energy of a run by kind (:attr:`~aimoe_lib.simulator.result.SimResult.energy_breakdown_pj`): one
     bar per kind, its height the energy in µJ, labelled with its share of the total. The scale is
     logarithmic when the kinds differ by more than 100x (passive energy usually dwarfs the rest)."""
     fig = figure(8.0, 4.0)

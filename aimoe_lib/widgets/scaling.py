@@ -1,4 +1,5 @@
-"""ipywidgets panels of chapters 5 (dense vs MoE scaling) and 9 (design-space playground).
+"""ipywidgets panels of chapters 5 (dense vs MoE scaling) and 9 (design-space playground), built
+from :mod:`aimoe_lib.widgets.controls`.
 
 Both recompute live: each change runs :func:`~aimoe_lib.sweep.run_point` on small configurations
 (well under a second for the defaults) and redraws. Panels are returned, not displayed; the last
@@ -12,15 +13,23 @@ import ipywidgets as w
 from IPython.display import Markdown, display
 
 from .. import design_space, hardware, sweep
-
-from ..viz import scaling as viz_scaling
 from ..mapping import STRATEGIES
+from ..viz import scaling as viz_scaling
+from .controls import (
+    STYLE,
+    WIDTH,
+    checkbox,
+    choice_slider,
+    dropdown,
+    error_message,
+    float_slider,
+    int_slider,
+    showing_errors,
+    toggle,
+)
 
 __all__ = ["scaling_panel", "playground_panel", "point_from_controls", "PLAYGROUND_STRATEGIES",
            "PLAYGROUND_CHIPS"]
-
-_STYLE = {"description_width": "initial"}
-_LAYOUT = w.Layout(width="420px")
 
 PLAYGROUND_STRATEGIES = tuple(s for s in STRATEGIES if s != "coactivation")
 """Strategies offered by :func:`playground_panel` (``coactivation`` needs a co-activation
@@ -30,52 +39,27 @@ PLAYGROUND_CHIPS = ("paper", "hermes")
 tiles come from the panel)."""
 
 
-def _choice(value, options, label: str) -> w.SelectionSlider:
-    return w.SelectionSlider(value=value, options=list(options), description=label,
-                             continuous_update=False, style=_STYLE, layout=_LAYOUT)
-
-
-def _int(value: int, lo: int, hi: int, label: str, step: int = 1) -> w.IntSlider:
-    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=label,
-                       continuous_update=False, style=_STYLE, layout=_LAYOUT)
-
-
-def _float(value: float, lo: float, hi: float, step: float, label: str,
-           fmt: str = ".2f") -> w.FloatSlider:
-    return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=label,
-                         readout_format=fmt, continuous_update=False, style=_STYLE,
-                         layout=_LAYOUT)
-
-
-def _dropdown(value, options, label: str) -> w.Dropdown:
-    return w.Dropdown(value=value, options=list(options), description=label, style=_STYLE,
-                      layout=_LAYOUT)
-
-
 # ============================================================================ chapter 5
 def scaling_panel(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: str = "3d",
                   tiles_factor: float = 1.0, strategy: str = "in_order") -> w.interactive:
-    """Sliders over :func:`~aimoe_lib.viz_scaling.family_comparison` of
-    :func:`~aimoe_lib.viz_scaling.live_rows`: experts E (the dense models follow its total),
-    batch (at most 32), generated tokens (at most 8), 3D or 2D chip, tiles (x 702, tiers
-    follow) and the MoE's mapping strategy. Every change simulates the three models again."""
+    """Sliders over :func:`~aimoe_lib.viz.scaling.live_comparison`: experts E (the dense models
+    follow its total), batch (at most 32), generated tokens (at most 8), 3D or 2D chip, tiles
+    (x 702, tiers follow) and the MoE's mapping strategy. Every change simulates the three models
+    again; a model that does not map shows its error message instead of the figure."""
     def show(n_experts, batch, gen_len, chip, tiles_factor, strategy):
-        rows = viz_scaling.live_rows(n_experts=n_experts, batch=batch, gen_len=gen_len, chip=chip,
-                                     tiles_factor=tiles_factor, strategy=strategy)
-        bad = [r for r in rows if r["error"]]
-        if bad:
-            return Markdown(f"**{bad[0]['label']} does not map:** {bad[0]['error']}")
-        return viz_scaling.family_comparison(rows)
+        return viz_scaling.live_comparison(n_experts=n_experts, batch=batch, gen_len=gen_len,
+                                           chip=chip, tiles_factor=tiles_factor,
+                                           strategy=strategy)
 
     return w.interactive(
-        show,
-        n_experts=_choice(n_experts, (2, 4, 8, 16, 32, 64), "experts E (dense: same total)"),
-        batch=_choice(batch, (1, 2, 4, 8, 16, 32), "batch (sequences)"),
-        gen_len=_int(gen_len, 1, 8, "generated tokens"),
-        chip=w.ToggleButtons(value=chip, options=[("3D", "3d"), ("2D", "2d")],
-                             description="chip", style=_STYLE),
-        tiles_factor=_choice(tiles_factor, (0.5, 1.0, 2.0, 4.0), "tiles (x 702; tiers follow)"),
-        strategy=_dropdown(strategy, ("in_order", "balanced", "moe_stacked"), "MoE mapping"),
+        showing_errors(show),
+        n_experts=choice_slider(n_experts, (2, 4, 8, 16, 32, 64), "experts E (dense: same total)"),
+        batch=choice_slider(batch, (1, 2, 4, 8, 16, 32), "batch (sequences)"),
+        gen_len=int_slider(gen_len, 1, 8, "generated tokens"),
+        chip=toggle(chip, [("3D", "3d"), ("2D", "2d")], "chip"),
+        tiles_factor=choice_slider(tiles_factor, (0.5, 1.0, 2.0, 4.0),
+                                   "tiles (x 702; tiers follow)"),
+        strategy=dropdown(strategy, ("in_order", "balanced", "moe_stacked"), "MoE mapping"),
     )
 
 
@@ -85,39 +69,38 @@ def _playground_controls() -> dict:
     models = list(design_space.model_names()) + ["custom"]
     return {
         # model
-        "model": _dropdown("moe-8e-top1", models, "model"),
-        "d_model": _choice(1024, [256 * i for i in range(1, 17)], "custom: d_model"),
-        "n_layers": _int(12, 1, 48, "custom: layers"),
-        "n_heads": _choice(16, (4, 8, 16, 32), "custom: heads"),
-        "d_ff": _choice(4096, [512 * i for i in range(1, 33)], "custom: FFN / expert width"),
-        "n_experts": _choice(8, (0, 2, 4, 8, 16, 32, 64, 128), "custom: experts (0 = dense)"),
-        "top_k": _int(1, 1, 8, "custom: top-k"),
+        "model": dropdown("moe-8e-top1", models, "model"),
+        "d_model": choice_slider(1024, [256 * i for i in range(1, 17)], "custom: d_model"),
+        "n_layers": int_slider(12, 1, 48, "custom: layers"),
+        "n_heads": choice_slider(16, (4, 8, 16, 32), "custom: heads"),
+        "d_ff": choice_slider(4096, [512 * i for i in range(1, 33)], "custom: FFN / expert width"),
+        "n_experts": choice_slider(8, (0, 2, 4, 8, 16, 32, 64, 128), "custom: experts (0 = dense)"),
+        "top_k": int_slider(1, 1, 8, "custom: top-k"),
         # chip
-        "chip": _dropdown("paper", PLAYGROUND_CHIPS, "chip preset (costs, area)"),
-        "n_tiers": _choice(8, [2 ** i for i in range(11)], "tiers per tile"),
+        "chip": dropdown("paper", PLAYGROUND_CHIPS, "chip preset (costs, area)"),
+        "n_tiers": choice_slider(8, [2 ** i for i in range(11)], "tiers per tile"),
         "n_tiles": w.BoundedIntText(value=0, min=0, max=10_000_000, description="tiles (0 = fit)",
-                                    style=_STYLE, layout=_LAYOUT),
-        "tier_size": _choice(512, (128, 256, 512, 1024), "tier rows = columns"),
-        "provision": w.Checkbox(value=True, description="digital units per layer (24 DPU + 8 MHA)",
-                                style=_STYLE, layout=_LAYOUT),
+                                    style=STYLE, layout=w.Layout(width=WIDTH)),
+        "tier_size": choice_slider(512, (128, 256, 512, 1024), "tier rows = columns"),
+        "provision": checkbox(True, "digital units per layer (24 DPU + 8 MHA)"),
         # costs
-        "mvm_latency_x": _float(1.0, 0.1, 10.0, 0.1, "MVM latency (x preset)"),
-        "mvm_energy_x": _float(1.0, 0.1, 10.0, 0.1, "MVM energy (x preset)"),
-        "unit_passive_power_w": _float(paper.unit_passive_power_w, 0.0, 2.0, 0.05,
+        "mvm_latency_x": float_slider(1.0, 0.1, 10.0, 0.1, "MVM latency (x preset)"),
+        "mvm_energy_x": float_slider(1.0, 0.1, 10.0, 0.1, "MVM energy (x preset)"),
+        "unit_passive_power_w": float_slider(paper.unit_passive_power_w, 0.0, 2.0, 0.05,
                                        "passive power per DPU / MHA unit (W)"),
-        "tile_passive_power_w": _float(paper.tile_passive_power_w, 0.0, 0.05, 0.001,
+        "tile_passive_power_w": float_slider(paper.tile_passive_power_w, 0.0, 0.05, 0.001,
                                        "passive power per tile (W)", ".3f"),
         # mapping and workload
-        "strategy": _dropdown("in_order", PLAYGROUND_STRATEGIES, "mapping strategy"),
+        "strategy": dropdown("in_order", PLAYGROUND_STRATEGIES, "mapping strategy"),
         "digital": w.SelectMultiple(value=(), options=["router", "attention", "lm_head"],
-                                    description="also digital", style=_STYLE,
-                                    layout=w.Layout(width="420px", height="70px")),
-        "batch": _choice(8, (1, 2, 4, 8, 16, 32, 64), "batch (sequences)"),
-        "prompt_len": _int(4, 1, 16, "prompt tokens"),
-        "gen_len": _int(8, 1, 8, "generated tokens"),
-        "kv_cache": w.Checkbox(value=True, description="KV cache", style=_STYLE),
-        "zipf_s": _float(0.0, 0.0, 2.0, 0.25, "routing skew (Zipf s; 0 = uniform)"),
-        "seed": _int(0, 0, 9, "routing seed"),
+                                    description="also digital", style=STYLE,
+                                    layout=w.Layout(width=WIDTH, height="70px")),
+        "batch": choice_slider(8, (1, 2, 4, 8, 16, 32, 64), "batch (sequences)"),
+        "prompt_len": int_slider(4, 1, 16, "prompt tokens"),
+        "gen_len": int_slider(8, 1, 8, "generated tokens"),
+        "kv_cache": checkbox(True, "KV cache"),
+        "zipf_s": float_slider(0.0, 0.0, 2.0, 0.25, "routing skew (Zipf s; 0 = uniform)"),
+        "seed": int_slider(0, 0, 9, "routing seed"),
     }
 
 
@@ -163,7 +146,7 @@ def playground_panel(rows: list[dict] | None = None) -> w.VBox:
             point = point_from_controls(values)
             row = sweep.run_point(point)
         except ValueError as err:
-            print(f"{type(err).__name__}: {err}")
+            display(error_message(err))
             return
         print(design_space.format_result(row))
         b = min(batches, key=lambda x: abs(x - values["batch"]))
