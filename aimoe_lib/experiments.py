@@ -19,13 +19,13 @@ from pathlib import Path
 from . import hardware, mapping, sweep, teaching, zoo
 from .mapping import fitting_chip
 from .models import ModelSpec
-from .routing import RoutingSpec
+from .routing import RoutingSpec, coactivation_from_probs, zipf_probs
 from .shipped import data_path
 from .simulator import Workload, simulate
 
 __all__ = ["BASE", "FAMILIES", "moe_variant", "dense_deeper", "dense_wider", "scaling_family",
            "blocks_needed", "scaling_points", "zoo_pairs", "condition_points", "zoo_points",
-           "family_points", "family_rows", "run", "load", "DATA_DIR", "small_run",
+           "family_points", "family_rows", "run", "load", "DATA_DIR", "fitted_mapping", "small_run",
            "batch_sweep", "conflict_runs"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -233,6 +233,27 @@ def main(argv: list[str]) -> int:
     for n in args.names:
         print(run(n, cache_dir=args.cache_dir))
     return 0
+
+
+# ------------------------------------------------------------------ chapter 3: one mapping
+def fitted_mapping(model: str | ModelSpec = "small-moe", strategy: str = "in_order",
+                   n_tiers: int = 16, tier_size: int = 512, zipf_s: float = 1.2) -> mapping.Mapping:
+    """``model`` (a zoo name, ``'small-moe'`` for :func:`~aimoe_lib.teaching.mapping_moe`, or a
+    ModelSpec) mapped with ``strategy`` on the chip of ``n_tiers`` tiers of ``tier_size`` x
+    ``tier_size`` just large enough for it (:func:`~aimoe_lib.mapping.fitting_chip`, named
+    'fitted'). ``coactivation`` plans with the co-activation density of Zipf-skewed routing of
+    exponent ``zipf_s`` (:func:`~aimoe_lib.routing.coactivation_from_probs` of
+    :func:`~aimoe_lib.routing.zipf_probs`). Raises :class:`~aimoe_lib.mapping.MappingError` when
+    the strategy cannot place the model."""
+    if isinstance(model, str):
+        spec = teaching.mapping_moe() if model == "small-moe" else zoo.get(model)
+    else:
+        spec = model
+    chip = fitting_chip(spec, n_tiers=n_tiers, tier_rows=tier_size, tier_cols=tier_size,
+                        name="fitted")
+    coact = (coactivation_from_probs(zipf_probs(spec.n_experts, zipf_s))
+             if strategy == "coactivation" and spec.is_moe else None)
+    return mapping.map_model(spec, chip, strategy, coactivation=coact)
 
 
 # ------------------------------------------------------------------ chapter 4: runs of one chip

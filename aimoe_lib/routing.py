@@ -55,6 +55,7 @@ __all__ = [
     "route",
     "moe_layer_keys",
     "expert_probs",
+    "coactivation_from_probs",
     "zipf_probs",
     "expert_load",
     "coactivation_density",
@@ -377,6 +378,30 @@ def zipf_probs(n_experts: int, s: float) -> np.ndarray:
         raise ValueError(f"zipf_probs(s={s!r}): the Zipf exponent must be a finite number >= 0; "
                          "use 0 for uniform popularity, about 1 for a classic Zipf law")
     return np.exp(_zipf_log_of_ranks(np.arange(int(n_experts)), float(s)))
+
+
+def coactivation_from_probs(p) -> np.ndarray:
+    """Co-activation density of the experts from their routing probabilities ``p`` (length E).
+
+    C[i, j] = p_i p_j / Z for i != j, C[i, i] = 0, with Z making the matrix sum to 1: the chance
+    that a token picks experts i and j together, as the :func:`~aimoe_lib.mapping.map_model`
+    strategy ``coactivation`` expects. This is an approximation: it treats the k picks of a token
+    as independent draws from ``p``, while top-k picks k distinct experts (without replacement),
+    which shifts pair probabilities slightly away from the most popular experts. A recorded routing
+    trace gives the exact density.
+    """
+    p = np.asarray(p, dtype=float)
+    if p.ndim != 1 or p.size < 2 or not np.all(np.isfinite(p)) or np.any(p < 0) \
+            or not np.isclose(p.sum(), 1.0):
+        raise ValueError("coactivation_from_probs(p): p must be a probability vector over at "
+                         "least 2 experts (non-negative, summing to 1)")
+    c = np.outer(p, p)
+    np.fill_diagonal(c, 0.0)
+    total = c.sum()
+    if total <= 0:
+        raise ValueError("coactivation_from_probs(p): p puts all probability on one expert, so "
+                         "no two experts are ever picked together")
+    return c / total
 
 
 def expert_probs(model: ModelSpec, spec="uniform", layer_index: int = 0,

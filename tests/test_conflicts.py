@@ -18,7 +18,7 @@ from aimoe_lib.models import Role
 from aimoe_lib.routing import RoutingSpec, zipf_probs
 from aimoe_lib.teaching import mapping_moe
 from aimoe_lib.teaching import routing_moe as small_moe
-from aimoe_lib.viz.mapping import coactivation_from_probs
+from aimoe_lib.routing import coactivation_from_probs
 
 
 def chip_for(spec, strategy="in_order", tiles=34):

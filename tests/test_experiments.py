@@ -62,3 +62,15 @@ def test_missing_results_say_how_to_regenerate(tmp_path, monkeypatch):
     monkeypatch.setattr(ex, "data_path", lambda *parts: tmp_path.joinpath(*parts))
     with pytest.raises(FileNotFoundError, match="python -m aimoe_lib.experiments scaling"):
         ex.load("scaling")
+
+
+def test_fitted_mapping_sizes_the_chip_for_the_model():
+    """Chapter 3's small MoE is 872 blocks of 512 x 512: 16 tiers per tile need ceil(872 / 16) =
+    55 tiles; coactivation plans with a density and still places every block once."""
+    m = ex.fitted_mapping("small-moe", "in_order", n_tiers=16)
+    assert m.chip.n_tiles == math.ceil(872 / 16) and m.chip.n_tiers == 16
+    assert m.chip.name == "fitted" and m.tile.size == 872
+    co = ex.fitted_mapping("small-moe", "coactivation", n_tiers=16, zipf_s=1.2)
+    assert co.tile.size == 872 and co.strategy == "coactivation"
+    small = ex.fitted_mapping("small-moe", "in_order", n_tiers=4, tier_size=256)
+    assert small.chip.tier_rows == small.chip.tier_cols == 256

@@ -171,7 +171,7 @@ def test_strategy_table_agrees_with_the_mapping_module(small):
     assert [r["strategy"] for r in rows] == list(mapping.STRATEGIES)
     skew = routing.zipf_probs(spec.n_experts, vmap.ZIPF_S)
     for r in rows:
-        co = vmap.coactivation_from_probs(skew) if r["strategy"] == "coactivation" else None
+        co = routing.coactivation_from_probs(skew) if r["strategy"] == "coactivation" else None
         m = mapping.map_model(spec, chip, r["strategy"], seed=3, coactivation=co)
         assert r["status"] == "ok" and r["error"] is None
         assert r["tiles_used"] == m.tiles_used
@@ -212,7 +212,7 @@ def test_strategy_table_marks_what_does_not_fit(small):
 
 # ----------------------------------------------------------------------------- helpers
 def test_coactivation_from_probs_by_hand():
-    c = vmap.coactivation_from_probs([0.5, 0.3, 0.2])
+    c = routing.coactivation_from_probs([0.5, 0.3, 0.2])
     # ordered pairs i != j: 2 x (0.5*0.3 + 0.5*0.2 + 0.3*0.2) = 2 x 0.31 = 0.62
     expected = np.array([[0.0, 0.15, 0.10],
                          [0.15, 0.0, 0.06],
@@ -225,7 +225,7 @@ def test_coactivation_from_probs_by_hand():
 @pytest.mark.parametrize("p", [routing.zipf_probs(8, vmap.ZIPF_S), routing.zipf_probs(64, 2.0),
                                np.full(5, 0.2)])
 def test_coactivation_from_probs_is_a_valid_density(p):
-    c = vmap.coactivation_from_probs(p)
+    c = routing.coactivation_from_probs(p)
     np.testing.assert_allclose(c, c.T)
     assert np.all(np.diag(c) == 0) and np.all(c >= 0)
     assert c.sum() == pytest.approx(1.0)
@@ -234,7 +234,7 @@ def test_coactivation_from_probs_is_a_valid_density(p):
 def test_coactivation_from_probs_rejects_bad_input():
     for p in ([1.0], [0.5, 0.6], [1.0, 0.0, 0.0], [[0.5, 0.5]], [-0.5, 1.5]):
         with pytest.raises(ValueError):
-            vmap.coactivation_from_probs(p)
+            routing.coactivation_from_probs(p)
 
 
 @pytest.mark.parametrize("shape", [(2048, 768, 512, 512), (1000, 300, 256, 128),

@@ -4,7 +4,7 @@ blocks and where the strategies of :func:`~aimoe_lib.mapping.map_model` put them
 Figures: :func:`tiling_example` (with :func:`tiling_stats`), :func:`occupancy_map`,
 :func:`occupancy_maps` (aggregated by :func:`bin_dominant` when the chip is large),
 :func:`matrix_placement` and :func:`strategy_comparison` (with :func:`strategy_table` and
-:func:`format_strategy_table`). :func:`coactivation_from_probs` turns routing probabilities into
+:func:`format_strategy_table`). :func:`~aimoe_lib.routing.coactivation_from_probs` turns routing probabilities into
 the pair density the ``coactivation`` strategy plans with. The chips come from
 :func:`~aimoe_lib.mapping.fitting_chip`, the skewed routing from
 :func:`~aimoe_lib.routing.zipf_probs` and the small MoE from
@@ -25,10 +25,10 @@ from matplotlib.patches import Patch, Rectangle
 from ..hardware import ChipConfig
 from ..mapping import STRATEGIES, Mapping, MappingError, expected_conflicts, map_model
 from ..models import ModelSpec, Role
-from ..routing import zipf_probs
+from ..routing import coactivation_from_probs, zipf_probs
 from .style import C_2D, C_3D, C_ACTIVE, C_DENSE, C_MOE, FONT_SIZE, figure, finish, palette, table
 
-__all__ = ["ZIPF_S", "OCCUPANCY_COLOR_BY", "MAX_TIERS_SHOWN", "coactivation_from_probs",
+__all__ = ["ZIPF_S", "OCCUPANCY_COLOR_BY", "MAX_TIERS_SHOWN", 
            "bin_dominant", "occupancy_map", "occupancy_maps", "TilingStats", "tiling_stats",
            "tiling_example", "matrix_placement", "strategy_table", "format_strategy_table",
            "strategy_comparison"]
@@ -47,30 +47,6 @@ category per bin)."""
 
 C_EMPTY = "white"
 C_OTHER = "0.35"  # LM head / matrices that are not routed experts
-
-
-def coactivation_from_probs(p) -> np.ndarray:
-    """Co-activation density of the experts from their routing probabilities ``p`` (length E).
-
-    C[i, j] = p_i p_j / Z for i != j, C[i, i] = 0, with Z making the matrix sum to 1: the chance
-    that a token picks experts i and j together, as the :func:`~aimoe_lib.mapping.map_model`
-    strategy ``coactivation`` expects. This is an approximation: it treats the k picks of a token
-    as independent draws from ``p``, while top-k picks k distinct experts (without replacement),
-    which shifts pair probabilities slightly away from the most popular experts. A recorded routing
-    trace gives the exact density.
-    """
-    p = np.asarray(p, dtype=float)
-    if p.ndim != 1 or p.size < 2 or not np.all(np.isfinite(p)) or np.any(p < 0) \
-            or not np.isclose(p.sum(), 1.0):
-        raise ValueError("coactivation_from_probs(p): p must be a probability vector over at "
-                         "least 2 experts (non-negative, summing to 1)")
-    c = np.outer(p, p)
-    np.fill_diagonal(c, 0.0)
-    total = c.sum()
-    if total <= 0:
-        raise ValueError("coactivation_from_probs(p): p puts all probability on one expert, so "
-                         "no two experts are ever picked together")
-    return c / total
 
 
 # -- occupancy -------------------------------------------------------------------------------
@@ -506,7 +482,7 @@ def strategy_table(model: ModelSpec, chip: ChipConfig, strategies: Sequence[str]
     routing and under ``expert_probs`` (default :func:`~aimoe_lib.routing.zipf_probs` with
     ``zipf_s``), both over ``n_tokens`` tokens seeded by ``seed`` (NaN for a dense model). Numbers
     are None where the status is not ``"ok"``. The strategy ``coactivation`` plans with
-    :func:`coactivation_from_probs` of the skewed probabilities; ``random`` uses ``seed``.
+    :func:`~aimoe_lib.routing.coactivation_from_probs` of the skewed probabilities; ``random`` uses ``seed``.
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from .. import zoo
-from ..mapping import STRATEGIES, fitting_chip, map_model
-from ..routing import zipf_probs
-from ..teaching import mapping_moe
+from ..experiments import fitted_mapping
+from ..mapping import STRATEGIES
 from ..viz import mapping as viz_mapping
 from .controls import choice_slider, dropdown, showing_errors
 
@@ -30,23 +28,16 @@ def mapping_panel(model: str = "small-moe", strategy: str = "in_order", n_tiers:
     strategy, tiers per tile, tier shape (square, 256 / 512 / 1024 cells a side) and what the
     tiers are coloured by.
 
-    The chip is :func:`~aimoe_lib.mapping.fitting_chip`: just enough tiles of ``n_tiers`` tiers
-    for the model's blocks. ``coactivation`` plans with the co-activation of Zipf-skewed routing
-    (:func:`~aimoe_lib.viz.mapping.coactivation_from_probs` of
-    :func:`~aimoe_lib.routing.zipf_probs` with :data:`~aimoe_lib.viz.mapping.ZIPF_S`). When a
+    The mapping is :func:`~aimoe_lib.experiments.fitted_mapping`: just enough tiles of
+    ``n_tiers`` tiers for the model's blocks; ``coactivation`` plans with the co-activation of
+    Zipf-skewed routing (exponent :data:`~aimoe_lib.viz.mapping.ZIPF_S`). When a
     strategy cannot map the model (``moe_stacked`` needs free slabs of tiers; expert strategies
     need experts) the panel shows the error message instead of a figure.
     """
     @showing_errors
     def show(model, strategy, n_tiers, tier_size, color_by):
-        spec = mapping_moe() if model == "small-moe" else zoo.get(model)
-        chip = fitting_chip(spec, n_tiers=n_tiers, tier_rows=tier_size, tier_cols=tier_size,
-                            name="fitted")
-        coact = (viz_mapping.coactivation_from_probs(zipf_probs(spec.n_experts,
-                                                                viz_mapping.ZIPF_S))
-                 if strategy == "coactivation" and spec.is_moe else None)
-        return viz_mapping.occupancy_map(map_model(spec, chip, strategy, coactivation=coact),
-                                         color_by)
+        m = fitted_mapping(model, strategy, n_tiers, tier_size, viz_mapping.ZIPF_S)
+        return viz_mapping.occupancy_map(m, color_by)
 
     return w.interactive(
         show,
