@@ -12,7 +12,7 @@ So
   ``aimoe_lib.data`` to the repository's ``data/`` folder itself, so files regenerated there
   (``python -m aimoe_lib.experiments ...``, ``python -m aimoe_lib.analog.train``) are read at once.
 
-Either way the data is found with :func:`importlib.resources.files` of ``aimoe_lib.data``, never
+Either way the data is found with ``importlib.resources.files`` of ``aimoe_lib.data``, never
 with a path relative to a source file. Code that reads shipped data calls :func:`data_path`:
 
 >>> from aimoe_lib.shipped import data_path
