@@ -16,8 +16,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from . import hardware, mapping, sweep, teaching, zoo
-from .mapping import fitting_chip
+from .mapping import STRATEGIES, MappingError, expected_conflicts, fitting_chip
 from .models import ModelSpec
 from .routing import RoutingSpec, coactivation_from_probs, zipf_probs
 from .shipped import data_path
@@ -25,7 +27,7 @@ from .simulator import Workload, simulate
 
 __all__ = ["BASE", "FAMILIES", "moe_variant", "dense_deeper", "dense_wider", "scaling_family",
            "blocks_needed", "scaling_points", "zoo_pairs", "condition_points", "zoo_points",
-           "family_points", "family_rows", "run", "load", "DATA_DIR", "fitted_mapping", "small_run",
+           "family_points", "family_rows", "run", "load", "DATA_DIR", "ZIPF_S", "strategy_table", "fitted_mapping", "small_run",
            "batch_sweep", "conflict_runs"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -235,9 +237,68 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ chapter 3: one mapping
+# ------------------------------------------------------------------ chapter 3: mappings
+ZIPF_S = 1.2
+"""Zipf exponent of chapter 3's skewed routing (:func:`strategy_table`, :func:`fitted_mapping`):
+expert e is picked with probability proportional to 1 / (e + 1)^s. An illustrative choice (expert
+0 then takes 43 % of the probability among 8 experts), not a measured router; chapter 6 looks at
+real skew."""
+
+
+def strategy_table(model: ModelSpec, chip: hardware.ChipConfig, strategies: Sequence[str] = STRATEGIES,
+                   expert_probs=None, seed: int = 0, zipf_s: float = ZIPF_S,
+                   n_tokens: int = 2000, digital=("embedding",)) -> list[dict]:
+    """The numbers behind :func:`~aimoe_lib.viz.mapping.strategy_comparison`, one dict per strategy.
+
+    Keys: ``strategy``; ``status`` (``"ok"``, ``"does not fit"`` when
+    :func:`~aimoe_lib.mapping.map_model` raises :class:`~aimoe_lib.mapping.MappingError`, or
+    ``"not applicable"`` for an expert strategy on a dense model) with the message in ``error``;
+    ``tiles_used`` and ``max_tiers_per_tile`` (:attr:`~aimoe_lib.mapping.Mapping.tiers_used`);
+    ``layer_sharing``, the mean of :meth:`~aimoe_lib.mapping.Mapping.consecutive_layer_sharing`;
+    ``conflicts_uniform`` and ``conflicts_skewed``, the mean over MoE layers of
+    :func:`~aimoe_lib.mapping.expected_conflicts` (waiting tier MVMs per token) under uniform
+    routing and under ``expert_probs`` (default :func:`~aimoe_lib.routing.zipf_probs` with
+    ``zipf_s``), both over ``n_tokens`` tokens seeded by ``seed`` (NaN for a dense model). Numbers
+    are None where the status is not ``"ok"``. The strategy ``coactivation`` plans with
+    :func:`~aimoe_lib.routing.coactivation_from_probs` of the skewed probabilities; ``random`` uses ``seed``.
+    """
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"strategies={unknown!r}: unknown; choose from {', '.join(STRATEGIES)}")
+    skew = None
+    if model.is_moe:
+        skew = (zipf_probs(model.n_experts, zipf_s) if expert_probs is None
+                else np.asarray(expert_probs, dtype=float))
+    rows = []
+    for s in strategies:
+        row = {"strategy": s, "status": "ok", "error": None, "tiles_used": None,
+               "max_tiers_per_tile": None, "layer_sharing": None, "conflicts_uniform": None,
+               "conflicts_skewed": None}
+        rows.append(row)
+        if s in ("coactivation", "moe_stacked") and not model.is_moe:
+            row.update(status="not applicable",
+                       error=f"{s} places experts, but {model.name} is dense")
+            continue
+        coact = coactivation_from_probs(skew) if s == "coactivation" else None
+        try:
+            m = mapping.map_model(model, chip, s, digital=digital, seed=seed,
+                                  coactivation=coact)
+        except MappingError as err:
+            row.update(status="does not fit", error=str(err))
+            continue
+        sharing = m.consecutive_layer_sharing()
+        row.update(tiles_used=m.tiles_used, max_tiers_per_tile=int(m.tiers_used.max()),
+                   layer_sharing=float(sharing.mean()) if sharing.size else 0.0)
+        if model.is_moe:
+            row["conflicts_uniform"] = float(expected_conflicts(m, None, n_tokens, seed).mean())
+            row["conflicts_skewed"] = float(expected_conflicts(m, skew, n_tokens, seed).mean())
+        else:
+            row["conflicts_uniform"] = row["conflicts_skewed"] = float("nan")
+    return rows
+
+
 def fitted_mapping(model: str | ModelSpec = "small-moe", strategy: str = "in_order",
-                   n_tiers: int = 16, tier_size: int = 512, zipf_s: float = 1.2) -> mapping.Mapping:
+                   n_tiers: int = 16, tier_size: int = 512, zipf_s: float = ZIPF_S) -> mapping.Mapping:
     """``model`` (a zoo name, ``'small-moe'`` for :func:`~aimoe_lib.teaching.mapping_moe`, or a
     ModelSpec) mapped with ``strategy`` on the chip of ``n_tiers`` tiers of ``tier_size`` x
     ``tier_size`` just large enough for it (:func:`~aimoe_lib.mapping.fitting_chip`, named

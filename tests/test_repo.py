@@ -75,3 +75,54 @@ def test_numpy_core_does_not_import_torch():
             "aimoe_lib.viz, aimoe_lib.widgets; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ one home for every rule
+def _modules(*folders):
+    for folder in folders:
+        yield from sorted((ROOT / "aimoe_lib" / folder).glob("*.py"))
+
+
+def _names_used(path):
+    """Every plain name and attribute name a module uses or imports, and the names it calls."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    used, called = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.ImportFrom):
+            used.update(a.name for a in node.names)
+        if isinstance(node, ast.Call):
+            f = node.func
+            called.add(f.id if isinstance(f, ast.Name) else getattr(f, "attr", ""))
+    return used, called
+
+
+@pytest.mark.parametrize("path", list(_modules("viz", "widgets")), ids=lambda p: p.name)
+def test_figures_and_panels_neither_simulate_nor_size_chips(path):
+    """viz/ and widgets/ reach simulations and chips sized for a model only through functions of
+    the core (a figure may still draw a chip of a shape it is given, as chapter 1's does)."""
+    used, called = _names_used(path)
+    assert not used & {"simulate", "build_program", "run_engine", "fitting_chip"}, path.name
+    assert not called & {"provisioned", "map_model"}, path.name
+
+
+_ENGINE_RULES = {"F_FIRST", "F_LAST", "F_HEAD", "F_KV_CONSUMER", "pass_layout", "inst_pos",
+                 "inst_pass", "inst_tok", "pass_base", "expert_gid", "tile_group"}
+
+
+@pytest.mark.parametrize("path", [p for p in (ROOT / "aimoe_lib").rglob("*.py")
+                                  if "simulator" not in p.parts], ids=lambda p: p.name)
+def test_only_the_simulator_reads_flags_and_token_positions(path):
+    """Flag bits, passes and token positions have one home: aimoe_lib/simulator/."""
+    assert not _names_used(path)[0] & _ENGINE_RULES, path.name
+
+
+def test_chapter_4_builds_no_program_itself():
+    nb = json.loads((ROOT / "book" / "04_simulation.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "build_program" not in code and "trace.critical_path(one)" in code

@@ -8,7 +8,7 @@ import pytest
 from figure_checks import check_figure
 from matplotlib.figure import Figure
 
-from aimoe_lib import mapping, routing, teaching, zoo
+from aimoe_lib import experiments, mapping, routing, teaching, zoo
 from aimoe_lib.hardware import ChipConfig
 from aimoe_lib.models import ModelSpec
 from aimoe_lib.viz import mapping as vmap
@@ -121,7 +121,7 @@ def test_invalid_arguments_name_the_field(small):
     with pytest.raises(ValueError, match="max_tiles"):
         vmap.occupancy_map(m, max_tiles=0)
     with pytest.raises(ValueError, match="strategies"):
-        vmap.strategy_table(spec, chip, strategies=("fastest",))
+        experiments.strategy_table(spec, chip, strategies=("fastest",))
     with pytest.raises(ValueError, match="rows"):
         vmap.tiling_stats(10, 10, 0, 10)
     with pytest.raises(ValueError, match="n_tiers"):
@@ -167,9 +167,9 @@ def test_bin_dominant_by_hand():
 # ----------------------------------------------------------------------------- strategies
 def test_strategy_table_agrees_with_the_mapping_module(small):
     spec, chip = small
-    rows = vmap.strategy_table(spec, chip, seed=3, n_tokens=500)
+    rows = experiments.strategy_table(spec, chip, seed=3, n_tokens=500)
     assert [r["strategy"] for r in rows] == list(mapping.STRATEGIES)
-    skew = routing.zipf_probs(spec.n_experts, vmap.ZIPF_S)
+    skew = routing.zipf_probs(spec.n_experts, experiments.ZIPF_S)
     for r in rows:
         co = routing.coactivation_from_probs(skew) if r["strategy"] == "coactivation" else None
         m = mapping.map_model(spec, chip, r["strategy"], seed=3, coactivation=co)
@@ -187,7 +187,7 @@ def test_moe_stacked_conflicts_are_k_minus_1_times_blocks_per_expert(small):
     """The k chosen experts share every tile of their layer's slab: (k - 1) waits per slab tile.
     An expert of the small MoE is 24 blocks (gate 8, up 8, down 8), each on its own slab tile."""
     spec, chip = small
-    (r,) = vmap.strategy_table(spec, chip, strategies=("moe_stacked",))
+    (r,) = experiments.strategy_table(spec, chip, strategies=("moe_stacked",))
     expected = (spec.top_k - 1) * 24
     assert r["conflicts_uniform"] == expected and r["conflicts_skewed"] == expected
 
@@ -195,13 +195,13 @@ def test_moe_stacked_conflicts_are_k_minus_1_times_blocks_per_expert(small):
 def test_strategy_table_marks_what_does_not_fit(small):
     spec, chip = small
     tight = chip.replace(n_tiles=14, n_tiers=64)  # 896 tiers for 872 blocks: no room for slabs
-    (r,) = vmap.strategy_table(spec, tight, strategies=("moe_stacked",))
+    (r,) = experiments.strategy_table(spec, tight, strategies=("moe_stacked",))
     assert r["status"] == "does not fit" and "n_tiers=" in r["error"]
     assert r["conflicts_uniform"] is None
     with pytest.raises(mapping.MappingError, match=r["error"][:40]):
         mapping.map_model(spec, tight, "moe_stacked")
     llama = zoo.get("llama-2-7b")
-    rows = vmap.strategy_table(llama, mapping.fitting_chip(llama, n_tiers=256))
+    rows = experiments.strategy_table(llama, mapping.fitting_chip(llama, n_tiers=256))
     status = {r["strategy"]: r["status"] for r in rows}
     assert status["coactivation"] == status["moe_stacked"] == "not applicable"
     assert status["in_order"] == "ok"
@@ -222,7 +222,7 @@ def test_coactivation_from_probs_by_hand():
     assert np.all(np.diag(c) == 0) and c.sum() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("p", [routing.zipf_probs(8, vmap.ZIPF_S), routing.zipf_probs(64, 2.0),
+@pytest.mark.parametrize("p", [routing.zipf_probs(8, experiments.ZIPF_S), routing.zipf_probs(64, 2.0),
                                np.full(5, 0.2)])
 def test_coactivation_from_probs_is_a_valid_density(p):
     c = routing.coactivation_from_probs(p)

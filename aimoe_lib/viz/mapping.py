@@ -3,7 +3,7 @@ blocks and where the strategies of :func:`~aimoe_lib.mapping.map_model` put them
 
 Figures: :func:`tiling_example` (with :func:`tiling_stats`), :func:`occupancy_map`,
 :func:`occupancy_maps` (aggregated by :func:`bin_dominant` when the chip is large),
-:func:`matrix_placement` and :func:`strategy_comparison` (with :func:`strategy_table` and
+:func:`matrix_placement` and :func:`strategy_comparison` (with :func:`~aimoe_lib.experiments.strategy_table` and
 :func:`format_strategy_table`). :func:`~aimoe_lib.routing.coactivation_from_probs` turns routing probabilities into
 the pair density the ``coactivation`` strategy plans with. The chips come from
 :func:`~aimoe_lib.mapping.fitting_chip`, the skewed routing from
@@ -22,21 +22,16 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from ..experiments import ZIPF_S, strategy_table
 from ..hardware import ChipConfig
-from ..mapping import STRATEGIES, Mapping, MappingError, expected_conflicts, map_model
+from ..mapping import STRATEGIES, Mapping
 from ..models import ModelSpec, Role
-from ..routing import coactivation_from_probs, zipf_probs
 from .style import C_2D, C_3D, C_ACTIVE, C_DENSE, C_MOE, FONT_SIZE, figure, finish, palette, table
 
-__all__ = ["ZIPF_S", "OCCUPANCY_COLOR_BY", "MAX_TIERS_SHOWN", 
+__all__ = ["OCCUPANCY_COLOR_BY", "MAX_TIERS_SHOWN", 
            "bin_dominant", "occupancy_map", "occupancy_maps", "TilingStats", "tiling_stats",
-           "tiling_example", "matrix_placement", "strategy_table", "format_strategy_table",
+           "tiling_example", "matrix_placement", "format_strategy_table",
            "strategy_comparison"]
-
-ZIPF_S = 1.2
-"""Default Zipf exponent of the skewed routing in :func:`strategy_comparison`: expert e is picked
-with probability proportional to 1 / (e + 1)^s. An illustrative choice (expert 0 then takes 43 % of
-the probability among 8 experts), not a measured router; chapter 6 looks at real skew."""
 
 OCCUPANCY_COLOR_BY = ("layer", "expert", "role")
 """What :func:`occupancy_map` can colour the tiers by."""
@@ -467,59 +462,8 @@ def matrix_placement(mapping: Mapping, name: str) -> Figure:
 
 
 # -- strategies ------------------------------------------------------------------------------
-def strategy_table(model: ModelSpec, chip: ChipConfig, strategies: Sequence[str] = STRATEGIES,
-                   expert_probs=None, seed: int = 0, zipf_s: float = ZIPF_S,
-                   n_tokens: int = 2000, digital=("embedding",)) -> list[dict]:
-    """The numbers behind :func:`strategy_comparison`, one dict per strategy.
-
-    Keys: ``strategy``; ``status`` (``"ok"``, ``"does not fit"`` when
-    :func:`~aimoe_lib.mapping.map_model` raises :class:`~aimoe_lib.mapping.MappingError`, or
-    ``"not applicable"`` for an expert strategy on a dense model) with the message in ``error``;
-    ``tiles_used`` and ``max_tiers_per_tile`` (:attr:`~aimoe_lib.mapping.Mapping.tiers_used`);
-    ``layer_sharing``, the mean of :meth:`~aimoe_lib.mapping.Mapping.consecutive_layer_sharing`;
-    ``conflicts_uniform`` and ``conflicts_skewed``, the mean over MoE layers of
-    :func:`~aimoe_lib.mapping.expected_conflicts` (waiting tier MVMs per token) under uniform
-    routing and under ``expert_probs`` (default :func:`~aimoe_lib.routing.zipf_probs` with
-    ``zipf_s``), both over ``n_tokens`` tokens seeded by ``seed`` (NaN for a dense model). Numbers
-    are None where the status is not ``"ok"``. The strategy ``coactivation`` plans with
-    :func:`~aimoe_lib.routing.coactivation_from_probs` of the skewed probabilities; ``random`` uses ``seed``.
-    """
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"strategies={unknown!r}: unknown; choose from {', '.join(STRATEGIES)}")
-    skew = None
-    if model.is_moe:
-        skew = (zipf_probs(model.n_experts, zipf_s) if expert_probs is None
-                else np.asarray(expert_probs, dtype=float))
-    rows = []
-    for s in strategies:
-        row = {"strategy": s, "status": "ok", "error": None, "tiles_used": None,
-               "max_tiers_per_tile": None, "layer_sharing": None, "conflicts_uniform": None,
-               "conflicts_skewed": None}
-        rows.append(row)
-        if s in ("coactivation", "moe_stacked") and not model.is_moe:
-            row.update(status="not applicable",
-                       error=f"{s} places experts, but {model.name} is dense")
-            continue
-        coact = coactivation_from_probs(skew) if s == "coactivation" else None
-        try:
-            m = map_model(model, chip, s, digital=digital, seed=seed, coactivation=coact)
-        except MappingError as err:
-            row.update(status="does not fit", error=str(err))
-            continue
-        sharing = m.consecutive_layer_sharing()
-        row.update(tiles_used=m.tiles_used, max_tiers_per_tile=int(m.tiers_used.max()),
-                   layer_sharing=float(sharing.mean()) if sharing.size else 0.0)
-        if model.is_moe:
-            row["conflicts_uniform"] = float(expected_conflicts(m, None, n_tokens, seed).mean())
-            row["conflicts_skewed"] = float(expected_conflicts(m, skew, n_tokens, seed).mean())
-        else:
-            row["conflicts_uniform"] = row["conflicts_skewed"] = float("nan")
-    return rows
-
-
 def format_strategy_table(rows: Sequence[dict]) -> str:
-    """Aligned plain-text table of :func:`strategy_table` rows (conflicts to 1 decimal)."""
+    """Aligned plain-text table of :func:`~aimoe_lib.experiments.strategy_table` rows (conflicts to 1 decimal)."""
     body = []
     for r in rows:
         if r["status"] != "ok":
@@ -536,7 +480,7 @@ def format_strategy_table(rows: Sequence[dict]) -> str:
 def strategy_comparison(model: ModelSpec, chip: ChipConfig, strategies: Sequence[str] = STRATEGIES,
                         expert_probs=None, seed: int = 0, zipf_s: float = ZIPF_S,
                         n_tokens: int = 2000, digital=("embedding",)) -> Figure:
-    """Mapping strategies side by side, as grouped bars over :func:`strategy_table`.
+    """Mapping strategies side by side, as grouped bars over :func:`~aimoe_lib.experiments.strategy_table`.
 
     Three panels: how much of the chip a strategy uses (tiles holding blocks, and tiers on the
     fullest tile, both in % of the chip, absolute numbers on the bars); the tile sharing between
@@ -544,7 +488,8 @@ def strategy_comparison(model: ModelSpec, chip: ChipConfig, strategies: Sequence
     skewed routing. A strategy that cannot map the model is marked 'does not fit' (or 'not
     applicable' for an expert strategy on a dense model).
     """
-    rows = strategy_table(model, chip, strategies, expert_probs, seed, zipf_s, n_tokens, digital)
+    rows = strategy_table(model, chip, strategies, expert_probs, seed, zipf_s, n_tokens,
+                          digital)
     names = [r["strategy"] for r in rows]
     ok = [r for r in rows if r["status"] == "ok"]
     x = np.arange(len(rows))

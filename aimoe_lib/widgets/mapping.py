@@ -30,13 +30,13 @@ def mapping_panel(model: str = "small-moe", strategy: str = "in_order", n_tiers:
 
     The mapping is :func:`~aimoe_lib.experiments.fitted_mapping`: just enough tiles of
     ``n_tiers`` tiers for the model's blocks; ``coactivation`` plans with the co-activation of
-    Zipf-skewed routing (exponent :data:`~aimoe_lib.viz.mapping.ZIPF_S`). When a
+    Zipf-skewed routing (exponent :data:`~aimoe_lib.experiments.ZIPF_S`). When a
     strategy cannot map the model (``moe_stacked`` needs free slabs of tiers; expert strategies
     need experts) the panel shows the error message instead of a figure.
     """
     @showing_errors
     def show(model, strategy, n_tiers, tier_size, color_by):
-        m = fitted_mapping(model, strategy, n_tiers, tier_size, viz_mapping.ZIPF_S)
+        m = fitted_mapping(model, strategy, n_tiers, tier_size)
         return viz_mapping.occupancy_map(m, color_by)
 
     return w.interactive(
