@@ -33,10 +33,15 @@ __all__ = [
     "AreaModel",
     "UnitAssignment",
     "KVPlacement",
+    "AttentionSync",
+    "PartialSums",
+    "Dataflow",
     "ChipConfig",
     "preset",
     "preset_names",
     "hermes_mvm_cost",
+    "threedsim_cost",
+    "THREEDSIM_DATAFLOW",
 ]
 
 
@@ -156,6 +161,23 @@ class CostModel:
     """Attention energy per (query, key) pair and element of d. [MOEPIM] 0.022289 d n^2 pJ (the
     fork's code multiplies this by 25; we follow its table)."""
 
+    mha_latency_ns_per_op: float = 0.0
+    """Fixed latency of one attention operation on top of its per-pair terms, ns. 0 for the
+    [MOEPIM] fit; [3DSIM]'s public stubs charge 1 ns (DRAM) + 1 ns (compute) per operation,
+    whatever the sequence length."""
+    mha_energy_pj_per_op: float = 0.0
+    """Fixed energy of one attention operation, pJ. 0 for the [MOEPIM] fit; [3DSIM] stubs:
+    1 nJ + 1 nJ per operation."""
+    digital_op_energy_pj: float = 0.0
+    """Fixed energy of every element-wise digital step (layer norm, activation, add, multiply,
+    softmax, top-k) on top of its per-element energy, pJ. 0 for the [MOEPIM] table; [3DSIM]
+    charges 10 nJ for every digital operation whatever its length."""
+    sampling_latency_ns: float | None = None
+    """Latency of sampling the next token, ns; None costs it as a softmax and a top-1 pass over
+    the vocabulary (assumptions A-SOFTMAX, A-TOPK). [3DSIM]: 10 ns."""
+    sampling_energy_pj: float | None = None
+    """Energy of sampling the next token, pJ; None as for the latency. [3DSIM]: 0."""
+
     softmax_relative_cost: float = 1.0
     """Router softmax over E scores costed as one GeLU-like transcendental pass over E elements,
     times this factor. Assumption A-SOFTMAX."""
@@ -206,16 +228,17 @@ class CostModel:
         chunks512 = math.ceil(d / 512)
         if op is OpKind.MVM:
             return OpCost(self.mvm_latency_ns, self.mvm_energy_pj)
+        fixed = self.digital_op_energy_pj
         if op is OpKind.LAYERNORM:
             return OpCost(self.layernorm_latency_ns_per_512 * chunks512,
-                          self.layernorm_energy_pj_per_512 * chunks512)
+                          self.layernorm_energy_pj_per_512 * chunks512 + fixed)
         if op is OpKind.RELU:
-            return OpCost(self.relu_latency_ns, self.relu_energy_pj_per_element * d)
+            return OpCost(self.relu_latency_ns, self.relu_energy_pj_per_element * d + fixed)
         if op in (OpKind.GELU, OpKind.SILU, OpKind.SOFTMAX):
             scale = {OpKind.GELU: 1.0, OpKind.SILU: self.silu_relative_cost,
                      OpKind.SOFTMAX: self.softmax_relative_cost}[op]
             return OpCost(scale * (self.gelu_latency_ns_per_256 * d / 256 + self.gelu_latency_ns_fixed),
-                          scale * self.gelu_energy_pj_per_256 * d / 256)
+                          scale * self.gelu_energy_pj_per_256 * d / 256 + fixed)
         if op is OpKind.TOPK and (isinstance(n_queries, bool) or not isinstance(n_queries, int)
                                   or n_queries < 1):
             raise ValueError(f"cost(op='topk', n_queries={n_queries!r}): k must be an integer >= 1")
@@ -223,7 +246,7 @@ class CostModel:
             scale = {OpKind.ADD: 1.0, OpKind.MUL: self.mul_relative_cost,
                      OpKind.TOPK: self.topk_passes_per_k * n_queries}[op]
             return OpCost(scale * (self.add_latency_ns_per_256 * d / 256 + self.add_latency_ns_fixed),
-                          scale * self.add_energy_pj_per_256 * d / 256)
+                          scale * self.add_energy_pj_per_256 * d / 256 + fixed)
         if op is OpKind.COMM:
             return OpCost(self.comm_latency_ns_per_512 * chunks512,
                           self.comm_energy_pj_per_256 * d / 256)
@@ -234,6 +257,18 @@ class CostModel:
         pairs = n_queries * n_keys
         return OpCost(pairs * (self.mha_latency_ns_per_pair_d * d + self.mha_latency_ns_per_pair_d2 * d * d),
                       pairs * self.mha_energy_pj_per_pair_d * d)
+
+    def sampling(self, vocab_size: int) -> OpCost:
+        """Sampling the next token from ``vocab_size`` logits: the fixed sampling cost where one is
+        set, else a softmax and a top-1 pass over the vocabulary."""
+        if self.sampling_latency_ns is not None and self.sampling_energy_pj is not None:
+            return OpCost(self.sampling_latency_ns, self.sampling_energy_pj)
+        soft, top = self.cost(OpKind.SOFTMAX, vocab_size), self.cost(OpKind.TOPK, vocab_size, 1)
+        lat = soft.latency_ns + top.latency_ns if self.sampling_latency_ns is None \
+            else self.sampling_latency_ns
+        en = soft.energy_pj + top.energy_pj if self.sampling_energy_pj is None \
+            else self.sampling_energy_pj
+        return OpCost(lat, en)
 
     def digital_mvm(self, in_features: int, out_features: int) -> OpCost:
         """A whole in x out matrix-vector product on a DPU (A-DIGITAL-MVM)."""
@@ -353,6 +388,65 @@ def _coerce(enum_cls, cls: str, name: str, value):
         raise ValueError(f"{cls}.{name}={value!r}: unknown value; use one of {valid}") from None
 
 
+class AttentionSync(str, Enum):
+    """When a token's attention may start in a prefill (or a pass without KV cache)."""
+
+    CAUSAL = "causal"
+    """Token i attends once the keys/values of tokens 0..i exist (a layer-pipelined dataflow)."""
+    PASS = "pass"
+    """One attention operation per layer and pass, once every token's Q/K/V of the pass exists
+    (a barrier; [3DSIM]'s traced graph)."""
+
+
+class PartialSums(str, Enum):
+    """How the partial outputs of a matrix spanning several input row blocks are summed."""
+
+    ONE_ADD = "one_add"
+    """One element-wise add over out x (row blocks - 1) elements (assumption A-ACC-DPU)."""
+    CHAIN = "chain"
+    """(row blocks - 1) adds of ``out`` elements, one after another ([3DSIM])."""
+
+
+_BOOL_FIELDS = ("norm_before_first_layer", "final_norm_every_token", "transfer_into_attention",
+                "kv_traffic")
+
+
+@dataclass(frozen=True)
+class Dataflow:
+    """What a token's operation graph contains and how its steps synchronise: the modelling
+    choices on which simulators of this line of work differ. The defaults are this project's
+    (physical for a layer-pipelined dataflow); :func:`preset` ``'3dsim'`` selects [3DSIM]'s."""
+
+    attention_sync: AttentionSync | str = AttentionSync.CAUSAL
+    """'causal' (token i needs keys 0..i) or 'pass' (one attention per layer and pass after all
+    tokens' Q/K/V: [3DSIM])."""
+    norm_before_first_layer: bool = True
+    """Layer norm before layer 0's Q/K/V (pre-norm models); [3DSIM]'s post-norm README model has
+    none."""
+    final_norm_every_token: bool = True
+    """The last layer's closing norm runs for every token (True) or, as the final norm before the
+    LM head, for the last token of a pass only ([3DSIM])."""
+    partial_sums: PartialSums | str = PartialSums.ONE_ADD
+    """'one_add' (A-ACC-DPU) or 'chain' ([3DSIM]: one add per extra row block)."""
+    transfer_into_attention: bool = True
+    """A network transfer of the query into the attention unit (True), or none ([3DSIM]: the
+    Q/K/V MVMs' output transfer feeds attention directly)."""
+    kv_traffic: bool = True
+    """With the KV cache in DRAM, model its traffic by bandwidth and power (True), or charge
+    nothing but the DRAM's idle power ([3DSIM]'s public code computes the DRAM time but never
+    uses it)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attention_sync",
+                           _coerce(AttentionSync, "Dataflow", "attention_sync", self.attention_sync))
+        object.__setattr__(self, "partial_sums",
+                           _coerce(PartialSums, "Dataflow", "partial_sums", self.partial_sums))
+        for name in _BOOL_FIELDS:
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise ValueError(f"Dataflow.{name}={v!r}: must be True or False")
+
+
 @dataclass(frozen=True)
 class ChipConfig:
     """An abstract 3D AIMC chip: tiles of stacked crossbar tiers plus digital and attention units.
@@ -380,6 +474,8 @@ class ChipConfig:
     """Precision of a stored weight, bits (8-bit-equivalent, one weight per device pair; DESIGN.md §3)."""
     cost: CostModel = field(default_factory=CostModel)
     """Latency and energy of every operation."""
+    dataflow: Dataflow = field(default_factory=Dataflow)
+    """What a token's operation graph contains and how its steps synchronise."""
     area: AreaModel = field(default_factory=AreaModel)
     """Area of tiles and units."""
     name: str = "custom"
@@ -394,6 +490,8 @@ class ChipConfig:
                            _coerce(KVPlacement, "ChipConfig", "kv_placement", self.kv_placement))
         if not isinstance(self.cost, CostModel):
             raise ValueError(f"ChipConfig.cost={self.cost!r}: must be a CostModel")
+        if not isinstance(self.dataflow, Dataflow):
+            raise ValueError(f"ChipConfig.dataflow={self.dataflow!r}: must be a Dataflow")
         if not isinstance(self.area, AreaModel):
             raise ValueError(f"ChipConfig.area={self.area!r}: must be an AreaModel")
 
@@ -499,7 +597,40 @@ def _hermes(n_tiles: int = HERMES_CORES, n_tiers: int = 1, tier_rows: int = 256,
                       cost=kw.pop("cost", cost), name=kw.pop("name", "hermes"), **kw)
 
 
-_PRESETS = {"paper": _paper, "paper-2d": _paper_2d, "hermes": _hermes}
+def threedsim_cost() -> CostModel:
+    """[3DSIM]'s public cost functions (src/threedsim/accelerator.py at commit 0bef55f): MVM
+    100 ns / 10 nJ; layer norm 50 ns, add 10 ns, ReLU 1 ns, GeLU 10 ns, each 10 nJ whatever its
+    length; a transfer 10 ns and 1e-5 nJ per bit of a 512-element 8-bit vector (40.96 pJ);
+    attention 1 + 1 ns and 1 + 1 nJ per operation whatever the sequence length (its stubs);
+    sampling 10 ns, 0 nJ; 1 W static power per DPU and attention unit."""
+    return CostModel(
+        layernorm_energy_pj_per_512=0.0, relu_energy_pj_per_element=0.0,
+        gelu_latency_ns_per_256=0.0, gelu_latency_ns_fixed=10.0, gelu_energy_pj_per_256=0.0,
+        add_latency_ns_per_256=0.0, add_latency_ns_fixed=10.0, add_energy_pj_per_256=0.0,
+        comm_latency_ns_per_512=10.0, comm_energy_pj_per_256=1e-5 * 8 * 256 * 1e3,
+        mha_latency_ns_per_pair_d=0.0, mha_latency_ns_per_pair_d2=0.0, mha_energy_pj_per_pair_d=0.0,
+        mha_latency_ns_per_op=2.0, mha_energy_pj_per_op=2000.0, digital_op_energy_pj=10_000.0,
+        sampling_latency_ns=10.0, sampling_energy_pj=0.0)
+
+
+THREEDSIM_DATAFLOW = Dataflow(attention_sync="pass", norm_before_first_layer=False,
+                              final_norm_every_token=False, partial_sums="chain",
+                              transfer_into_attention=False, kv_traffic=False)
+"""[3DSIM]'s traced graph: one attention per layer and pass after all tokens' Q/K/V, no norm
+before layer 0 (post-norm README model), the final norm for the last token only, partial sums as
+a chain of adds, no transfer into the attention unit, KV-cache DRAM traffic not charged."""
+
+
+def _threedsim(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
+    """[3DSIM]'s README accelerator with its public code defaults and semantics: 100 tiles x 1024
+    tiers of 512x512, 4 pooled DPUs and 1 attention unit, :func:`threedsim_cost`,
+    :data:`THREEDSIM_DATAFLOW`. For side-by-side validation only: its costs are placeholders."""
+    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, cost=kw.pop("cost", threedsim_cost()),
+                      dataflow=kw.pop("dataflow", THREEDSIM_DATAFLOW),
+                      name=kw.pop("name", "3dsim"), **kw)
+
+
+_PRESETS = {"paper": _paper, "paper-2d": _paper_2d, "hermes": _hermes, "3dsim": _threedsim}
 
 
 def preset_names() -> tuple[str, ...]:

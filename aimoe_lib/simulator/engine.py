@@ -55,12 +55,15 @@ EngineInput = NamedTuple("EngineInput", [(f, np.ndarray) for f in PROGRAM_ARRAYS
                          + [("dpu_ptr", np.ndarray), ("dpu_idx", np.ndarray),
                             ("mha_ptr", np.ndarray), ("mha_idx", np.ndarray),
                             ("dram_bytes_per_key", float), ("mvm_latency_ns", float),
+                            ("mha_op_latency_ns", float), ("mha_op_energy_pj", float),
+                            ("attention_pass", bool),
                             ("n_layers", int), ("n_dpus", int), ("n_mha", int), ("n_tiles", int),
                             ("batch", int), ("record", bool), ("log_capacity", int)])
 EngineInput.__doc__ = """Everything the event loop reads: the program's arrays (``PROGRAM_ARRAYS``,
 as in :class:`~aimoe_lib.simulator.program.Program`), the pass layout of one sequence
 (``LAYOUT_ARRAYS``), the units each layer slot may use (CSR ``dpu_ptr``/``dpu_idx``,
-``mha_ptr``/``mha_idx``), the run's sizes, whether to keep the event log (``record``) and the
+``mha_ptr``/``mha_idx``), the attention's fixed cost per operation and synchronisation
+(``attention_pass``: one attention per layer and pass), the run's sizes, whether to keep the event log (``record``) and the
 rows of its buffer (``log_capacity``)."""
 
 
@@ -82,6 +85,8 @@ class EngineOutput(NamedTuple):
     tile_conflicts: int
     stall_ns: float
     n_events: int
+    tier_mvms: int
+    """Tier MVMs executed (blocks run, summed over every tile operation)."""
     log_f: np.ndarray
     """(n, 2) start and end of each logged event."""
     log_i: np.ndarray
@@ -97,7 +102,9 @@ def engine_input(prog: Program, log_capacity: int = 1) -> EngineInput:
         *(getattr(prog, f) for f in PROGRAM_ARRAYS), *(getattr(lay, f) for f in LAYOUT_ARRAYS),
         dpu_ptr=prog.unit_ptr[0], dpu_idx=prog.unit_idx[0], mha_ptr=prog.unit_ptr[1],
         mha_idx=prog.unit_idx[1], dram_bytes_per_key=float(prog.dram_bytes_per_key),
-        mvm_latency_ns=float(prog.mvm_latency_ns), n_layers=int(prog.n_layers),
+        mvm_latency_ns=float(prog.mvm_latency_ns), mha_op_latency_ns=float(prog.mha_op_latency_ns),
+        mha_op_energy_pj=float(prog.mha_op_energy_pj), attention_pass=bool(prog.attention_pass),
+        n_layers=int(prog.n_layers),
         n_dpus=int(prog.n_units[0]), n_mha=int(prog.n_units[1]), n_tiles=int(prog.n_tiles),
         batch=int(w.batch), record=bool(w.record_events), log_capacity=int(log_capacity))
 
@@ -135,6 +142,7 @@ def _engine_py(inp):
     ntok, pass_base, inst_pass, inst_tok, inst_pos = (inp.ntok, inp.pass_base, inp.inst_pass,
                                                       inp.inst_tok, inp.inst_pos)
     dram_bpk, mvm_lat, n_layers = inp.dram_bytes_per_key, inp.mvm_latency_ns, inp.n_layers
+    mha_lat0, mha_en0, att_pass = inp.mha_op_latency_ns, inp.mha_op_energy_pj, inp.attention_pass
     batch, record, log_cap = inp.batch, inp.record, inp.log_capacity
     n_ops = res.shape[0]
     n_passes = ntok.shape[0]
@@ -146,7 +154,7 @@ def _engine_py(inp):
         for o in range(n_ops):
             remaining[i, o] = npreds[o]
     kvt = np.full((n_inst, n_layers), -1.0)
-    ptr = np.zeros((batch, n_passes, n_layers), np.int64)
+    ptr = np.zeros((batch, n_passes, n_layers), np.int64)  # tokens released (causal) or ready (pass)
     pmax = np.zeros((batch, n_passes, n_layers), np.float64)
     tile_free = np.zeros(inp.n_tiles, np.float64)
     tile_busy = np.zeros(inp.n_tiles, np.float64)
@@ -165,6 +173,7 @@ def _engine_py(inp):
     stall = 0.0
     makespan = 0.0
     n_events = 0
+    n_mvm = 0
     token_times = np.zeros((batch, n_passes), np.float64)
     log_f = np.zeros((log_cap, 2), np.float64)
     log_i = np.zeros((log_cap, 7), np.int64)
@@ -208,6 +217,7 @@ def _engine_py(inp):
                 for _ in range(grp_count[q]):  # blocks back to back (same arithmetic as the reference)
                     en += mvm_lat
                     tile_busy[tl] += mvm_lat
+                n_mvm += grp_count[q]
                 tile_free[tl] = en
                 if en > f:
                     f = en
@@ -223,8 +233,13 @@ def _engine_py(inp):
                     e_dig += energy[o]
                 else:
                     free_a, busy_a, uptr, uidx = mha_free, mha_busy, mha_ptr, mha_idx
-                    dur = lat[o] * (pos + 1)
-                    e_att += energy[o] * (pos + 1)
+                    keys = pos + 1
+                    if att_pass:  # one operation for every token of the pass
+                        keys = 0
+                        for q in range(pass_base[p], pass_base[p + 1]):
+                            keys += inst_pos[q] + 1
+                    dur = mha_lat0 + lat[o] * keys
+                    e_att += mha_en0 + energy[o] * keys
                 sl = layer[o]
                 best = -1
                 idle = -1
@@ -265,29 +280,46 @@ def _engine_py(inp):
                 for jj in range(ntok[p + 1]):
                     inst2 = s * per_seq + pass_base[p + 1] + jj
                     heapq.heappush(heap, (fo + comm_in[first_op], inst2 * n_ops + first_op))
-        for q in range(succ_ptr[o], succ_ptr[o + 1]):
-            sc = succ[q]
-            if (flags[sc] & F_HEAD) and j != ntok[p] - 1:
-                continue
-            if fo > rtime[inst, sc]:
-                rtime[inst, sc] = fo
-            remaining[inst, sc] -= 1
-            if remaining[inst, sc] == 0:
-                if flags[sc] & F_KV_CONSUMER:
-                    lyr = kv_layer[sc]
-                    kvt[inst, lyr] = rtime[inst, sc]
-                    base = s * per_seq + pass_base[p]
-                    while ptr[s, p, lyr] < ntok[p] and kvt[base + ptr[s, p, lyr], lyr] >= 0.0:
-                        k2 = base + ptr[s, p, lyr]
-                        if kvt[k2, lyr] > pmax[s, p, lyr]:
-                            pmax[s, p, lyr] = kvt[k2, lyr]
-                        heapq.heappush(heap, (pmax[s, p, lyr] + comm_in[sc], k2 * n_ops + sc))
-                        ptr[s, p, lyr] += 1
-                else:
-                    heapq.heappush(heap, (rtime[inst, sc] + comm_in[sc], inst * n_ops + sc))
+        # a pass-synchronised attention completes every token of its pass at once
+        i0, i1 = inst, inst + 1
+        if att_pass and (flags[o] & F_KV_CONSUMER):
+            i0 = s * per_seq + pass_base[p]
+            i1 = i0 + ntok[p]
+        for ic in range(i0, i1):
+            jc = inst_tok[ic - s * per_seq]
+            for q in range(succ_ptr[o], succ_ptr[o + 1]):
+                sc = succ[q]
+                if (flags[sc] & F_HEAD) and jc != ntok[p] - 1:
+                    continue
+                if fo > rtime[ic, sc]:
+                    rtime[ic, sc] = fo
+                remaining[ic, sc] -= 1
+                if remaining[ic, sc] == 0:
+                    if flags[sc] & F_KV_CONSUMER:
+                        lyr = kv_layer[sc]
+                        kvt[ic, lyr] = rtime[ic, sc]
+                        base = s * per_seq + pass_base[p]
+                        if att_pass:  # wait for every token of the pass, then one operation
+                            ptr[s, p, lyr] += 1
+                            if rtime[ic, sc] > pmax[s, p, lyr]:
+                                pmax[s, p, lyr] = rtime[ic, sc]
+                            if ptr[s, p, lyr] == ntok[p]:
+                                last = base + ntok[p] - 1
+                                heapq.heappush(heap, (pmax[s, p, lyr] + comm_in[sc],
+                                                      last * n_ops + sc))
+                        else:
+                            while ptr[s, p, lyr] < ntok[p] and kvt[base + ptr[s, p, lyr], lyr] >= 0.0:
+                                k2 = base + ptr[s, p, lyr]
+                                if kvt[k2, lyr] > pmax[s, p, lyr]:
+                                    pmax[s, p, lyr] = kvt[k2, lyr]
+                                heapq.heappush(heap, (pmax[s, p, lyr] + comm_in[sc], k2 * n_ops + sc))
+                                ptr[s, p, lyr] += 1
+                    else:
+                        heapq.heappush(heap, (rtime[ic, sc] + comm_in[sc], ic * n_ops + sc))
     n_keep = min(n_log, log_cap)
     return (makespan, token_times, tile_busy, dpu_busy, mha_busy, dram_busy, e_mvm, e_dig, e_att,
-            e_dram, e_comm, conflicts, stall, n_events, log_f[:n_keep], log_i[:n_keep], n_log)
+            e_dram, e_comm, conflicts, stall, n_events, n_mvm, log_f[:n_keep], log_i[:n_keep],
+            n_log)
 
 
 try:  # the compiled engine; the same function runs as plain Python without numba

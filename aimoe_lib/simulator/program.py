@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import routing as routing_mod
-from ..hardware import ChipConfig, KVPlacement, OpKind, UnitAssignment
+from ..hardware import AttentionSync, ChipConfig, KVPlacement, OpKind, PartialSums, UnitAssignment
 from ..mapping import Mapping
 from ..models import AttentionKind, ModelSpec, Role
 from ..routing import moe_layer_keys as _moe_layer_keys
@@ -82,6 +82,8 @@ class Step(IntEnum):
     COMBINE = 22
     LM_HEAD = 23
     SAMPLE = 24
+    EMBED = 25
+    FINAL_NORM = 26
 
     @property
     def label(self) -> str:
@@ -98,6 +100,7 @@ _STEP_LABELS = {
     Step.EXPERT_UP: "expert_up", Step.EXPERT_ACT: "expert_act", Step.EXPERT_DOWN: "expert_down",
     Step.SHARED_UP: "shared_up", Step.SHARED_ACT: "shared_act", Step.SHARED_DOWN: "shared_down",
     Step.COMBINE: "combine+add+ln", Step.LM_HEAD: "lm_head", Step.SAMPLE: "sample",
+    Step.EMBED: "embed", Step.FINAL_NORM: "final_norm",
 }
 
 
@@ -263,6 +266,13 @@ class Program:
     """(batch, positions, n_moe, k) routed experts."""
     dram_bytes_per_key: float
     """KV bytes per past token and layer (DRAM traffic per key)."""
+    mha_op_latency_ns: float
+    """Fixed latency of one attention operation (``lat`` adds the per-key part)."""
+    mha_op_energy_pj: float
+    """Fixed energy of one attention operation (``energy`` adds the per-key part)."""
+    attention_pass: bool
+    """One attention per layer and pass after all its tokens' Q/K/V (``AttentionSync.PASS``),
+    else causal streaming."""
     mvm_latency_ns: float
     """Latency of one tier MVM."""
     n_layers: int
@@ -358,16 +368,21 @@ class _Builder:
 
     def acc(self, mats) -> tuple[float, float]:
         """Digital accumulation of partial sums of the analog matrices among ``mats`` that span
-        several input blocks: one add of length out x (row blocks - 1) per matrix (assumption
-        A-ACC-DPU)."""
+        several input blocks: per matrix one add of length out x (row blocks - 1) (assumption
+        A-ACC-DPU), or with ``PartialSums.CHAIN`` (row blocks - 1) adds of length out."""
+        chain = self.chip.dataflow.partial_sums is PartialSums.CHAIN
         lat = en = 0.0
         for m in mats:
             if m.name not in self.analog:
                 continue
             nrb = -(-m.in_features // self.rows)
             if nrb > 1:
-                c = self.cost.cost(OpKind.ADD, m.out_features * (nrb - 1))
-                lat, en = lat + c.latency_ns, en + c.energy_pj
+                if chain:
+                    c = self.cost.cost(OpKind.ADD, m.out_features)
+                    lat, en = lat + c.latency_ns * (nrb - 1), en + c.energy_pj * (nrb - 1)
+                else:
+                    c = self.cost.cost(OpKind.ADD, m.out_features * (nrb - 1))
+                    lat, en = lat + c.latency_ns, en + c.energy_pj
         return lat, en
 
     def act(self, width: int) -> tuple[float, float]:
@@ -396,9 +411,12 @@ class _Builder:
         name = layer if layer_name == "same" else layer_name
         return self.op(step, name, R_DPU, preds, layer=layer, lat=cost[0], energy=cost[1], **kw)
 
-    def group(self, mats) -> int:
-        """A new tile group holding the blocks of ``mats``; returns its index."""
-        tiles = np.concatenate([self.mapping.blocks(m.name)["tile"] for m in mats])
+    def group(self, mats, first_row_block: bool = False) -> int:
+        """A new tile group holding the blocks of ``mats`` (only their first row of blocks with
+        ``first_row_block``: a one-hot input selects one row); returns its index."""
+        parts = [self.mapping.blocks(m.name) for m in mats]
+        tiles = np.concatenate([b["tile"][b["row_block"] == 0] if first_row_block else b["tile"]
+                                for b in parts])
         uniq, counts = np.unique(tiles, return_counts=True)
         self.groups.append(list(zip(uniq.tolist(), counts.tolist())))
         self.group_energy.append(int(tiles.size) * self.cost.mvm_energy_pj)
@@ -462,9 +480,9 @@ def _attention(b: _Builder, layer: int, ms, prev: int, kv_dram: bool) -> int:
     else:
         mha_flags, mha_kv, mha_preds = F_KV_CONSUMER, layer, [kv_src]
     c_one = b.cost.cost(OpKind.MHA, d, 1, 1)
+    into = b.comm(model.q_dim) if b.chip.dataflow.transfer_into_attention else (0.0, 0.0)
     mha = b.op(Step.ATTENTION, layer, R_MHA, mha_preds, layer=layer, lat=c_one.latency_ns,
-               energy=c_one.energy_pj, comm_in=b.comm(model.q_dim), flags=mha_flags,
-               kv_layer=mha_kv)
+               energy=c_one.energy_pj, comm_in=into, flags=mha_flags, kv_layer=mha_kv)
     o_mats = _by_role(ms, Role.O)
     o = b.mvm(Step.O_PROJ, layer, o_mats, [mha])
     lo, eo = b.acc(o_mats)
@@ -472,9 +490,12 @@ def _attention(b: _Builder, layer: int, ms, prev: int, kv_dram: bool) -> int:
     return b.dpu(Step.ADD_NORM, layer, [o], (lo + l2, eo + e2))
 
 
-def _residual_norm(b: _Builder) -> tuple[float, float]:
-    """The residual add and the next layer's norm that close every FFN."""
+def _residual_norm(b: _Builder, layer: int) -> tuple[float, float]:
+    """The residual add and the next layer's norm that close every FFN; after the last layer the
+    final norm, unless the dataflow runs it for the last token of a pass only (then its own op)."""
     d = b.model.d_model
+    if layer == b.model.n_layers - 1 and not b.chip.dataflow.final_norm_every_token:
+        return b.cost_sum((OpKind.ADD, d))
     return b.cost_sum((OpKind.ADD, d), (OpKind.LAYERNORM, d))
 
 
@@ -488,7 +509,7 @@ def _dense_ffn(b: _Builder, layer: int, ms, prev: int) -> int:
     down_mats = _by_role(ms, Role.FFN_DOWN)
     down = b.mvm(Step.FFN_DOWN, layer, down_mats, [act])
     ld, ed = b.acc(down_mats)
-    lr, er = _residual_norm(b)
+    lr, er = _residual_norm(b, layer)
     return b.dpu(Step.FFN_ADD_NORM, layer, [down], (ld + lr, ed + er))
 
 
@@ -535,18 +556,41 @@ def _moe_ffn(b: _Builder, layer: int, ms, prev: int, mi: int, expert_gid: np.nda
     n_sum = model.top_k + model.n_shared_experts
     lc, ec = b.cost_sum(*([(OpKind.MUL, d)] * (model.top_k + (1 if model.shared_expert_gate else 0))),
                         *([(OpKind.ADD, d)] * (n_sum - 1)))
-    ln, en = _residual_norm(b)
+    ln, en = _residual_norm(b, layer)
     return b.dpu(Step.COMBINE, layer, downs, (down_acc[0] + lc + ln, down_acc[1] + ec + en))
 
 
 def _head(b: _Builder, head_mats, prev: int) -> None:
-    """LM head MVM and sampling, for the last token of a pass only."""
+    """[The final norm,] LM head MVM and sampling, for the last token of a pass only."""
     model = b.model
+    if not b.chip.dataflow.final_norm_every_token:
+        prev = b.dpu(Step.FINAL_NORM, model.n_layers, [prev],
+                     b.cost_sum((OpKind.LAYERNORM, model.d_model)), layer_name=None, flags=F_HEAD)
     head = b.mvm(Step.LM_HEAD, model.n_layers, head_mats, [prev], layer_name=None, flags=F_HEAD)
     lh, eh = b.acc(head_mats)
-    ls, es = b.cost_sum((OpKind.SOFTMAX, model.vocab_size), (OpKind.TOPK, model.vocab_size, 1))
+    ls, es = b.cost.sampling(model.vocab_size)
     b.dpu(Step.SAMPLE, model.n_layers, [head], (lh + ls, eh + es), layer_name=None,
           flags=F_HEAD | F_LAST)
+
+
+def _embed(b: _Builder, emb_mats) -> int:
+    """The first step of a token: a digital lookup (then the first layer norm), or, with the
+    embedding on tiles, a one-hot MVM on its first row of blocks followed by the position add
+    (learned positions) and the first layer norm."""
+    model, d = b.model, b.model.d_model
+    norm = ((OpKind.LAYERNORM, d),) if b.chip.dataflow.norm_before_first_layer else ()
+    analog = [m for m in emb_mats if m.name in b.analog]
+    if not analog:
+        return b.dpu(Step.EMBED_NORM, 0, [], b.cost_sum(*norm), layer_name=None,
+                     comm_in=b.comm(d), flags=F_FIRST)
+    (m,) = analog
+    # the one-hot row slice in, the embedding vector out (its first row of blocks only)
+    c_in = b.comm(min(m.in_features, b.rows))
+    c_out = (b.comm(min(m.out_features, b.chip.tier_cols))[0], b.comm(m.out_features)[1])
+    emb = b.op(Step.EMBED, None, R_TILES, [], layer=0, group=b.group(analog, first_row_block=True),
+               comm_in=c_in, comm_out=c_out, flags=F_FIRST)
+    pos = ((OpKind.ADD, d),) if model.learned_positions else ()
+    return b.dpu(Step.EMBED_NORM, 0, [emb], b.cost_sum(*pos, *norm), layer_name=None)
 
 
 def _unit_sets(chip: ChipConfig, n_layers: int) -> tuple[list, list]:
@@ -586,11 +630,11 @@ def build_program(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload
     for m in model.matrices():
         mats_by_layer.setdefault(m.layer, []).append(m)
     moe_index = {key[1]: i for i, key in enumerate(_moe_layer_keys(model))}
-    kv_dram = workload.kv_cache and chip.kv_placement is KVPlacement.DRAM
+    kv_dram = (workload.kv_cache and chip.kv_placement is KVPlacement.DRAM
+               and chip.dataflow.kv_traffic)
     expert_gid = np.full((max(len(moe_index), 1), 2, max(model.n_experts, 1)), -1, dtype=np.int64)
 
-    prev = b.dpu(Step.EMBED_NORM, 0, [], b.cost_sum((OpKind.LAYERNORM, model.d_model)),
-                 layer_name=None, comm_in=b.comm(model.d_model), flags=F_FIRST)
+    prev = _embed(b, [m for m in mats_by_layer.get(-1, []) if m.role is Role.EMBEDDING])
     for layer in range(model.n_layers):
         ms = mats_by_layer[layer]
         post = _attention(b, layer, ms, prev, kv_dram)
@@ -631,6 +675,9 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         grp_energy=np.array(b.group_energy, dtype=np.float64), expert_gid=expert_gid,
         choices=_route(model, workload),
         dram_bytes_per_key=float(model.kv_cache_elements_per_token * chip.cost.kv_bytes_per_element),
+        mha_op_latency_ns=float(chip.cost.mha_latency_ns_per_op),
+        mha_op_energy_pj=float(chip.cost.mha_energy_pj_per_op),
+        attention_pass=chip.dataflow.attention_sync is AttentionSync.PASS,
         mvm_latency_ns=float(chip.cost.mvm_latency_ns), n_layers=model.n_layers,
         unit_ptr=tuple(unit_ptr), unit_idx=tuple(unit_idx), n_units=(chip.n_dpus, chip.n_mha_units),
         n_tiles=chip.n_tiles, workload=workload, passive_power_w=chip.passive_power_w,
@@ -663,6 +710,11 @@ def _check_inputs(model, chip, mapping, workload) -> None:
     if mapping.chip != chip:
         raise ValueError(f"the mapping was made for chip {mapping.chip.describe()!r}, not for "
                          f"{chip.describe()!r}: map the model onto this chip")
+    if (chip.dataflow.attention_sync is AttentionSync.PASS and workload.kv_cache
+            and chip.kv_placement is KVPlacement.DRAM and chip.dataflow.kv_traffic):
+        raise ValueError("Dataflow.attention_sync='pass' with the KV cache in DRAM and "
+                         "kv_traffic=True is not modelled: use attention_sync='causal', "
+                         "kv_traffic=False or kv_placement='sram'")
     if model.is_encoder_decoder:
         raise ValueError(f"simulate runs decoder-only models; {model.name} is encoder-decoder "
                          f"(n_encoder_layers={model.n_encoder_layers}): set n_encoder_layers=0")

@@ -65,7 +65,8 @@ def _run_reference(prog: Program) -> EngineOutput:
     unit_q = {R_DPU: deque(), R_MHA: deque(), R_DRAM: deque()}  # waiting tasks: (op_id, units, dur)
     stats = dict(tile_busy=np.zeros(n_tiles), dpu=np.zeros(prog.n_units[0]),
                  mha=np.zeros(prog.n_units[1]), dram=0.0, e_mvm=0.0, e_dig=0.0, e_att=0.0,
-                 e_dram=0.0, e_comm=0.0, conflicts=0, stall=0.0, makespan=0.0, n_events=0)
+                 e_dram=0.0, e_comm=0.0, conflicts=0, stall=0.0, makespan=0.0, n_events=0,
+                 tier_mvms=0)
     token_times = np.zeros((w.batch, w.n_passes))
     live = {}       # op_id -> [blocks left, finish]
     kvt = {}
@@ -96,28 +97,45 @@ def _run_reference(prog: Program) -> EngineOutput:
             if p + 1 < w.n_passes:
                 for jj in range(int(lay.ntok[p + 1])):
                     ready(fo + prog.comm_in[first_op], index[(s, p + 1, jj)], first_op)
-        for q in range(prog.succ_ptr[o], prog.succ_ptr[o + 1]):
-            sc = int(prog.succ[q])
-            if prog.flags[sc] & F_HEAD and j != lay.ntok[p] - 1:
-                continue
-            key = (inst, sc)
-            remaining.setdefault(key, int(prog.npreds[sc]))
-            rtime[key] = max(rtime.get(key, 0.0), fo)
-            remaining[key] -= 1
-            if remaining[key]:
-                continue
-            if prog.flags[sc] & F_KV_CONSUMER:
-                lyr = int(prog.kv_layer[sc])
-                kvt[(inst, lyr)] = rtime[key]
-                k = (s, p, lyr)
-                ptr.setdefault(k, 0)
-                pmax.setdefault(k, 0.0)
-                while ptr[k] < lay.ntok[p] and (index[(s, p, ptr[k])], lyr) in kvt:
-                    pmax[k] = max(pmax[k], kvt[(index[(s, p, ptr[k])], lyr)])
-                    ready(pmax[k] + prog.comm_in[sc], index[(s, p, ptr[k])], sc)
-                    ptr[k] += 1
-            else:
-                ready(rtime[key] + prog.comm_in[sc], inst, sc)
+        # a pass-synchronised attention completes every token of its pass at once
+        done = [inst]
+        if prog.attention_pass and prog.flags[o] & F_KV_CONSUMER:
+            done = [index[(s, p, jj)] for jj in range(int(lay.ntok[p]))]
+        for ic in done:
+            jc = insts[ic][2]
+            for q in range(prog.succ_ptr[o], prog.succ_ptr[o + 1]):
+                sc = int(prog.succ[q])
+                if prog.flags[sc] & F_HEAD and jc != lay.ntok[p] - 1:
+                    continue
+                key = (ic, sc)
+                remaining.setdefault(key, int(prog.npreds[sc]))
+                rtime[key] = max(rtime.get(key, 0.0), fo)
+                remaining[key] -= 1
+                if remaining[key]:
+                    continue
+                if prog.flags[sc] & F_KV_CONSUMER:
+                    kv_ready(s, p, ic, sc, rtime[key])
+                else:
+                    ready(rtime[key] + prog.comm_in[sc], ic, sc)
+
+    def kv_ready(s, p, ic, sc, t_kv):
+        """Token instance ``ic``'s keys/values of the layer of ``sc`` exist at ``t_kv``: release
+        attention causally (every token whose prefix is complete) or, for a pass-synchronised
+        attention, once for the whole pass when its last token's arrive."""
+        lyr = int(prog.kv_layer[sc])
+        kvt[(ic, lyr)] = t_kv
+        k = (s, p, lyr)
+        toks = [index[(s, p, jj)] for jj in range(int(lay.ntok[p]))]
+        if prog.attention_pass:
+            if all((i, lyr) in kvt for i in toks):
+                ready(max(kvt[(i, lyr)] for i in toks) + prog.comm_in[sc], toks[-1], sc)
+            return
+        ptr.setdefault(k, 0)
+        pmax.setdefault(k, 0.0)
+        while ptr[k] < lay.ntok[p] and (toks[ptr[k]], lyr) in kvt:
+            pmax[k] = max(pmax[k], kvt[(toks[ptr[k]], lyr)])
+            ready(pmax[k] + prog.comm_in[sc], toks[ptr[k]], sc)
+            ptr[k] += 1
 
     def start_tile(t, tile):
         op_id, rdy, first = tile_q[tile].popleft()
@@ -182,6 +200,7 @@ def _run_reference(prog: Program) -> EngineOutput:
                 for b in range(cnt):  # one request per tier MVM
                     tile_q[tile].append((op_id, t, b == 0))
                     blocks += 1
+            stats["tier_mvms"] += blocks
             live[op_id] = [blocks, t]
             for q in range(prog.grp_ptr[g], prog.grp_ptr[g + 1]):
                 tile = int(prog.grp_tile[q])
@@ -196,8 +215,11 @@ def _run_reference(prog: Program) -> EngineOutput:
                 dur = prog.lat[o]
                 stats["e_dig"] += prog.energy[o]
             else:
-                dur = prog.lat[o] * (pos + 1)
-                stats["e_att"] += prog.energy[o] * (pos + 1)
+                keys = pos + 1
+                if prog.attention_pass:  # one operation for every token of the pass
+                    keys = sum(pos_of_inst[index[(s, p, jj)]] + 1 for jj in range(int(lay.ntok[p])))
+                dur = prog.mha_op_latency_ns + prog.lat[o] * keys
+                stats["e_att"] += prog.mha_op_energy_pj + prog.energy[o] * keys
         else:
             units = [0]
             nbytes = prog.dram_bytes_per_key * (pos + 2)
@@ -213,5 +235,5 @@ def _run_reference(prog: Program) -> EngineOutput:
     return EngineOutput(
         stats["makespan"], token_times, stats["tile_busy"], stats["dpu"], stats["mha"],
         stats["dram"], stats["e_mvm"], stats["e_dig"], stats["e_att"], stats["e_dram"],
-        stats["e_comm"], stats["conflicts"], stats["stall"], stats["n_events"],
+        stats["e_comm"], stats["conflicts"], stats["stall"], stats["n_events"], stats["tier_mvms"],
         np.zeros((0, 2)), np.zeros((0, 7), dtype=np.int64), 0)

@@ -46,6 +46,8 @@ class SimResult:
     """Peak on-chip SRAM: KV cache held in SRAM plus one activation vector of the widest layer per sequence."""
     n_events: int
     """Operations scheduled."""
+    tier_mvms: int
+    """Tier MVMs executed (every block of every tile operation)."""
     workload: Workload
     """The workload that ran."""
     program: Program
@@ -157,4 +159,5 @@ def make_result(prog: Program, out, max_events_logged: int) -> SimResult:
                       "dram": np.array([out.dram_busy_ns])},
         tile_conflicts=int(out.tile_conflicts), stall_ns=float(out.stall_ns),
         peak_scratchpad_bytes=prog.peak_scratchpad_bytes, n_events=int(out.n_events),
+        tier_mvms=int(out.tier_mvms),
         workload=w, program=prog, events=events)
