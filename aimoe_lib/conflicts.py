@@ -392,7 +392,7 @@ def expected_tile_busy_ns(mapping: Mapping, expert_probs=None, *, pair_density=N
         raise TypeError(f"mapping must be a Mapping (mapping.map_model), got "
                         f"{type(mapping).__name__}")
     model, n_tiles = mapping.model, mapping.chip.n_tiles
-    lat = mapping.chip.cost.mvm_latency_ns
+    lat = mapping.chip.cost.tier_mvm_latency_ns
     bm = mapping.block_matrix
     weight = np.ones(len(mapping.matrices))
     head = np.array([m.role is Role.LM_HEAD for m in mapping.matrices])

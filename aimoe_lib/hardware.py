@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
+import numpy as np
+
 __all__ = [
     "OpKind",
     "OpCost",
@@ -42,6 +44,8 @@ __all__ = [
     "hermes_mvm_cost",
     "threedsim_cost",
     "THREEDSIM_DATAFLOW",
+    "hermes_split_cost",
+    "MVM_ENERGY_SHARES",
 ]
 
 
@@ -111,7 +115,18 @@ class CostModel:
     mvm_latency_ns: float = 100.0
     """One tier MVM (any rows x cols up to the tier shape). [3DSIM] default; [MOEPIM] table: 100 ns."""
     mvm_energy_pj: float = 10_000.0
-    """One tier MVM. [3DSIM] default 10 nJ; [MOEPIM] table: 10 000 pJ."""
+    """One tier MVM: its fixed part (control, sequencing), pJ. [3DSIM] default 10 nJ; [MOEPIM]
+    table: 10 000 pJ, whatever part of the tier is used (the per-row, per-column and per-cell
+    terms below are 0 in the 'paper' preset)."""
+    mvm_energy_pj_per_row: float = 0.0
+    """MVM energy per used input row (DAC and input driver), pJ; see :meth:`mvm`."""
+    mvm_energy_pj_per_column: float = 0.0
+    """MVM energy per used output column (ADC and readout), pJ; see :meth:`mvm`."""
+    mvm_energy_pj_per_cell: float = 0.0
+    """MVM energy per used cell (array read current), pJ; see :meth:`mvm`."""
+    mvm_input_phases: int = 1
+    """Input phases per MVM: 1 for one-phase 8-bit pulse-width inputs, 4 for [HERMES]'s
+    four-phase high-precision mode; latency and energy scale with the phases."""
 
     layernorm_latency_ns_per_512: float = 50.0
     """LayerNorm latency per started chunk of 512 elements. [MOEPIM] 50, 50, 100, 100 ns at
@@ -211,13 +226,35 @@ class CostModel:
     def __post_init__(self) -> None:
         _validate_fields(self, positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s",
                                                 "digital_mvm_macs_per_ns"))
+        _check_number("CostModel", "mvm_input_phases", self.mvm_input_phases, minimum=1,
+                      integer=True, fix="pass 1 (one-phase) or 4 (HERMES four-phase)")
+
+    # -- tier MVMs -------------------------------------------------------------------------
+    @property
+    def tier_mvm_latency_ns(self) -> float:
+        """Latency of one tier MVM whatever its shape: integration time x input phases (the ADCs
+        convert every column in parallel; first-order model, assumption A-HERMES-SCALE)."""
+        return self.mvm_latency_ns * self.mvm_input_phases
+
+    def mvm(self, rows_used: int, cols_used: int) -> OpCost:
+        """One tier MVM using ``rows_used`` inputs and ``cols_used`` outputs of the tier: latency
+        :attr:`tier_mvm_latency_ns`; energy = phases x (fixed + per row x rows + per column x
+        cols + per cell x rows x cols). The 'paper' preset charges its fixed 10 nJ whatever the
+        shape."""
+        for name, v in (("rows_used", rows_used), ("cols_used", cols_used)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"CostModel.mvm({name}={v!r}): must be an integer >= 1")
+        e = (self.mvm_energy_pj + self.mvm_energy_pj_per_row * rows_used
+             + self.mvm_energy_pj_per_column * cols_used
+             + self.mvm_energy_pj_per_cell * rows_used * cols_used)
+        return OpCost(self.tier_mvm_latency_ns, e * self.mvm_input_phases)
 
     # -- per-operation costs ---------------------------------------------------------------
     def cost(self, op: OpKind | str, length: int, n_queries: int = 1, n_keys: int = 1) -> OpCost:
         """Cost of one operation on a vector of ``length`` elements.
 
-        For ``OpKind.MVM`` the length is ignored (one tier MVM costs the same whatever part of the
-        tier is used). For ``OpKind.MHA`` ``length`` is d_model and the cost covers ``n_queries``
+        For ``OpKind.MVM`` it is :meth:`mvm` of ``length`` rows and columns (the 'paper' preset
+        charges the same whatever part of the tier is used). For ``OpKind.MHA`` ``length`` is d_model and the cost covers ``n_queries``
         queries attending over ``n_keys`` keys. For SOFTMAX and TOPK ``length`` is the number of
         experts E and ``n_queries`` carries k for TOPK.
         """
@@ -226,8 +263,8 @@ class CostModel:
             raise ValueError(f"cost(length={length!r}): vector length must be an integer >= 1")
         d = length
         chunks512 = math.ceil(d / 512)
-        if op is OpKind.MVM:
-            return OpCost(self.mvm_latency_ns, self.mvm_energy_pj)
+        if op is OpKind.MVM:  # a square MVM of ``length`` inputs and outputs
+            return self.mvm(d, d)
         fixed = self.digital_op_energy_pj
         if op is OpKind.LAYERNORM:
             return OpCost(self.layernorm_latency_ns_per_512 * chunks512,
@@ -305,6 +342,34 @@ HERMES_TOPS_PER_W = 9.76
 """[HERMES] peak energy efficiency, TOPS/W."""
 HERMES_CORES = 64
 """[HERMES] number of 256x256 cores."""
+HERMES_FOUR_PHASE_TOPS = 16.1
+"""[HERMES] peak throughput in the four-phase (high-precision input) mode, TOPS."""
+HERMES_FOUR_PHASE_TOPS_PER_W = 2.48
+"""[HERMES] energy efficiency in the four-phase mode, TOPS/W."""
+
+MVM_ENERGY_SHARES = {"fixed": 0.10, "row": 0.25, "column": 0.50, "cell": 0.15}
+"""How one [HERMES] 256x256 one-phase MVM's 13.43 nJ splits: fixed control and sequencing,
+per input row (DAC, driver), per output column (ADC, readout), per cell (array read). Assumption
+A-MVM-SPLIT: ADC-dominated, as reported for AIMC cores; no published per-component split of
+HERMES is used here, and a per-component model such as CiMLoop (Andrulis, Emer, Sze, ISPASS 2024)
+would refine it."""
+
+
+def hermes_split_cost(phases: int = 1) -> CostModel:
+    """The MVM part of a CostModel calibrated to [HERMES]: 132.9 ns per one-phase MVM
+    (:func:`hermes_mvm_cost`), its 13.43 nJ split by :data:`MVM_ENERGY_SHARES` into a fixed part
+    and per-row, per-column and per-cell terms of a 256 x 256 core, so that
+    ``mvm(256, 256)`` gives back 13.43 nJ and smaller MVMs cost less. ``phases`` = 4 is the
+    four-phase mode (4 x latency and energy: 531.6 ns and 53.7 nJ against HERMES' 16.1 TOPS and
+    2.48 TOPS/W, i.e. 521.0 ns and 52.9 nJ per core MVM, +2.0 % and +1.6 %)."""
+    ref = hermes_mvm_cost()
+    e, n = ref.energy_pj, 256
+    return CostModel(mvm_latency_ns=ref.latency_ns,
+                     mvm_energy_pj=MVM_ENERGY_SHARES["fixed"] * e,
+                     mvm_energy_pj_per_row=MVM_ENERGY_SHARES["row"] * e / n,
+                     mvm_energy_pj_per_column=MVM_ENERGY_SHARES["column"] * e / n,
+                     mvm_energy_pj_per_cell=MVM_ENERGY_SHARES["cell"] * e / (n * n),
+                     mvm_input_phases=phases)
 
 
 # --------------------------------------------------------------------------- area
@@ -597,6 +662,16 @@ def _hermes(n_tiles: int = HERMES_CORES, n_tiers: int = 1, tier_rows: int = 256,
                       cost=kw.pop("cost", cost), name=kw.pop("name", "hermes"), **kw)
 
 
+def _physical(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
+    """Work in progress toward a physically grounded preset: MVM latency and energy from
+    [HERMES] with shape-dependent energy (:func:`hermes_split_cost`, one-phase; pass
+    ``cost=hermes_split_cost(4)`` for four-phase inputs) on the 'paper' chip's 100 tiles x 1024
+    tiers of 512x512. Static power, partial sums, attention and KV capacity are still the
+    'paper' preset's placeholders; the book does not use this preset yet."""
+    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, cost=kw.pop("cost", hermes_split_cost()),
+                      name=kw.pop("name", "physical"), **kw)
+
+
 def threedsim_cost() -> CostModel:
     """[3DSIM]'s public cost functions (src/threedsim/accelerator.py at commit 0bef55f): MVM
     100 ns / 10 nJ; layer norm 50 ns, add 10 ns, ReLU 1 ns, GeLU 10 ns, each 10 nJ whatever its
@@ -630,7 +705,8 @@ def _threedsim(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
                       name=kw.pop("name", "3dsim"), **kw)
 
 
-_PRESETS = {"paper": _paper, "paper-2d": _paper_2d, "hermes": _hermes, "3dsim": _threedsim}
+_PRESETS = {"paper": _paper, "paper-2d": _paper_2d, "hermes": _hermes, "3dsim": _threedsim,
+            "physical": _physical}
 
 
 def preset_names() -> tuple[str, ...]:

@@ -245,7 +245,7 @@ def test_describe(paper_chip):
 
 # ---------------------------------------------------------------------------- presets
 def test_preset_names():
-    assert hardware.preset_names() == ("paper", "paper-2d", "hermes")
+    assert hardware.preset_names() == ("paper", "paper-2d", "hermes", "3dsim", "physical")
 
 
 def test_paper_preset(paper_chip):
@@ -439,3 +439,59 @@ def test_paper_2d_overrides_apply_to_the_flat_chip():
     chip = hardware.preset("paper-2d", n_tiles=2000)
     assert (chip.n_tiles, chip.n_tiers, chip.name) == (2000, 1, "paper-2d")
     assert hardware.preset("paper-2d").n_tiles == 100 * 1024  # equal capacity to 'paper'
+
+
+# ------------------------------------------------------------------ shape-dependent MVM cost
+def test_physical_mvm_reproduces_hermes_one_phase():
+    """HERMES: 63.1 TOPS over 64 cores and 9.76 TOPS/W; a 256x256 MVM is 2 x 256 x 256 = 131,072
+    operations: 131,072 / (63.1e12 / 64) s = 132.94 ns and 131,072 / 9.76e12 J = 13.43 nJ."""
+    c = hardware.preset("physical").cost.mvm(256, 256)
+    assert c.latency_ns == pytest.approx(131_072 / (63.1e12 / 64) * 1e9, rel=0.05)
+    assert c.energy_pj == pytest.approx(131_072 / 9.76e12 * 1e12, rel=0.05)
+
+
+def test_four_phase_mode_reproduces_hermes_four_phase_figures():
+    """HERMES four-phase: 16.1 TOPS and 2.48 TOPS/W, i.e. per core 131,072 / (16.1e12 / 64) s =
+    521.0 ns and 131,072 / 2.48e12 J = 52.85 nJ per 256x256 MVM; four input phases give 4 x the
+    one-phase 132.9 ns / 13.43 nJ."""
+    c = hardware.hermes_split_cost(4).mvm(256, 256)
+    assert c.latency_ns == pytest.approx(131_072 / (16.1e12 / 64) * 1e9, rel=0.05)
+    assert c.energy_pj == pytest.approx(131_072 / 2.48e12 * 1e12, rel=0.05)
+
+
+def test_a_narrow_mvm_costs_well_under_a_full_tier():
+    """With HERMES' 13.43 nJ split 10 / 25 / 50 / 15 % into fixed, per-row (256 rows),
+    per-column (256) and per-cell (65,536) parts: a 512 x 8 MVM costs
+    0.10 E + 0.25 E x 512/256 + 0.50 E x 8/256 + 0.15 E x 4096/65536 = 0.625 E, a full
+    512 x 512 tier 0.10 E + 0.5 E + 1.0 E + 0.6 E = 2.2 E."""
+    c = hardware.preset("physical").cost
+    e = 131_072 / 9.76e12 * 1e12
+    assert c.mvm(512, 8).energy_pj == pytest.approx(0.625 * e, rel=1e-9)
+    assert c.mvm(512, 512).energy_pj == pytest.approx(2.2 * e, rel=1e-9)
+    assert c.mvm(512, 8).energy_pj < 0.3 * c.mvm(512, 512).energy_pj
+    paper = hardware.preset("paper").cost
+    assert paper.mvm(512, 8) == paper.mvm(512, 512) == (100.0, 10_000.0)
+
+
+def test_mvm_shape_and_phases_are_checked():
+    with pytest.raises(ValueError, match="rows_used"):
+        hardware.CostModel().mvm(0, 8)
+    with pytest.raises(ValueError, match="mvm_input_phases"):
+        hardware.CostModel(mvm_input_phases=0)
+
+
+def test_simulated_mvm_energy_follows_the_blocks_shapes():
+    """Under 'physical' a matrix of 512 x 8 blocks costs its blocks' shape-dependent energy."""
+    from aimoe_lib import mapping
+    from aimoe_lib.models import ModelSpec
+    from aimoe_lib.simulator import Workload, simulate
+
+    spec = ModelSpec(d_model=512, n_layers=1, n_heads=8, d_ff=512, vocab_size=8, ffn="relu")
+    for name in ("paper", "physical"):
+        chip = hardware.preset(name, n_tiles=16, n_tiers=1)
+        m = mapping.map_model(spec, chip)
+        r = simulate(spec, chip, m, Workload())
+        expect = sum(chip.cost.mvm(int(a), int(b)).energy_pj
+                     for a, b in zip(m.rows_used, m.cols_used, strict=True))
+        # every block runs once per token except the LM head (once per pass): one token here
+        assert r.energy_breakdown_pj["mvm"] == pytest.approx(expect, rel=1e-12)

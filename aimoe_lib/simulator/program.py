@@ -415,12 +415,22 @@ class _Builder:
         """A new tile group holding the blocks of ``mats`` (only their first row of blocks with
         ``first_row_block``: a one-hot input selects one row); returns its index."""
         parts = [self.mapping.blocks(m.name) for m in mats]
-        tiles = np.concatenate([b["tile"][b["row_block"] == 0] if first_row_block else b["tile"]
-                                for b in parts])
+        if first_row_block:
+            parts = [{k: v[b["row_block"] == 0] for k, v in b.items()} for b in parts]
+        tiles = np.concatenate([b["tile"] for b in parts])
         uniq, counts = np.unique(tiles, return_counts=True)
         self.groups.append(list(zip(uniq.tolist(), counts.tolist())))
-        self.group_energy.append(int(tiles.size) * self.cost.mvm_energy_pj)
+        self.group_energy.append(self._blocks_energy(parts, int(tiles.size)))
         return len(self.groups) - 1
+
+    def _blocks_energy(self, parts, n_blocks: int) -> float:
+        """MVM energy of running every block once (:meth:`~aimoe_lib.hardware.CostModel.mvm` of
+        each block's used rows and columns); shape-independent costs as n x one tier's."""
+        c = self.cost
+        if not (c.mvm_energy_pj_per_row or c.mvm_energy_pj_per_column or c.mvm_energy_pj_per_cell):
+            return n_blocks * c.mvm(1, 1).energy_pj
+        return float(sum(c.mvm(int(r), int(k)).energy_pj
+                         for b in parts for r, k in zip(b["rows"], b["cols"], strict=True)))
 
     def mvm(self, step: Step, layer: int, mats, preds, *, layer_name="same", index=None,
             **kw) -> int:
@@ -678,7 +688,7 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         mha_op_latency_ns=float(chip.cost.mha_latency_ns_per_op),
         mha_op_energy_pj=float(chip.cost.mha_energy_pj_per_op),
         attention_pass=chip.dataflow.attention_sync is AttentionSync.PASS,
-        mvm_latency_ns=float(chip.cost.mvm_latency_ns), n_layers=model.n_layers,
+        mvm_latency_ns=float(chip.cost.tier_mvm_latency_ns), n_layers=model.n_layers,
         unit_ptr=tuple(unit_ptr), unit_idx=tuple(unit_idx), n_units=(chip.n_dpus, chip.n_mha_units),
         n_tiles=chip.n_tiles, workload=workload, passive_power_w=chip.passive_power_w,
         peak_scratchpad_bytes=_peak_scratchpad(model, chip, workload))

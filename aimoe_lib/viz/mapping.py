@@ -419,7 +419,7 @@ def matrix_placement(mapping: Mapping, name: str) -> Figure:
     tiles, per_tile = np.unique(b["tile"], return_counts=True)
     rank = np.searchsorted(tiles, tile_grid)
     depth = int(per_tile.max())
-    lat = mapping.chip.cost.mvm_latency_ns
+    lat = mapping.chip.cost.tier_mvm_latency_ns
 
     fig = figure(11.0, float(np.clip(1.8 + 0.45 * nr, 3.4, 6.5)))
     ax_g, ax_b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1.0]})

@@ -125,8 +125,9 @@ def one_tier_at_a_time(n_mvms: int = 4, n_tiers: int = 8, mvm_latency_ns: float 
     both placements. Times are the closed form :func:`mvm_makespan_ns`, not a simulation.
     """
     cost = cost if cost is not None else CostModel()
-    lat = cost.mvm_latency_ns if mvm_latency_ns is None else float(mvm_latency_ns)
-    e_pj = cost.mvm_energy_pj if mvm_energy_pj is None else float(mvm_energy_pj)
+    full = cost.mvm(512, 512)  # one full 512 x 512 tier
+    lat = full.latency_ns if mvm_latency_ns is None else float(mvm_latency_ns)
+    e_pj = full.energy_pj if mvm_energy_pj is None else float(mvm_energy_pj)
     if not isinstance(n_mvms, int) or not 1 <= n_mvms <= n_tiers:
         raise ValueError(f"one_tier_at_a_time(n_mvms={n_mvms!r}): must be an integer in "
                          f"1..n_tiers={n_tiers} (the MVMs must fit in the tiers of one tile)")
