@@ -46,6 +46,7 @@ __all__ = [
     "THREEDSIM_DATAFLOW",
     "hermes_split_cost",
     "MVM_ENERGY_SHARES",
+    "physical_cost",
 ]
 
 
@@ -222,12 +223,31 @@ class CostModel:
     tile_passive_power_w: float = 0.0
     """Static power of each analog tile, W. Assumption A-TILE-STATIC: [3DSIM] charges none
     (non-volatile arrays hold weights without power; periphery power-gated when idle)."""
+    idle_power_fraction: float = 1.0
+    """Fraction of its static power a DPU, attention unit or tile draws while idle: 1 = no power
+    gating (every preset's default), 0 = perfect gating. The DRAM's idle power is not gated."""
+    mha_cost_model: str = "pairs_fit"
+    """How attention is costed: 'pairs_fit' ([MOEPIM]'s fit per (query, key) pair, with its d²
+    term) or 'macs' (2 d multiply-accumulates per pair, for scores and values, at
+    ``mha_macs_per_ns`` and ``mha_energy_pj_per_mac``: linear in d)."""
+    mha_macs_per_ns: float = 256.0
+    """Attention unit throughput for ``mha_cost_model='macs'``, MACs per ns. Assumption
+    A-MHA-MACS: the 256-lane 8-bit SIMD datapath at 1 GHz of A-DIGITAL-MVM."""
+    mha_energy_pj_per_mac: float = 1.0
+    """Attention energy per MAC for ``mha_cost_model='macs'``, including reading K/V from SRAM,
+    pJ. Assumption A-MHA-MACS (as A-DIGITAL-MVM)."""
 
     def __post_init__(self) -> None:
         _validate_fields(self, positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s",
                                                 "digital_mvm_macs_per_ns"))
         _check_number("CostModel", "mvm_input_phases", self.mvm_input_phases, minimum=1,
                       integer=True, fix="pass 1 (one-phase) or 4 (HERMES four-phase)")
+        if self.idle_power_fraction > 1:
+            raise ValueError(f"CostModel.idle_power_fraction={self.idle_power_fraction!r}: must be "
+                             "in [0, 1] (1 = no power gating, 0 = idle units draw nothing)")
+        if self.mha_cost_model not in ("pairs_fit", "macs"):
+            raise ValueError(f"CostModel.mha_cost_model={self.mha_cost_model!r}: use 'pairs_fit' "
+                             "(MoEwithPIM's fit) or 'macs' (2 d MACs per query-key pair)")
 
     # -- tier MVMs -------------------------------------------------------------------------
     @property
@@ -292,6 +312,9 @@ class CostModel:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"cost(op='mha', {name}={v!r}): must be an integer >= 1")
         pairs = n_queries * n_keys
+        if self.mha_cost_model == "macs":  # scores q.k and the weighted sum of values: 2 d MACs
+            macs = pairs * 2 * d
+            return OpCost(macs / self.mha_macs_per_ns, macs * self.mha_energy_pj_per_mac)
         return OpCost(pairs * (self.mha_latency_ns_per_pair_d * d + self.mha_latency_ns_per_pair_d2 * d * d),
                       pairs * self.mha_energy_pj_per_pair_d * d)
 
@@ -470,6 +493,12 @@ class PartialSums(str, Enum):
     """One element-wise add over out x (row blocks - 1) elements (assumption A-ACC-DPU)."""
     CHAIN = "chain"
     """(row blocks - 1) adds of ``out`` elements, one after another ([3DSIM])."""
+    TREE = "tree"
+    """A binary tree of adds of ``out`` elements over the layer's DPUs: ceil(log2(row blocks))
+    adds deep, (row blocks - 1) adds of energy."""
+    PERIPHERY = "periphery"
+    """In the tiles' periphery as the partial outputs are read out: no DPU time, the adds'
+    energy (assumption A-ACC-PERIPHERY)."""
 
 
 _BOOL_FIELDS = ("norm_before_first_layer", "final_norm_every_token", "transfer_into_attention",
@@ -662,13 +691,29 @@ def _hermes(n_tiles: int = HERMES_CORES, n_tiers: int = 1, tier_rows: int = 256,
                       cost=kw.pop("cost", cost), name=kw.pop("name", "hermes"), **kw)
 
 
+MOEPIM_STATIC_POWER_W = 0.02412
+"""[MOEPIM] (src/threedsim/accelerator.py): static power of 5 DPUs and 4 attention units, W."""
+MOEPIM_STATIC_UNITS = 9
+"""The units that figure covers: 5 DPUs + 4 attention units."""
+
+
+def physical_cost(phases: int = 1) -> CostModel:
+    """The 'physical' preset's costs (work in progress): MVMs from [HERMES]
+    (:func:`hermes_split_cost`), static power of [MOEPIM]'s 0.02412 W per 5 DPUs + 4 attention
+    units (2.68 mW per unit instead of [3DSIM]'s 1 W), attention as 2 d MACs per query-key pair
+    (linear in d, A-MHA-MACS); the element-wise digital costs stay the [MOEPIM] table's."""
+    mvm = hermes_split_cost(phases)
+    return dataclasses.replace(mvm, unit_passive_power_w=MOEPIM_STATIC_POWER_W / MOEPIM_STATIC_UNITS,
+                               mha_cost_model="macs")
+
+
 def _physical(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
-    """Work in progress toward a physically grounded preset: MVM latency and energy from
-    [HERMES] with shape-dependent energy (:func:`hermes_split_cost`, one-phase; pass
-    ``cost=hermes_split_cost(4)`` for four-phase inputs) on the 'paper' chip's 100 tiles x 1024
-    tiers of 512x512. Static power, partial sums, attention and KV capacity are still the
-    'paper' preset's placeholders; the book does not use this preset yet."""
-    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, cost=kw.pop("cost", hermes_split_cost()),
+    """Work in progress toward a physically grounded preset on the 'paper' chip's 100 tiles x
+    1024 tiers of 512x512: :func:`physical_cost` (HERMES MVMs, MoEwithPIM static power, attention
+    linear in d) and partial sums as a tree over the layer's DPUs. KV capacity, tier switching and
+    multi-die transport are not modelled yet; the book does not use this preset yet."""
+    return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, cost=kw.pop("cost", physical_cost()),
+                      dataflow=kw.pop("dataflow", Dataflow(partial_sums="tree")),
                       name=kw.pop("name", "physical"), **kw)
 
 

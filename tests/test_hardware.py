@@ -495,3 +495,83 @@ def test_simulated_mvm_energy_follows_the_blocks_shapes():
                      for a, b in zip(m.rows_used, m.cols_used, strict=True))
         # every block runs once per token except the LM head (once per pass): one token here
         assert r.energy_breakdown_pj["mvm"] == pytest.approx(expect, rel=1e-12)
+
+
+def test_attention_as_macs_is_linear_in_d_and_keys():
+    """'macs': a query over n keys is 2 d n MACs (scores and values) at 256 MACs/ns, 1 pJ each:
+    d = 4096, 2048 keys -> 16.78 M MACs, 65,536 ns and 16.78 µJ; twice d or keys, twice both."""
+    c = hardware.CostModel(mha_cost_model="macs")
+    one = c.cost("mha", 4096, 1, 2048)
+    assert one.latency_ns == pytest.approx(2 * 4096 * 2048 / 256)
+    assert one.energy_pj == pytest.approx(2 * 4096 * 2048 * 1.0)
+    assert c.cost("mha", 8192, 1, 2048).latency_ns == pytest.approx(2 * one.latency_ns)
+    assert c.cost("mha", 4096, 1, 4096).energy_pj == pytest.approx(2 * one.energy_pj)
+    # the pairs fit grows faster than linearly in d (its d² term)
+    fit = hardware.CostModel()
+    assert fit.cost("mha", 8192, 1, 1).latency_ns > 2 * fit.cost("mha", 4096, 1, 1).latency_ns
+    with pytest.raises(ValueError, match="mha_cost_model"):
+        hardware.CostModel(mha_cost_model="flash")
+
+
+@pytest.mark.parametrize("mode, depth, adds", [("one_add", None, None), ("chain", 3, 3),
+                                               ("tree", 2, 3), ("periphery", 0, 3)])
+def test_partial_sum_modes_by_hand(mode, depth, adds):
+    """ffn_down of 128 inputs on 32-row tiers: 4 row blocks, 3 adds of 32 outputs; a chain is 3
+    deep, a tree ceil(log2 4) = 2, the periphery 0 (its energy still 3 adds)."""
+    from aimoe_lib import mapping
+    from aimoe_lib.models import ModelSpec
+    from aimoe_lib.simulator import Workload, simulate
+
+    spec = ModelSpec(d_model=32, n_layers=1, n_heads=2, d_ff=128, vocab_size=16, ffn="relu")
+    chip = hardware.ChipConfig(n_tiles=64, n_tiers=1, tier_rows=32, tier_cols=32,
+                               dataflow=hardware.Dataflow(partial_sums=mode))
+    r = simulate(spec, chip, mapping.map_model(spec, chip), Workload())
+    i = r.program.names.index("L0.add+ln")
+    cost = chip.cost
+    close = cost.cost("add", 32).latency_ns + cost.cost("layernorm", 32).latency_ns
+    close_e = cost.cost("add", 32).energy_pj + cost.cost("layernorm", 32).energy_pj
+    if mode == "one_add":
+        add96 = cost.cost("add", 96)
+        assert r.program.lat[i] == pytest.approx(add96.latency_ns + close)
+        return
+    add = cost.cost("add", 32)
+    assert r.program.lat[i] == pytest.approx(depth * add.latency_ns + close)
+    assert r.program.energy[i] == pytest.approx(adds * add.energy_pj + close_e)
+
+
+def test_power_gating_charges_idle_units_a_fraction():
+    """With idle_power_fraction f, static energy = P x (f x units x makespan + (1 - f) x busy);
+    f = 1 is the ungated P x units x makespan."""
+    from aimoe_lib import mapping
+    from aimoe_lib.models import ModelSpec
+    from aimoe_lib.simulator import Workload, simulate
+
+    spec = ModelSpec(d_model=32, n_layers=2, n_heads=2, d_ff=64, vocab_size=16, ffn="relu")
+    runs = {}
+    for f in (1.0, 0.25, 0.0):
+        cost = hardware.CostModel(unit_passive_power_w=0.5, tile_passive_power_w=0.01,
+                                  idle_power_fraction=f)
+        chip = hardware.ChipConfig(n_tiles=32, n_tiers=2, tier_rows=32, tier_cols=32, cost=cost)
+        runs[f] = simulate(spec, chip, mapping.map_model(spec, chip), Workload(batch=2, gen_len=3))
+    r = runs[0.25]
+    mk = r.makespan_ns
+    busy_units = r.unit_busy_ns["dpu"].sum() + r.unit_busy_ns["mha"].sum()
+    units = r.unit_busy_ns["dpu"].size + r.unit_busy_ns["mha"].size
+    expect = (0.5 * (0.25 * units * mk + 0.75 * busy_units)
+              + 0.01 * (0.25 * 32 * mk + 0.75 * r.tile_busy_ns.sum())) * 1e3
+    assert r.energy_breakdown_pj["passive"] == pytest.approx(expect, rel=1e-12)
+    assert runs[1.0].energy_breakdown_pj["passive"] == pytest.approx(
+        (0.5 * units + 0.01 * 32) * runs[1.0].makespan_ns * 1e3)
+    assert runs[0.0].energy_breakdown_pj["passive"] == pytest.approx(
+        (0.5 * (runs[0.0].unit_busy_ns["dpu"].sum() + runs[0.0].unit_busy_ns["mha"].sum())
+         + 0.01 * runs[0.0].tile_busy_ns.sum()) * 1e3)
+    assert r.dynamic_energy_pj == pytest.approx(r.energy_pj - r.energy_breakdown_pj["passive"])
+    with pytest.raises(ValueError, match="idle_power_fraction"):
+        hardware.CostModel(idle_power_fraction=1.5)
+
+
+def test_physical_static_power_is_moewithpims_per_unit():
+    """MoEwithPIM: 0.02412 W for 5 DPUs + 4 attention units = 2.68 mW per unit."""
+    c = hardware.preset("physical", n_dpus=5, n_mha_units=4)
+    assert c.passive_power_w == pytest.approx(0.02412)
+    assert c.cost.unit_passive_power_w == pytest.approx(0.02412 / 9)

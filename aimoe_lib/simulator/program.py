@@ -21,6 +21,7 @@ re-runs the whole prefix (prompt + g generated tokens) prefill-style.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
@@ -288,7 +289,13 @@ class Program:
     workload: Workload
     """The workload this program was built for."""
     passive_power_w: float
-    """Static power of the chip, W."""
+    """Static power of the chip, W (no power gating)."""
+    unit_power_w: float
+    """Static power of one DPU or attention unit, W."""
+    tile_power_w: float
+    """Static power of one tile, W."""
+    idle_power_fraction: float
+    """Fraction of a unit's or tile's static power drawn while idle (1 = no gating)."""
     peak_scratchpad_bytes: int
     """On-chip SRAM the run needs at its peak."""
 
@@ -368,21 +375,25 @@ class _Builder:
 
     def acc(self, mats) -> tuple[float, float]:
         """Digital accumulation of partial sums of the analog matrices among ``mats`` that span
-        several input blocks: per matrix one add of length out x (row blocks - 1) (assumption
-        A-ACC-DPU), or with ``PartialSums.CHAIN`` (row blocks - 1) adds of length out."""
-        chain = self.chip.dataflow.partial_sums is PartialSums.CHAIN
+        several input blocks, by :class:`~aimoe_lib.hardware.PartialSums`: one add of length
+        out x (row blocks - 1) (A-ACC-DPU); a chain or a tree of (row blocks - 1) adds of length
+        out (latency: all of them, or ceil(log2(row blocks)) of them); or in the periphery (the
+        adds' energy, no DPU time, A-ACC-PERIPHERY)."""
+        mode = self.chip.dataflow.partial_sums
         lat = en = 0.0
         for m in mats:
             if m.name not in self.analog:
                 continue
             nrb = -(-m.in_features // self.rows)
             if nrb > 1:
-                if chain:
-                    c = self.cost.cost(OpKind.ADD, m.out_features)
-                    lat, en = lat + c.latency_ns * (nrb - 1), en + c.energy_pj * (nrb - 1)
-                else:
+                if mode is PartialSums.ONE_ADD:
                     c = self.cost.cost(OpKind.ADD, m.out_features * (nrb - 1))
                     lat, en = lat + c.latency_ns, en + c.energy_pj
+                    continue
+                c = self.cost.cost(OpKind.ADD, m.out_features)
+                depth = {PartialSums.CHAIN: nrb - 1, PartialSums.TREE: math.ceil(math.log2(nrb)),
+                         PartialSums.PERIPHERY: 0}[mode]
+                lat, en = lat + c.latency_ns * depth, en + c.energy_pj * (nrb - 1)
         return lat, en
 
     def act(self, width: int) -> tuple[float, float]:
@@ -691,6 +702,8 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         mvm_latency_ns=float(chip.cost.tier_mvm_latency_ns), n_layers=model.n_layers,
         unit_ptr=tuple(unit_ptr), unit_idx=tuple(unit_idx), n_units=(chip.n_dpus, chip.n_mha_units),
         n_tiles=chip.n_tiles, workload=workload, passive_power_w=chip.passive_power_w,
+        unit_power_w=chip.cost.unit_passive_power_w, tile_power_w=chip.cost.tile_passive_power_w,
+        idle_power_fraction=chip.cost.idle_power_fraction,
         peak_scratchpad_bytes=_peak_scratchpad(model, chip, workload))
 
 

@@ -71,6 +71,11 @@ class SimResult:
         return float(sum(self.energy_breakdown_pj.values()))
 
     @property
+    def dynamic_energy_pj(self) -> float:
+        """Energy of the operations alone (total minus static energy)."""
+        return float(sum(v for k, v in self.energy_breakdown_pj.items() if k != "passive"))
+
+    @property
     def tokens_per_s(self) -> float:
         """Generated tokens per second over the whole run."""
         return self.generated_tokens / (self.makespan_ns * 1e-9)
@@ -130,6 +135,23 @@ class SimResult:
         return "\n".join(lines)
 
 
+def _passive_energy_pj(prog: Program, out) -> float:
+    """Static energy: every unit and tile at its static power for the whole run, or, with power
+    gating (``idle_power_fraction`` < 1), at that fraction of it while idle."""
+    mk = out.makespan_ns
+    f = prog.idle_power_fraction
+    if f == 1.0:
+        return prog.passive_power_w * mk * 1e3  # W x ns = nJ = 1e3 pJ
+    gated = prog.passive_power_w - (prog.unit_power_w * (prog.n_units[0] + prog.n_units[1])
+                                    + prog.tile_power_w * prog.n_tiles)  # the DRAM's idle power
+
+    def draw(p_w: float, busy: np.ndarray) -> float:
+        return p_w * (f * busy.size * mk + (1.0 - f) * float(busy.sum()))
+
+    return (draw(prog.unit_power_w, out.dpu_busy_ns) + draw(prog.unit_power_w, out.mha_busy_ns)
+            + draw(prog.tile_power_w, out.tile_busy_ns) + gated * mk) * 1e3
+
+
 def make_result(prog: Program, out, max_events_logged: int) -> SimResult:
     """A :class:`SimResult` from a program and what an engine measured (an
     :class:`~aimoe_lib.simulator.engine.EngineOutput`)."""
@@ -144,7 +166,7 @@ def make_result(prog: Program, out, max_events_logged: int) -> SimResult:
         events["start_ns"], events["end_ns"] = out.log_f[:, 0], out.log_f[:, 1]
         for k, name in enumerate(("resource", "unit", "seq", "pass_", "token", "layer", "op")):
             events[name] = out.log_i[:, k]
-    passive = prog.passive_power_w * out.makespan_ns * 1e3  # W x ns = nJ
+    passive = _passive_energy_pj(prog, out)
     token_times = out.token_times_ns
     return SimResult(
         makespan_ns=float(out.makespan_ns), ttft_ns=token_times[:, 0].copy(),
