@@ -360,3 +360,11 @@ def test_tile_groups_of_routed_experts_follow_the_routing():
     for i, gi in zip(sel, g, strict=True):
         tiles = prog.grp_tile[prog.grp_ptr[gi]:prog.grp_ptr[gi + 1]]
         assert ev["unit"][i] in tiles
+
+
+def test_throughput_per_area_and_tokens_per_joule_by_definition():
+    spec, chip, m, w = _small_case()
+    r = simulate(spec, chip, m, w)
+    assert r.tokens_per_s_per_mm2 == pytest.approx(
+        r.generated_tokens / (r.makespan_ns * 1e-9) / chip.area_mm2)
+    assert r.tokens_per_joule == pytest.approx(r.generated_tokens / (r.energy_pj * 1e-12))

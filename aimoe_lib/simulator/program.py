@@ -296,6 +296,8 @@ class Program:
     """Static power of one tile, W."""
     idle_power_fraction: float
     """Fraction of a unit's or tile's static power drawn while idle (1 = no gating)."""
+    chip_area_mm2: float
+    """Area of the chip that runs the program, mm²."""
     peak_scratchpad_bytes: int
     """On-chip SRAM the run needs at its peak."""
 
@@ -703,7 +705,7 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         unit_ptr=tuple(unit_ptr), unit_idx=tuple(unit_idx), n_units=(chip.n_dpus, chip.n_mha_units),
         n_tiles=chip.n_tiles, workload=workload, passive_power_w=chip.passive_power_w,
         unit_power_w=chip.cost.unit_passive_power_w, tile_power_w=chip.cost.tile_passive_power_w,
-        idle_power_fraction=chip.cost.idle_power_fraction,
+        idle_power_fraction=chip.cost.idle_power_fraction, chip_area_mm2=float(chip.area_mm2),
         peak_scratchpad_bytes=_peak_scratchpad(model, chip, workload))
 
 

@@ -85,6 +85,16 @@ class SimResult:
         """Energy per generated token."""
         return self.energy_pj / self.generated_tokens
 
+    @property
+    def tokens_per_joule(self) -> float:
+        """Generated tokens per joule of total energy."""
+        return self.generated_tokens / (self.energy_pj * 1e-12)
+
+    @property
+    def tokens_per_s_per_mm2(self) -> float:
+        """Throughput per mm² of the chip that ran: the figure of merit of stacking tiers."""
+        return self.tokens_per_s / self.program.chip_area_mm2
+
     def tpot_stats_ns(self) -> dict:
         """mean, p50 and p99 of the time per output token (nan with one generated token)."""
         if self.tpot_ns.size == 0:
