@@ -125,6 +125,13 @@ class CostModel:
     """MVM energy per used output column (ADC and readout), pJ; see :meth:`mvm`."""
     mvm_energy_pj_per_cell: float = 0.0
     """MVM energy per used cell (array read current), pJ; see :meth:`mvm`."""
+    tier_switch_latency_ns: float = 0.0
+    """Extra latency when a tile computes with a different tier than its previous MVM (selecting
+    and settling another stacked array), ns. 0 in every preset: this project's crossbar tiers are
+    selected by decoders within an MVM cycle; 3D NAND-based compute-in-memory senses in µs (Shim &
+    Yu, IEEE EDL 42, 160, 2021), the scale to try for stacked NAND-like tiers."""
+    tier_switch_energy_pj: float = 0.0
+    """Extra energy of a tier switch, pJ (counted with the MVM energy). 0 in every preset."""
     mvm_input_phases: int = 1
     """Input phases per MVM: 1 for one-phase 8-bit pulse-width inputs, 4 for [HERMES]'s
     four-phase high-precision mode; latency and energy scale with the phases."""

@@ -56,7 +56,10 @@ def cases(draw):
     strategies = ["in_order", "balanced", "random"] + (["moe_stacked"] if moe else [])
     strategy = draw(st.sampled_from(strategies))
     digital = draw(st.sampled_from([("embedding",), ()]))
+    switch = draw(st.sampled_from([0.0, 0.0, 35.0]))
     chip = _fit_chip(spec, rows, draw(st.integers(1, 10)), embedding=not digital,
+                     cost=hardware.CostModel(tier_switch_latency_ns=switch,
+                                             tier_switch_energy_pj=switch * 10),
                      extra_tiers=draw(st.integers(0, 2)) + (200 if strategy == "moe_stacked" else 0),
                      n_dpus=draw(st.integers(1, 4)), n_mha_units=draw(st.integers(1, 3)),
                      unit_assignment=draw(st.sampled_from(["pool", "per_layer"])),
@@ -368,3 +371,25 @@ def test_throughput_per_area_and_tokens_per_joule_by_definition():
     assert r.tokens_per_s_per_mm2 == pytest.approx(
         r.generated_tokens / (r.makespan_ns * 1e-9) / chip.area_mm2)
     assert r.tokens_per_joule == pytest.approx(r.generated_tokens / (r.energy_pj * 1e-12))
+
+
+def test_tier_switches_by_hand():
+    """A one-layer model on a single tile: every block sits on its own tier, so every MVM after
+    the tile's very first changes tier. ffn_up (16 x 64: 4 blocks) follows the output projection
+    on that tile: 4 switches of 40 ns and 4 MVMs of 100 ns; the whole run pays one switch per
+    tier MVM but the first, in time and in energy."""
+    spec = _one_layer(d=16, d_ff=64)  # ffn_up 16 x 64: 4 blocks of 16 x 16
+    blocks = sum(mapping.blocks_of(m.in_features, m.out_features, 16, 16)
+                 for m in spec.matrices() if m.role.value != "embedding")
+    cost = hardware.CostModel(tier_switch_latency_ns=40.0, tier_switch_energy_pj=7.0)
+    chip = hardware.ChipConfig(n_tiles=1, n_tiers=blocks, tier_rows=16, tier_cols=16, cost=cost)
+    r = simulate(spec, chip, mapping.map_model(spec, chip), Workload(record_events=True))
+    start, end = _op_spans(r, "L0.ffn_up")
+    assert end[0] - start[0] == pytest.approx(4 * 100.0 + 4 * 40.0)
+    ref = simulate_reference(spec, chip, mapping.map_model(spec, chip), Workload())
+    assert ref.makespan_ns == r.makespan_ns
+    plain = hardware.ChipConfig(n_tiles=1, n_tiers=blocks, tier_rows=16, tier_cols=16)
+    r0 = simulate(spec, plain, mapping.map_model(spec, plain), Workload())
+    switches = r.tier_mvms - 1  # every MVM after the first changes tier on the single tile
+    assert r.makespan_ns == pytest.approx(r0.makespan_ns + 40.0 * switches)
+    assert r.energy_breakdown_pj["mvm"] - r0.energy_breakdown_pj["mvm"] == pytest.approx(7.0 * switches)

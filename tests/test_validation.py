@@ -125,7 +125,7 @@ def test_partial_sums_as_a_chain_cost_one_add_per_extra_row_block():
 
 @pytest.mark.parametrize("kw, match", [
     (dict(attention_sync="barrier"), "attention_sync"),
-    (dict(partial_sums="tree"), "partial_sums"),
+    (dict(partial_sums="pyramid"), "partial_sums"),
     (dict(norm_before_first_layer="no"), "norm_before_first_layer"),
     (dict(kv_traffic=1), "kv_traffic"),
 ])

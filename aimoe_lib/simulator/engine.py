@@ -45,7 +45,8 @@ __all__ = ["EngineInput", "EngineOutput", "PROGRAM_ARRAYS", "LAYOUT_ARRAYS", "en
 
 PROGRAM_ARRAYS = ("res", "group", "moe", "branch", "stage", "lat", "energy", "comm_in", "comm_out",
                   "comm_energy", "layer", "npreds", "succ_ptr", "succ", "flags", "kv_layer",
-                  "grp_ptr", "grp_tile", "grp_count", "grp_energy", "expert_gid", "choices")
+                  "grp_ptr", "grp_tile", "grp_count", "grp_tier_ptr", "grp_tiers", "grp_energy",
+                  "expert_gid", "choices")
 """Arrays of :class:`~aimoe_lib.simulator.program.Program` the event loop reads, by name."""
 
 LAYOUT_ARRAYS = ("ntok", "pass_base", "inst_pass", "inst_tok", "inst_pos")
@@ -55,6 +56,7 @@ EngineInput = NamedTuple("EngineInput", [(f, np.ndarray) for f in PROGRAM_ARRAYS
                          + [("dpu_ptr", np.ndarray), ("dpu_idx", np.ndarray),
                             ("mha_ptr", np.ndarray), ("mha_idx", np.ndarray),
                             ("dram_bytes_per_key", float), ("mvm_latency_ns", float),
+                            ("tier_switch_latency_ns", float), ("tier_switch_energy_pj", float),
                             ("mha_op_latency_ns", float), ("mha_op_energy_pj", float),
                             ("attention_pass", bool),
                             ("n_layers", int), ("n_dpus", int), ("n_mha", int), ("n_tiles", int),
@@ -102,7 +104,10 @@ def engine_input(prog: Program, log_capacity: int = 1) -> EngineInput:
         *(getattr(prog, f) for f in PROGRAM_ARRAYS), *(getattr(lay, f) for f in LAYOUT_ARRAYS),
         dpu_ptr=prog.unit_ptr[0], dpu_idx=prog.unit_idx[0], mha_ptr=prog.unit_ptr[1],
         mha_idx=prog.unit_idx[1], dram_bytes_per_key=float(prog.dram_bytes_per_key),
-        mvm_latency_ns=float(prog.mvm_latency_ns), mha_op_latency_ns=float(prog.mha_op_latency_ns),
+        mvm_latency_ns=float(prog.mvm_latency_ns),
+        tier_switch_latency_ns=float(prog.tier_switch_latency_ns),
+        tier_switch_energy_pj=float(prog.tier_switch_energy_pj),
+        mha_op_latency_ns=float(prog.mha_op_latency_ns),
         mha_op_energy_pj=float(prog.mha_op_energy_pj), attention_pass=bool(prog.attention_pass),
         n_layers=int(prog.n_layers),
         n_dpus=int(prog.n_units[0]), n_mha=int(prog.n_units[1]), n_tiles=int(prog.n_tiles),
@@ -143,6 +148,9 @@ def _engine_py(inp):
                                                       inp.inst_tok, inp.inst_pos)
     dram_bpk, mvm_lat, n_layers = inp.dram_bytes_per_key, inp.mvm_latency_ns, inp.n_layers
     mha_lat0, mha_en0, att_pass = inp.mha_op_latency_ns, inp.mha_op_energy_pj, inp.attention_pass
+    grp_tier_ptr, grp_tiers = inp.grp_tier_ptr, inp.grp_tiers
+    sw_lat, sw_en = inp.tier_switch_latency_ns, inp.tier_switch_energy_pj
+    switching = sw_lat > 0.0 or sw_en > 0.0
     batch, record, log_cap = inp.batch, inp.record, inp.log_capacity
     n_ops = res.shape[0]
     n_passes = ntok.shape[0]
@@ -158,6 +166,7 @@ def _engine_py(inp):
     pmax = np.zeros((batch, n_passes, n_layers), np.float64)
     tile_free = np.zeros(inp.n_tiles, np.float64)
     tile_busy = np.zeros(inp.n_tiles, np.float64)
+    tile_tier = np.full(inp.n_tiles, -1, np.int64)  # tier of the tile's last MVM (-1: none yet)
     dpu_free = np.zeros(inp.n_dpus, np.float64)
     dpu_busy = np.zeros(inp.n_dpus, np.float64)
     mha_free = np.zeros(inp.n_mha, np.float64)
@@ -214,9 +223,19 @@ def _engine_py(inp):
                 else:
                     st = t
                 en = st
-                for _ in range(grp_count[q]):  # blocks back to back (same arithmetic as the reference)
-                    en += mvm_lat
-                    tile_busy[tl] += mvm_lat
+                if switching:  # blocks back to back, each on its tier
+                    for b in range(grp_tier_ptr[q], grp_tier_ptr[q + 1]):
+                        if tile_tier[tl] >= 0 and tile_tier[tl] != grp_tiers[b]:
+                            en += sw_lat
+                            tile_busy[tl] += sw_lat
+                            e_mvm += sw_en
+                        tile_tier[tl] = grp_tiers[b]
+                        en += mvm_lat
+                        tile_busy[tl] += mvm_lat
+                else:
+                    for _ in range(grp_count[q]):  # blocks back to back (as the reference adds)
+                        en += mvm_lat
+                        tile_busy[tl] += mvm_lat
                 n_mvm += grp_count[q]
                 tile_free[tl] = en
                 if en > f:

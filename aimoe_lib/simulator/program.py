@@ -259,6 +259,11 @@ class Program:
     """Tiles of the groups, concatenated."""
     grp_count: np.ndarray
     """Blocks of the group on each of those tiles (run back to back)."""
+    grp_tier_ptr: np.ndarray
+    """Tiers of the blocks of group entry q (a tile of a group), in the order they run:
+    ``grp_tiers[grp_tier_ptr[q]:grp_tier_ptr[q + 1]]``."""
+    grp_tiers: np.ndarray
+    """Those tiers, concatenated."""
     grp_energy: np.ndarray
     """MVM energy of one run of each group, pJ."""
     expert_gid: np.ndarray
@@ -276,6 +281,10 @@ class Program:
     else causal streaming."""
     mvm_latency_ns: float
     """Latency of one tier MVM."""
+    tier_switch_latency_ns: float
+    """Extra latency when a tile changes tier."""
+    tier_switch_energy_pj: float
+    """Extra energy of a tier switch."""
     n_layers: int
     """Transformer layers of the model."""
     unit_ptr: tuple
@@ -346,6 +355,7 @@ class _Builder:
         self.analog = {m.name for m in mapping.matrices}
         self.ops: list[dict] = []
         self.groups: list[list[tuple[int, int]]] = []
+        self.group_tiers: list[np.ndarray] = []
         self.group_energy: list[float] = []
         self.act_kind = {"gelu": OpKind.GELU, "relu": OpKind.RELU,
                          "silu": OpKind.SILU}[model.ffn.activation]
@@ -431,8 +441,11 @@ class _Builder:
         if first_row_block:
             parts = [{k: v[b["row_block"] == 0] for k, v in b.items()} for b in parts]
         tiles = np.concatenate([b["tile"] for b in parts])
+        tiers = np.concatenate([b["tier"] for b in parts])
         uniq, counts = np.unique(tiles, return_counts=True)
         self.groups.append(list(zip(uniq.tolist(), counts.tolist())))
+        # the blocks' tiers tile by tile (ascending tile, block order within a tile)
+        self.group_tiers.append(tiers[np.argsort(tiles, kind="stable")])
         self.group_energy.append(self._blocks_energy(parts, int(tiles.size)))
         return len(self.groups) - 1
 
@@ -682,6 +695,9 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
     grp_ptr = np.zeros(len(b.groups) + 1, dtype=np.int64)
     grp_ptr[1:] = np.cumsum([len(g) for g in b.groups])
     flat = [p for g in b.groups for p in g]
+    grp_count = np.array([c for _, c in flat], dtype=np.int64)
+    grp_tier_ptr = np.zeros(len(flat) + 1, dtype=np.int64)
+    np.cumsum(grp_count, out=grp_tier_ptr[1:])
     col = lambda k, dt: np.array([o[k] for o in ops], dtype=dt)  # noqa: E731
     unit_ptr, unit_idx = _unit_sets(chip, model.n_layers)
     return Program(
@@ -694,7 +710,9 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         succ=np.array([s for ss in succs for s in ss], dtype=np.int64), flags=col("flags", np.int64),
         kv_layer=col("kv_layer", np.int64), grp_ptr=grp_ptr,
         grp_tile=np.array([t for t, _ in flat], dtype=np.int64),
-        grp_count=np.array([c for _, c in flat], dtype=np.int64),
+        grp_count=grp_count, grp_tier_ptr=grp_tier_ptr,
+        grp_tiers=(np.concatenate(b.group_tiers).astype(np.int64) if b.group_tiers
+                   else np.zeros(0, dtype=np.int64)),
         grp_energy=np.array(b.group_energy, dtype=np.float64), expert_gid=expert_gid,
         choices=_route(model, workload),
         dram_bytes_per_key=float(model.kv_cache_elements_per_token * chip.cost.kv_bytes_per_element),
@@ -702,6 +720,8 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         mha_op_energy_pj=float(chip.cost.mha_energy_pj_per_op),
         attention_pass=chip.dataflow.attention_sync is AttentionSync.PASS,
         mvm_latency_ns=float(chip.cost.tier_mvm_latency_ns), n_layers=model.n_layers,
+        tier_switch_latency_ns=float(chip.cost.tier_switch_latency_ns),
+        tier_switch_energy_pj=float(chip.cost.tier_switch_energy_pj),
         unit_ptr=tuple(unit_ptr), unit_idx=tuple(unit_idx), n_units=(chip.n_dpus, chip.n_mha_units),
         n_tiles=chip.n_tiles, workload=workload, passive_power_w=chip.passive_power_w,
         unit_power_w=chip.cost.unit_passive_power_w, tile_power_w=chip.cost.tile_passive_power_w,

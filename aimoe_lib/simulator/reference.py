@@ -137,12 +137,21 @@ def _run_reference(prog: Program) -> EngineOutput:
             ready(pmax[k] + prog.comm_in[sc], toks[ptr[k]], sc)
             ptr[k] += 1
 
+    tile_tier = [-1] * n_tiles  # tier of the tile's last MVM
+
     def start_tile(t, tile):
-        op_id, rdy, first = tile_q[tile].popleft()
+        op_id, rdy, first, tier = tile_q[tile].popleft()
         if first and t > rdy:
             stats["conflicts"] += 1
             stats["stall"] += t - rdy
-        end = t + prog.mvm_latency_ns
+        begin = t  # the MVM itself starts after a tier switch, if any
+        if prog.tier_switch_latency_ns > 0 or prog.tier_switch_energy_pj > 0:
+            if tile_tier[tile] >= 0 and tile_tier[tile] != tier:
+                begin = t + prog.tier_switch_latency_ns
+                stats["tile_busy"][tile] += prog.tier_switch_latency_ns
+                stats["e_mvm"] += prog.tier_switch_energy_pj
+            tile_tier[tile] = tier
+        end = begin + prog.mvm_latency_ns
         stats["tile_busy"][tile] += prog.mvm_latency_ns
         tile_busy_until[tile] = end
         push(end, DONE, (0, tile), ("tile", tile, op_id))
@@ -197,8 +206,9 @@ def _run_reference(prog: Program) -> EngineOutput:
             blocks = 0
             for q in range(prog.grp_ptr[g], prog.grp_ptr[g + 1]):
                 tile, cnt = int(prog.grp_tile[q]), int(prog.grp_count[q])
+                tiers = prog.grp_tiers[prog.grp_tier_ptr[q]:prog.grp_tier_ptr[q + 1]]
                 for b in range(cnt):  # one request per tier MVM
-                    tile_q[tile].append((op_id, t, b == 0))
+                    tile_q[tile].append((op_id, t, b == 0, int(tiers[b])))
                     blocks += 1
             stats["tier_mvms"] += blocks
             live[op_id] = [blocks, t]
