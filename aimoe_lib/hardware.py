@@ -222,6 +222,9 @@ class CostModel:
     """DRAM power while transferring, W. [3DSIM] default."""
     dram_idle_power_w: float = 0.1297
     """DRAM power while idle, W. [3DSIM] default."""
+    dram_energy_pj_per_bit: float = 0.0
+    """Energy per bit moved to or from off-chip memory, pJ; 0 charges ``dram_active_power_w`` for
+    the transfer time instead ([3DSIM]'s model)."""
     kv_bytes_per_element: float = 2.0
     """Bytes per cached key/value element. Assumption A-KV-BYTES: 16-bit activations in the KV cache."""
 
@@ -571,6 +574,11 @@ class ChipConfig:
     """'pool' (any unit serves any layer; [3DSIM] default) or 'per_layer' (unit = layer mod count)."""
     kv_placement: KVPlacement | str = KVPlacement.SRAM
     """KV cache in on-chip 'sram' (no DRAM traffic) or off-chip 'dram' (costed by bandwidth/power)."""
+    kv_sram_mb_per_mha_unit: float | None = None
+    """On-chip KV capacity next to each attention unit, MB (10^6 bytes); None = unbounded. With
+    'sram' placement, the part of a run's KV cache beyond n_mha_units x this spills to off-chip
+    memory: each attention then reads that fraction of its keys from DRAM (bandwidth and energy
+    from the CostModel)."""
     weight_bits: int = 8
     """Precision of a stored weight, bits (8-bit-equivalent, one weight per device pair; DESIGN.md §3)."""
     cost: CostModel = field(default_factory=CostModel)
@@ -698,6 +706,15 @@ def _hermes(n_tiles: int = HERMES_CORES, n_tiers: int = 1, tier_rows: int = 256,
                       cost=kw.pop("cost", cost), name=kw.pop("name", "hermes"), **kw)
 
 
+HBM3_BANDWIDTH_GB_S = 819.2
+"""One HBM3 stack: 6.4 Gb/s per pin x 1024 pins = 819.2 GB/s (JEDEC JESD238, HBM3 standard)."""
+HBM_ENERGY_PJ_PER_BIT = 4.0
+"""Energy per bit moved between an HBM stack and the chip, pJ. Assumption A-HBM-ENERGY: the
+order of magnitude reported for HBM2/HBM3 interfaces, not a datasheet value."""
+KV_SRAM_MB_PER_MHA_UNIT = 2.0
+"""On-chip KV capacity beside each attention unit, MB. Assumption A-KV-SRAM: no public figure
+for the study's attention units; a few MB of scratchpad SRAM per unit."""
+
 MOEPIM_STATIC_POWER_W = 0.02412
 """[MOEPIM] (src/threedsim/accelerator.py): static power of 5 DPUs and 4 attention units, W."""
 MOEPIM_STATIC_UNITS = 9
@@ -708,17 +725,21 @@ def physical_cost(phases: int = 1) -> CostModel:
     """The 'physical' preset's costs (work in progress): MVMs from [HERMES]
     (:func:`hermes_split_cost`), static power of [MOEPIM]'s 0.02412 W per 5 DPUs + 4 attention
     units (2.68 mW per unit instead of [3DSIM]'s 1 W), attention as 2 d MACs per query-key pair
-    (linear in d, A-MHA-MACS); the element-wise digital costs stay the [MOEPIM] table's."""
+    (linear in d, A-MHA-MACS), off-chip memory one HBM3 stack (819.2 GB/s, A-HBM-ENERGY); the
+    element-wise digital costs stay the [MOEPIM] table's."""
     mvm = hermes_split_cost(phases)
     return dataclasses.replace(mvm, unit_passive_power_w=MOEPIM_STATIC_POWER_W / MOEPIM_STATIC_UNITS,
-                               mha_cost_model="macs")
+                               mha_cost_model="macs", dram_bandwidth_gb_s=HBM3_BANDWIDTH_GB_S,
+                               dram_energy_pj_per_bit=HBM_ENERGY_PJ_PER_BIT)
 
 
 def _physical(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
     """Work in progress toward a physically grounded preset on the 'paper' chip's 100 tiles x
     1024 tiers of 512x512: :func:`physical_cost` (HERMES MVMs, MoEwithPIM static power, attention
-    linear in d) and partial sums as a tree over the layer's DPUs. KV capacity, tier switching and
-    multi-die transport are not modelled yet; the book does not use this preset yet."""
+    linear in d, KV beyond 2 MB per attention unit spilled to HBM3), partial sums as a tree over
+    the layer's DPUs. Multi-die transport is not modelled yet; the book does not use this preset
+    yet."""
+    kw.setdefault("kv_sram_mb_per_mha_unit", KV_SRAM_MB_PER_MHA_UNIT)
     return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, cost=kw.pop("cost", physical_cost()),
                       dataflow=kw.pop("dataflow", Dataflow(partial_sums="tree")),
                       name=kw.pop("name", "physical"), **kw)

@@ -64,7 +64,9 @@ def cases(draw):
                      n_dpus=draw(st.integers(1, 4)), n_mha_units=draw(st.integers(1, 3)),
                      unit_assignment=draw(st.sampled_from(["pool", "per_layer"])),
                      kv_placement=draw(st.sampled_from(["sram", "dram"])),
-                     dataflow=draw(dataflows()))
+                     dataflow=(df := draw(dataflows())),
+                     kv_sram_mb_per_mha_unit=(None if df.attention_sync.value == "pass"
+                                              else draw(st.sampled_from([None, None, 2e-4]))))
     m = mapping.map_model(spec, chip, strategy, seed=draw(st.integers(0, 9)), digital=digital)
     w = Workload(batch=draw(st.integers(1, 3)), prompt_len=draw(st.integers(1, 4)),
                  gen_len=draw(st.integers(1, 3)), kv_cache=draw(st.booleans()),
@@ -393,3 +395,28 @@ def test_tier_switches_by_hand():
     switches = r.tier_mvms - 1  # every MVM after the first changes tier on the single tile
     assert r.makespan_ns == pytest.approx(r0.makespan_ns + 40.0 * switches)
     assert r.energy_breakdown_pj["mvm"] - r0.energy_breakdown_pj["mvm"] == pytest.approx(7.0 * switches)
+
+
+def test_kv_cache_beyond_the_on_chip_capacity_spills_to_dram_by_hand():
+    """d = 32, one layer, one sequence of 1 prompt + 3 generated tokens: positions 0, 1, 2 keep
+    K and V (2 x 32 elements, 2 bytes each: 128 bytes per token); the run's cache is 384 bytes.
+    With 96 bytes on chip, 75 % spills: the attention at position p reads 0.75 x 128 x (p + 2)
+    bytes (its own KV written, all keys read) at 2 GB/s = 2 bytes/ns: 96, 144, 192 ns, and at
+    4 pJ/bit 32 pJ per byte: 864 bytes, 27,648 pJ."""
+    from aimoe_lib.simulator import kv_spill_fraction
+
+    spec = _one_layer(d=32, d_ff=32)
+    cost = hardware.CostModel(dram_bandwidth_gb_s=2.0, dram_energy_pj_per_bit=4.0)
+    chip = hardware.ChipConfig(n_tiles=64, n_tiers=1, tier_rows=32, tier_cols=32, cost=cost,
+                               kv_sram_mb_per_mha_unit=96e-6)
+    w = Workload(prompt_len=1, gen_len=3, record_events=True)
+    assert kv_spill_fraction(spec, chip, w) == pytest.approx(0.75)
+    r = simulate(spec, chip, mapping.map_model(spec, chip), w)
+    start, end = _op_spans(r, "L0.kv_dram")
+    assert np.allclose(end - start, [96.0, 144.0, 192.0])
+    assert r.energy_breakdown_pj["dram"] == pytest.approx(864 * 32.0)
+    assert r.peak_scratchpad_bytes == 32 * 2 + 96  # one activation vector + the full capacity
+    roomy = chip.replace(kv_sram_mb_per_mha_unit=384e-6)
+    assert kv_spill_fraction(spec, roomy, w) == 0.0
+    r2 = simulate(spec, roomy, mapping.map_model(spec, roomy), w)
+    assert "L0.kv_dram" not in r2.op_names and r2.energy_breakdown_pj["dram"] == 0.0

@@ -21,9 +21,10 @@ from .engine import EngineInput, EngineOutput, engine_input, run_engine, simulat
 from .program import F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST  # operation flags
 from .program import R_DPU, R_DRAM, R_MHA, R_TILES, RES_NAMES  # resource classes
 from .program import PassLayout, Program, Step, Workload, build_program, pass_layout
+from .program import kv_cache_bytes, kv_spill_fraction
 from .result import LOG_DTYPE, SimResult
 
 __all__ = ["Workload", "SimResult", "Program", "Step", "PassLayout", "pass_layout",
-           "build_program", "simulate", "run_engine", "engine_input", "EngineInput",
-           "EngineOutput", "trace", "RES_NAMES", "LOG_DTYPE", "R_TILES", "R_DPU", "R_MHA",
-           "R_DRAM", "F_KV_CONSUMER", "F_HEAD", "F_FIRST", "F_LAST"]
+           "build_program", "kv_cache_bytes", "kv_spill_fraction", "simulate", "run_engine",
+           "engine_input", "EngineInput", "EngineOutput", "trace", "RES_NAMES", "LOG_DTYPE",
+           "R_TILES", "R_DPU", "R_MHA", "R_DRAM", "F_KV_CONSUMER", "F_HEAD", "F_FIRST", "F_LAST"]

@@ -36,6 +36,7 @@ from ..models import AttentionKind, ModelSpec, Role
 from ..routing import moe_layer_keys as _moe_layer_keys
 
 __all__ = ["Workload", "PassLayout", "pass_layout", "Step", "Program", "build_program",
+           "kv_cache_bytes", "kv_spill_fraction",
            "RES_NAMES", "R_TILES", "R_DPU", "R_MHA", "R_DRAM",
            "F_KV_CONSUMER", "F_HEAD", "F_FIRST", "F_LAST"]
 
@@ -509,8 +510,10 @@ def _attention(b: _Builder, layer: int, ms, prev: int, kv_dram: bool) -> int:
     kv_src = b.dpu(Step.ACC_QKV, layer, [qkv], acc) if acc[0] > 0 else qkv
     if kv_dram:
         per_byte_ns = 1.0 / b.cost.dram_bandwidth_gb_s
+        per_byte_pj = (8.0 * b.cost.dram_energy_pj_per_bit if b.cost.dram_energy_pj_per_bit
+                       else b.cost.dram_active_power_w * per_byte_ns * 1e3)
         att_in = b.op(Step.KV_DRAM, layer, R_DRAM, [kv_src], layer=layer, lat=per_byte_ns,
-                      energy=b.cost.dram_active_power_w * per_byte_ns * 1e3,
+                      energy=per_byte_pj,
                       flags=F_KV_CONSUMER, kv_layer=layer)
         mha_flags, mha_kv, mha_preds = 0, -1, [att_in]
     else:
@@ -647,6 +650,26 @@ def _unit_sets(chip: ChipConfig, n_layers: int) -> tuple[list, list]:
     return unit_ptr, unit_idx
 
 
+def kv_cache_bytes(model: ModelSpec, chip: ChipConfig, workload: Workload) -> float:
+    """Bytes of KV cache a run keeps at its end: batch x positions x layers x KV elements per
+    token and layer x bytes per element (0 without a KV cache)."""
+    if not workload.kv_cache:
+        return 0.0
+    return float(workload.batch * workload.positions * model.n_layers
+                 * model.kv_cache_elements_per_token * chip.cost.kv_bytes_per_element)
+
+
+def kv_spill_fraction(model: ModelSpec, chip: ChipConfig, workload: Workload) -> float:
+    """Fraction of the KV cache that does not fit the on-chip capacity (n_mha_units x
+    ``kv_sram_mb_per_mha_unit``) and is read from off-chip memory: 0 when it fits, when the
+    capacity is unbounded or when the cache lives in DRAM anyway."""
+    cap_mb = chip.kv_sram_mb_per_mha_unit
+    total = kv_cache_bytes(model, chip, workload)
+    if cap_mb is None or chip.kv_placement is not KVPlacement.SRAM or total == 0:
+        return 0.0
+    return max(0.0, 1.0 - chip.n_mha_units * cap_mb * 1e6 / total)
+
+
 def _peak_scratchpad(model: ModelSpec, chip: ChipConfig, workload: Workload) -> int:
     """KV cache held in SRAM plus one activation vector of the widest layer per sequence."""
     d = model.d_model
@@ -655,6 +678,9 @@ def _peak_scratchpad(model: ModelSpec, chip: ChipConfig, workload: Workload) -> 
                  model.d_expert if model.is_moe else d)
     kv_sram = workload.kv_cache and chip.kv_placement is KVPlacement.SRAM
     kv = workload.positions * model.n_layers * model.kv_cache_elements_per_token * bpe
+    if kv_sram and chip.kv_sram_mb_per_mha_unit is not None:  # on chip: at most its capacity
+        held = min(workload.batch * kv, chip.n_mha_units * chip.kv_sram_mb_per_mha_unit * 1e6)
+        return int(workload.batch * widest * bpe + held)
     return int(workload.batch * (widest * bpe + (kv if kv_sram else 0)))
 
 
@@ -666,8 +692,9 @@ def build_program(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload
     for m in model.matrices():
         mats_by_layer.setdefault(m.layer, []).append(m)
     moe_index = {key[1]: i for i, key in enumerate(_moe_layer_keys(model))}
-    kv_dram = (workload.kv_cache and chip.kv_placement is KVPlacement.DRAM
-               and chip.dataflow.kv_traffic)
+    spill = kv_spill_fraction(model, chip, workload)
+    kv_dram = workload.kv_cache and ((chip.kv_placement is KVPlacement.DRAM
+                                      and chip.dataflow.kv_traffic) or spill > 0)
     expert_gid = np.full((max(len(moe_index), 1), 2, max(model.n_experts, 1)), -1, dtype=np.int64)
 
     prev = _embed(b, [m for m in mats_by_layer.get(-1, []) if m.role is Role.EMBEDDING])
@@ -715,7 +742,9 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
                    else np.zeros(0, dtype=np.int64)),
         grp_energy=np.array(b.group_energy, dtype=np.float64), expert_gid=expert_gid,
         choices=_route(model, workload),
-        dram_bytes_per_key=float(model.kv_cache_elements_per_token * chip.cost.kv_bytes_per_element),
+        dram_bytes_per_key=float(model.kv_cache_elements_per_token * chip.cost.kv_bytes_per_element
+                                 * (kv_spill_fraction(model, chip, workload)
+                                    if chip.kv_placement is KVPlacement.SRAM else 1.0)),
         mha_op_latency_ns=float(chip.cost.mha_latency_ns_per_op),
         mha_op_energy_pj=float(chip.cost.mha_energy_pj_per_op),
         attention_pass=chip.dataflow.attention_sync is AttentionSync.PASS,
@@ -756,7 +785,8 @@ def _check_inputs(model, chip, mapping, workload) -> None:
         raise ValueError(f"the mapping was made for chip {mapping.chip.describe()!r}, not for "
                          f"{chip.describe()!r}: map the model onto this chip")
     if (chip.dataflow.attention_sync is AttentionSync.PASS and workload.kv_cache
-            and chip.kv_placement is KVPlacement.DRAM and chip.dataflow.kv_traffic):
+            and ((chip.kv_placement is KVPlacement.DRAM and chip.dataflow.kv_traffic)
+                 or kv_spill_fraction(model, chip, workload) > 0)):
         raise ValueError("Dataflow.attention_sync='pass' with the KV cache in DRAM and "
                          "kv_traffic=True is not modelled: use attention_sync='causal', "
                          "kv_traffic=False or kv_placement='sram'")
