@@ -420,3 +420,28 @@ def test_kv_cache_beyond_the_on_chip_capacity_spills_to_dram_by_hand():
     assert kv_spill_fraction(spec, roomy, w) == 0.0
     r2 = simulate(spec, roomy, mapping.map_model(spec, roomy), w)
     assert "L0.kv_dram" not in r2.op_names and r2.energy_breakdown_pj["dram"] == 0.0
+
+
+def test_an_oversized_run_is_refused_before_any_work(monkeypatch):
+    """A million Mixtral sequences would need terabytes of engine state: simulate refuses with
+    the estimate before building anything (no routing, no program); a run whose estimate equals
+    the limit goes ahead, one byte less is refused."""
+    from aimoe_lib.simulator import engine
+    from aimoe_lib.simulator.engine import state_bytes_estimate
+
+    spec = zoo.get("mixtral-8x7b")
+    chip = mapping.fitting_chip(spec, n_tiers=128, units="per_layer")
+    m = mapping.map_model(spec, chip)
+    huge = Workload(batch=10**6, prompt_len=16, gen_len=16)
+    monkeypatch.setattr(engine, "build_program", lambda *a: pytest.fail("built a program"))
+    with pytest.raises(ValueError, match=r"GB of engine state.*max_state_bytes"):
+        simulate(spec, chip, m, huge)
+    monkeypatch.undo()
+    small_spec = _one_layer()
+    small_chip = hardware.ChipConfig(n_tiles=64, n_tiers=1, tier_rows=16, tier_cols=16)
+    sm = mapping.map_model(small_spec, small_chip)
+    w = Workload(batch=2, prompt_len=3, gen_len=2)
+    need = state_bytes_estimate(small_spec, small_chip, w)
+    assert simulate(small_spec, small_chip, sm, w, max_state_bytes=need).makespan_ns > 0
+    with pytest.raises(ValueError, match="max_state_bytes"):
+        simulate(small_spec, small_chip, sm, w, max_state_bytes=need - 1)

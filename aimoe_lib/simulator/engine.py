@@ -40,7 +40,7 @@ from .program import (
 from .result import SimResult, make_result
 
 __all__ = ["EngineInput", "EngineOutput", "PROGRAM_ARRAYS", "LAYOUT_ARRAYS", "engine_input",
-           "run_engine", "simulate"]
+           "run_engine", "simulate", "state_bytes_estimate", "MAX_STATE_BYTES"]
 
 
 PROGRAM_ARRAYS = ("res", "group", "moe", "branch", "stage", "lat", "energy", "comm_in", "comm_out",
@@ -355,11 +355,54 @@ def run_engine(inp: EngineInput, *, compiled: bool = True) -> EngineOutput:
     return EngineOutput(*(_engine if compiled else _engine_py)(inp))
 
 
+MAX_STATE_BYTES = 8_000_000_000
+"""Default limit of :func:`simulate`'s estimated engine state, bytes (8 GB: a third of a 24 GB
+machine); pass ``max_state_bytes`` to raise it."""
+
+
+def state_bytes_estimate(model: ModelSpec, chip: ChipConfig, workload: Workload,
+                         max_events_logged: int = 2_000_000) -> int:
+    """Memory the engine will hold for this run, bytes, from the inputs alone (no allocation):
+    16 B per (token instance, operation) for pending-predecessor counts and ready times, 8 B per
+    (token instance, layer) of KV-ready times, the routed experts (8 B per sequence, position,
+    MoE layer and pick), 16 B per tile and unit, and the event log when recorded (72 B per
+    event). Token instances are batch x the tokens of every pass; operations are bounded by the
+    layer's steps (8 + 3 per expert a token runs) plus the embedding and the head."""
+    w = workload
+    per_seq = (w.prompt_len + w.gen_len - 1 if w.kv_cache
+               else w.gen_len * w.prompt_len + w.gen_len * (w.gen_len - 1) // 2)
+    n_inst = w.batch * per_seq
+    branches = (model.top_k + model.n_shared_experts) if model.is_moe else 1
+    n_ops = 6 + model.n_layers * (8 + 3 * branches)
+    n_moe = model.n_layers if model.is_moe else 0
+    total = (16 * n_inst * n_ops + 8 * n_inst * model.n_layers
+             + 8 * w.batch * w.positions * n_moe * max(model.top_k, 1)
+             + 16 * w.batch * w.gen_len * model.n_layers
+             + 16 * (chip.n_tiles + chip.n_dpus + chip.n_mha_units))
+    if w.record_events:
+        total += 72 * min(max_events_logged, n_inst * n_ops * 4)
+    return int(total)
+
+
 def simulate(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload: Workload, *,
-             max_events_logged: int = 2_000_000) -> SimResult:
+             max_events_logged: int = 2_000_000,
+             max_state_bytes: int = MAX_STATE_BYTES) -> SimResult:
     """Run ``workload`` on ``chip`` with ``model`` placed by ``mapping``: build the token program
     (:func:`~aimoe_lib.simulator.program.build_program`), schedule it (module docstring) and
-    return a :class:`~aimoe_lib.simulator.result.SimResult` that keeps its workload and program."""
+    return a :class:`~aimoe_lib.simulator.result.SimResult` that keeps its workload and program.
+
+    A run whose engine state (:func:`state_bytes_estimate`) would exceed ``max_state_bytes`` is
+    refused before any work, with the estimate."""
+    need = state_bytes_estimate(model, chip, workload, max_events_logged) \
+        if isinstance(workload, Workload) and isinstance(chip, ChipConfig) \
+        and isinstance(model, ModelSpec) else 0
+    if need > max_state_bytes:
+        raise ValueError(
+            f"simulate: this run needs about {need / 1e9:,.1f} GB of engine state (batch "
+            f"{workload.batch} x {need // max(workload.batch, 1):,} bytes per sequence: every "
+            f"token instance x operation is tracked), more than max_state_bytes="
+            f"{max_state_bytes / 1e9:,.1f} GB; simulate fewer sequences or tokens (or use the KV "
+            f"cache), or raise max_state_bytes")
     prog = build_program(model, chip, mapping, workload)
     cap = max_events_logged if workload.record_events else 1
     out = run_engine(engine_input(prog, cap))
