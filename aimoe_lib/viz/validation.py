@@ -13,7 +13,7 @@ from .style import figure, finish, palette, plain_log_axes, table
 
 __all__ = ["format_error", "format_value", "format_threedsim", "format_energy_by_kind",
            "format_timing", "format_dataflow_effects", "format_hermes", "format_param_checks",
-           "format_summary", "format_worst", "overview"]
+           "format_summary", "format_worst", "LINTHRESH_PCT", "overview"]
 
 
 def format_error(e: float) -> str:
