@@ -60,7 +60,7 @@ def bench_mapping() -> list[dict]:
     return rows
 
 
-# 3D-SiM's own figures on this kind of machine (DESIGN.md §5): 3 layers x 64 tokens: 78 s, 1.8 GB;
+# 3D-SiM's own figures on this kind of machine: 3 layers x 64 tokens: 78 s, 1.8 GB;
 # 12 layers x 64 tokens x 4 sequences: 15 min, 11 GB.
 SIM_CASES = {
     "3dsim-readme 3L x 64 tok x 1 seq": ("readme", 3, 1, 1, 64, True, 0.1, None, 78.0, 1800.0),

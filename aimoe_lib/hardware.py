@@ -108,7 +108,7 @@ class OpCost(NamedTuple):
 class CostModel:
     """Latency (ns) and energy (pJ) of each operation, as functions of vector length and sequence length.
 
-    Defaults are the "paper" costs: [3DSIM] defaults and the [MOEPIM] table (DESIGN.md §3).
+    Defaults are the "paper" costs: [3DSIM] defaults and the [MOEPIM] table.
     Table rows given only at d = 256..1024 are extended to any d by the per-chunk rule stated on
     each field (assumption A-COST-EXTRAP in the appendix).
     """
@@ -563,9 +563,9 @@ class ChipConfig:
     n_tiers: int
     """Stacked crossbar tiers per tile (1 = a 2D chip)."""
     tier_rows: int = 512
-    """Input rows of one tier's crossbar (max MVM input length). DESIGN.md §3 default 512."""
+    """Input rows of one tier's crossbar (max MVM input length). The study's default 512."""
     tier_cols: int = 512
-    """Output columns of one tier's crossbar (max MVM output length). DESIGN.md §3 default 512."""
+    """Output columns of one tier's crossbar (max MVM output length). The study's default 512."""
     n_dpus: int = 4
     """Digital processing units (norms, activations, adds, router top-k). [3DSIM] default 4."""
     n_mha_units: int = 1
@@ -580,7 +580,7 @@ class ChipConfig:
     memory: each attention then reads that fraction of its keys from DRAM (bandwidth and energy
     from the CostModel)."""
     weight_bits: int = 8
-    """Precision of a stored weight, bits (8-bit-equivalent, one weight per device pair; DESIGN.md §3)."""
+    """Precision of a stored weight, bits (8-bit-equivalent, one weight per device pair)."""
     cost: CostModel = field(default_factory=CostModel)
     """Latency and energy of every operation."""
     dataflow: Dataflow = field(default_factory=Dataflow)

@@ -1,4 +1,4 @@
-"""Mapping weights onto tiles and tiers (DESIGN.md §4).
+"""Mapping weights onto tiles and tiers.
 
 A weight matrix of shape (in_features, out_features) is cut into blocks of at most
 ``tier_rows x tier_cols``; each block goes to one tier of one tile. Blocks of one matrix on

@@ -6,7 +6,7 @@ Switch-style encoder-decoder models). It enumerates every weight matrix the chip
 model vendors use when they publish "total" and "active" figures.
 
 Orientation: a matrix has shape ``(in_features, out_features)``; an MVM reads ``in_features``
-inputs and produces ``out_features`` outputs (DESIGN.md §4).
+inputs and produces ``out_features`` outputs.
 """
 
 from __future__ import annotations

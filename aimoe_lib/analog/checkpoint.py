@@ -1,8 +1,8 @@
 """Small checkpoints: weights as 8 bits per row, the rest in float32 (A-CKPT-INT8).
 
 Every 2-D weight (linear layers, embeddings) is stored as int8 with one float32 scale per row
-(symmetric, ``scale = max(abs(row)) / 127``): the 8-bit-equivalent weights of the chip
-(DESIGN.md §3), and a quarter of the float32 size.
+(symmetric, ``scale = max(abs(row)) / 127``): the 8-bit-equivalent weights of the chip,
+and a quarter of the float32 size.
 :func:`~aimoe_lib.analog.checkpoint.round_weights` applies the same rounding to a model in memory,
 so that every number the training script reports is computed with exactly the weights it ships,
 and a reader re-evaluating a shipped checkpoint gets the same model.

@@ -33,7 +33,7 @@ PARTS = ("attention", "router", "ffn", "lm_head")
 digital; ``ffn`` (dense FFN or experts) is analog whenever anything is."""
 
 ANALOG_BY_DEFAULT = PARTS
-"""Every linear layer is analog by default (DESIGN.md §4), as in
+"""Every linear layer is analog by default, as in
 :func:`aimoe_lib.mapping.map_model` with ``digital=("embedding",)``."""
 
 

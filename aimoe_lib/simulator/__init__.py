@@ -1,5 +1,5 @@
-"""Event-driven pipelined inference on the 3D AIMC chip (DESIGN §5 of the study's guide; the book's
-chapter 4 explains every number).
+"""Event-driven pipelined inference on the 3D AIMC chip (the book's chapter 4
+explains every number).
 
 Data flow: ``ModelSpec`` + ``ChipConfig`` + ``Mapping`` + :class:`~aimoe_lib.simulator.program.Workload` ->
 :func:`~aimoe_lib.simulator.program.build_program` (a token's operation graph as flat arrays, :class:`~aimoe_lib.simulator.program.Program`)

@@ -336,7 +336,7 @@ class TilingStats:
 
 def tiling_stats(in_features: int, out_features: int, rows: int = 512,
                  cols: int = 512) -> TilingStats:
-    """Block counts and fill of one matrix on rows x cols tiers (DESIGN.md §4)."""
+    """Block counts and fill of one matrix on rows x cols tiers."""
     for name, v in (("in_features", in_features), ("out_features", out_features), ("rows", rows),
                     ("cols", cols)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

@@ -183,7 +183,7 @@ def tiers_needed(spec: ModelSpec, rows: int = 512, cols: int = 512,
     """Tiers (rows x cols crossbar blocks) a model's weight matrices need.
 
     Each matrix of shape (in_features, out_features) is cut into ceil(in / rows) x ceil(out / cols)
-    blocks, one per tier (DESIGN.md §4); the result is the sum over matrices. The input embedding
+    blocks, one per tier; the result is the sum over matrices. The input embedding
     is a table lookup (one row per token), not an MVM, so by default it takes no tier; the LM head
     is an MVM and is counted, also when it is tied to the embedding. Biases and norm vectors live
     in the digital units and take no tier. Example: a 600 x 600 matrix on 512 x 512 tiers needs
