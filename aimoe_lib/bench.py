@@ -7,6 +7,7 @@ ratio to the target from the issue that set it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -138,17 +139,35 @@ def bench_sim() -> list[dict]:
 SUITES = {"mapping": bench_mapping, "sim": bench_sim}
 
 
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m aimoe_lib.bench",
+        description="Benchmarks of the mapper and the simulator, each case in a fresh "
+                    "subprocess; prints wall time, peak memory and the ratio to each limit.",
+        epilog="suites: " + "; ".join(
+            f"{n}: {(f.__doc__ or '').strip().partition(chr(10))[0].rstrip('.')}"
+            for n, f in SUITES.items()))
+    ap.add_argument("suites", nargs="*", metavar="SUITE",
+                    help=f"suites to run, of {', '.join(SUITES)} (default: all)")
+    return ap
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["_case"]:
-        run = {"mapping": _run_mapping_case, "sim": _run_sim_case}[argv[1]]
-        print(json.dumps(run(argv[2])))
+    if argv[:1] == ["_case"]:  # internal: one case, in the subprocess _case starts
+        cases = {"mapping": (_run_mapping_case, MAPPING_CASES), "sim": (_run_sim_case, SIM_CASES)}
+        if len(argv) != 3 or argv[1] not in cases or argv[2] not in cases[argv[1]][1]:
+            print(f"_case needs a suite ({', '.join(cases)}) and one of its case names",
+                  file=sys.stderr)
+            return 2
+        print(json.dumps(cases[argv[1]][0](argv[2])))
         return 0
-    names = argv or list(SUITES)
-    unknown = [n for n in names if n not in SUITES]
+    ap = _parser()
+    a = ap.parse_args(argv)
+    unknown = [n for n in a.suites if n not in SUITES]
     if unknown:
-        print(f"unknown benchmark {unknown}; choose from {', '.join(SUITES)}", file=sys.stderr)
-        return 2
-    for n in names:
+        ap.error(f"unknown benchmark suite(s) {', '.join(map(repr, unknown))}; choose from "
+                 f"{', '.join(SUITES)}")
+    for n in a.suites or list(SUITES):
         print(f"== {n}")
         SUITES[n]()
     return 0

@@ -10,7 +10,7 @@ So
   the package, at ``site-packages/aimoe_lib/data/``;
 * in an editable install (``pip install -e .``, as the Makefile does) setuptools' import hook maps
   ``aimoe_lib.data`` to the repository's ``data/`` folder itself, so files regenerated there
-  (``python -m aimoe_lib.experiments ...``, ``python -m aimoe_lib.analog.train``) are read at once.
+  (``python -m aimoe_lib.experiments ...``, ``python -m aimoe_lib.analog.train --out data/analog``) are read at once.
 
 Either way the data is found with ``importlib.resources.files`` of ``aimoe_lib.data``, never
 with a path relative to a source file. Code that reads shipped data calls :func:`data_path`:

@@ -8,7 +8,18 @@
 configuration: every field of the frozen ModelSpec, ChipConfig (its CostModel and AreaModel
 included), strategy, mapping options and Workload (routing arrays by content), plus a hash of the
 library's source files that compute results. A changed constant or a changed simulator never
-reuses a stale result.
+reuses a stale result. A file is written under a unique temporary name in the same folder and
+then renamed over its final name (``os.replace``), so sweeps in several processes can share one
+folder and a crash never leaves half a file under a final name. A file is trusted only if it
+parses, carries its point's key, repeats the point's configuration and has every field of a
+fresh row with a plausible value; otherwise the point is recomputed and the file rewritten, with
+a :class:`SweepCacheWarning` naming the file and what was wrong. A folder that cannot be written
+(read-only, full) gives one warning; the sweep still returns every row.
+
+**Errors.** A point that cannot run (a ``ValueError`` while mapping or simulating it, e.g. a model
+that does not fit its chip, a strategy that does not exist, a run the simulator refuses) becomes
+a row with the message in ``error`` and no result columns (``on_error='record'``), or raises
+(``on_error='raise'``). Other exceptions are bugs and always propagate.
 
 **Executors.** By default uncached points run in a local ``ProcessPoolExecutor``. Any
 ``concurrent.futures.Executor`` works: ``executor=ThreadPoolExecutor(1)`` for serial runs, or a
@@ -25,6 +36,8 @@ import itertools
 import json
 import math
 import os
+import tempfile
+import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +49,12 @@ from .mapping import MappingError, map_model
 from .models import ModelSpec
 from .simulator import Workload, simulate
 
-__all__ = ["Point", "grid", "sweep", "run_point", "point_key", "columns"]
+__all__ = ["Point", "grid", "sweep", "run_point", "point_key", "columns", "SweepCacheWarning"]
+
+
+class SweepCacheWarning(UserWarning):
+    """A cache file that was not trusted (and so recomputed), or a cache folder that cannot be
+    written (results then stay in memory)."""
 
 _SOURCES = ("models.py", "hardware.py", "mapping.py", "routing.py", "simulator", "sweep.py")
 """Sources whose code decides a row: modules, and packages (every ``.py`` file in them)."""
@@ -131,10 +149,10 @@ def point_key(point: Point, code_hash: str | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------- running
-def run_point(point: Point) -> dict:
-    """Map and simulate one point; return a flat row of its configuration and results."""
+def _config_row(point: Point) -> dict:
+    """The configuration columns of a row (every row has them, error rows included)."""
     m, c, w = point.model, point.chip, point.workload
-    row = {
+    return {
         "label": point.label, "model": m.name, "is_moe": m.is_moe, "n_experts": m.n_experts,
         "top_k": m.top_k, "d_model": m.d_model, "n_layers": m.n_layers,
         "total_params": m.total_params, "active_params": m.active_params,
@@ -145,37 +163,198 @@ def run_point(point: Point) -> dict:
         "routing": w.routing if isinstance(w.routing, str) else w.routing.kind, "seed": w.seed,
         "error": "",
     }
+
+
+def _head(point: Point) -> tuple[dict, ValueError | None]:
+    """The configuration columns, or (if even they raise a ValueError) the few that identify the
+    point, and that error."""
     try:
-        mp = map_model(m, c, point.strategy, digital=point.digital, seed=point.mapping_seed,
-                       coactivation=point.coactivation)
-    except MappingError as e:
-        row["error"] = str(e)
-        return row
-    r = simulate(m, c, mp, w)
-    t = r.tpot_stats_ns()
-    b = r.busy_fraction()
-    row.update({
-        "tiles_used": mp.tiles_used, "utilisation": mp.utilisation,
-        "makespan_ns": r.makespan_ns, "tokens_per_s": r.tokens_per_s,
-        "ttft_ns": float(r.ttft_ns.mean()), "tpot_mean_ns": t["mean"], "tpot_p50_ns": t["p50"],
-        "tpot_p99_ns": t["p99"], "energy_pj": r.energy_pj,
-        "energy_per_token_pj": r.energy_per_token_pj,
-        **{f"energy_{k}_pj": v for k, v in r.energy_breakdown_pj.items()},
-        "tile_conflicts": r.tile_conflicts, "stall_ns": r.stall_ns,
-        "busy_tiles": b["tiles"], "busy_tiles_max": b["tiles_max"], "busy_dpu": b["dpu"],
-        "busy_mha": b["mha"], "busy_dram": b["dram"], "bottleneck": r.bottleneck(),
-        "peak_scratchpad_bytes": r.peak_scratchpad_bytes,
-    })
-    return row
+        return _config_row(point), None
+    except ValueError as e:
+        return {"label": point.label, "model": point.model.name, "chip": point.chip.name,
+                "strategy": point.strategy, "error": ""}, e
 
 
+def _run(point: Point, on_error: str = "record") -> tuple[dict, str]:
+    """(row, error type name or '') of one point; ``on_error='raise'`` lets a ValueError out."""
+    row, err = _head(point)
+    try:
+        if err is not None:
+            raise err
+        mp = map_model(point.model, point.chip, point.strategy, digital=point.digital,
+                       seed=point.mapping_seed, coactivation=point.coactivation)
+        r = simulate(point.model, point.chip, mp, point.workload)
+        t = r.tpot_stats_ns()
+        b = r.busy_fraction()
+        results = {
+            "tiles_used": mp.tiles_used, "utilisation": mp.utilisation,
+            "makespan_ns": r.makespan_ns, "tokens_per_s": r.tokens_per_s,
+            "ttft_ns": float(r.ttft_ns.mean()), "tpot_mean_ns": t["mean"],
+            "tpot_p50_ns": t["p50"], "tpot_p99_ns": t["p99"], "energy_pj": r.energy_pj,
+            "energy_per_token_pj": r.energy_per_token_pj,
+            **{f"energy_{k}_pj": v for k, v in r.energy_breakdown_pj.items()},
+            "tile_conflicts": r.tile_conflicts, "stall_ns": r.stall_ns,
+            "busy_tiles": b["tiles"], "busy_tiles_max": b["tiles_max"], "busy_dpu": b["dpu"],
+            "busy_mha": b["mha"], "busy_dram": b["dram"], "bottleneck": r.bottleneck(),
+            "peak_scratchpad_bytes": r.peak_scratchpad_bytes,
+        }
+    except ValueError as e:  # MappingError included
+        if on_error == "raise":
+            raise
+        row["error"] = str(e) or type(e).__name__
+        return row, type(e).__name__
+    row.update(results)
+    return row, ""
+
+
+def run_point(point: Point, on_error: str = "record") -> dict:
+    """Map and simulate one point; return a flat row of its configuration and results.
+
+    A ``ValueError`` while mapping or simulating (e.g. a model that does not fit the chip) gives
+    a row with the message in ``error`` and no result columns (``on_error='record'``), or is
+    raised (``on_error='raise'``).
+    """
+    if on_error not in ("record", "raise"):
+        raise ValueError(f"run_point(on_error={on_error!r}): use 'record' or 'raise'")
+    return _run(point, on_error)[0]
+
+
+# ----------------------------------------------------------------------------- cache files
+_FORMAT = 1
+"""Version of a cache file's layout: {"format", "key", "error_type", "row"}."""
+
+# Result columns of a row that ran, and what a value must be: 'count' an int >= 0, 'positive' a
+# finite number > 0, 'nonneg' a finite number >= 0, 'nonneg_or_nan' the same or nan (the time
+# per output token of a single generated token), 'text' a non-empty string.
+_RESULT_CHECKS = {
+    "tiles_used": "count", "utilisation": "nonneg", "makespan_ns": "positive",
+    "tokens_per_s": "nonneg", "ttft_ns": "nonneg", "tpot_mean_ns": "nonneg_or_nan",
+    "tpot_p50_ns": "nonneg_or_nan", "tpot_p99_ns": "nonneg_or_nan", "energy_pj": "nonneg",
+    "energy_per_token_pj": "nonneg", "tile_conflicts": "count", "stall_ns": "nonneg",
+    "busy_tiles": "nonneg", "busy_tiles_max": "nonneg", "busy_dpu": "nonneg",
+    "busy_mha": "nonneg", "busy_dram": "nonneg", "bottleneck": "text",
+    "peak_scratchpad_bytes": "count",
+    **{f"energy_{k}_pj": "nonneg"
+       for k in ("mvm", "digital", "attention", "dram", "communication", "passive")},
+}
+_ERROR_TYPES = {"MappingError": MappingError, "ValueError": ValueError}
+
+
+def _bad_value(value, kind: str) -> bool:
+    if kind == "text":
+        return not isinstance(value, str) or not value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    if kind == "count":
+        return not isinstance(value, int) or value < 0
+    if kind == "nonneg_or_nan" and math.isnan(value):
+        return False
+    if not math.isfinite(value):
+        return True
+    return value <= 0 if kind == "positive" else value < 0
+
+
+def _json(x) -> str:
+    return json.dumps(x, sort_keys=True)
+
+
+def _problem(data, key: str, point: Point) -> str | None:
+    """Why the parsed cache file ``data`` is not a row of ``point`` (None if it is)."""
+    if not isinstance(data, dict):
+        return f"holds a JSON {type(data).__name__}, not a cache record"
+    if "key" not in data:
+        return "has no 'key' field (not written by this version of sweep)"
+    if data["key"] != key:
+        return f"holds the row of another point (key {str(data['key'])[:16]}...)"
+    if data.get("format") != _FORMAT:
+        return f"has format={data.get('format')!r}, not {_FORMAT}"
+    row, etype = data.get("row"), data.get("error_type")
+    if not isinstance(row, dict):
+        return "has no 'row' object"
+    head, _ = _head(point)
+    missing = [k for k in head if k not in row]
+    if missing:
+        return f"row lacks the configuration field(s) {', '.join(missing)}"
+    changed = [k for k in head if k not in ("label", "error") and _json(row[k]) != _json(head[k])]
+    if changed:
+        k = changed[0]
+        return f"row has {k}={row[k]!r}, but the point has {k}={head[k]!r}"
+    if not isinstance(row["error"], str):
+        return f"row has error={row['error']!r}, not a string"
+    if row["error"]:
+        if etype not in _ERROR_TYPES:
+            return f"error row has error_type={etype!r}, not one of {', '.join(_ERROR_TYPES)}"
+        extra = [k for k in row if k not in head]
+        if extra:
+            return f"error row has result field(s) {', '.join(extra)}"
+        return None
+    if etype != "":
+        return f"row without error has error_type={etype!r}"
+    for k, kind in _RESULT_CHECKS.items():
+        if k not in row:
+            return f"row lacks the result field {k}"
+        if _bad_value(row[k], kind):
+            return f"row has {k}={row[k]!r}, not {kind.replace('_', ' ')}"
+    extra = [k for k in row if k not in head and k not in _RESULT_CHECKS]
+    for k in extra:
+        if not (k.startswith("energy_") and k.endswith("_pj")):
+            return f"row has the unknown field {k}"
+        if _bad_value(row[k], "nonneg"):
+            return f"row has {k}={row[k]!r}, not nonneg"
+    return None
+
+
+def _read(path: Path, key: str, point: Point) -> tuple[dict | None, str, str | None]:
+    """(row or None, error type, why the file was not used or None) of one cache file; a missing
+    file is (None, '', None)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, "", None
+    except OSError as e:
+        return None, "", f"cannot be read ({e})"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
+        if not raw.strip():
+            return None, "", "is empty"
+        return None, "", f"is not valid JSON ({type(e).__name__}: {e})"
+    why = _problem(data, key, point)
+    if why is not None:
+        return None, "", why
+    return data["row"], data["error_type"], None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a uniquely named temporary file in the same folder,
+    flushed to disk, then renamed over ``path``: readers see the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ----------------------------------------------------------------------------- sweeping
 def sweep(points, *, cache_dir=None, executor: Executor | None = None, progress: bool = True,
           on_error: str = "record") -> list[dict]:
     """Run every point (cached ones are read back), in parallel on ``executor``.
 
-    ``on_error='record'`` keeps a point whose model does not fit its chip as a row with the
-    MappingError message in ``error`` (and no result columns); ``'raise'`` raises it.
-    Returns one row per point, in the order of ``points``.
+    ``on_error='record'`` keeps a point that cannot run (a ``ValueError`` while mapping or
+    simulating it, e.g. a MappingError when the model does not fit its chip) as a row with the
+    message in ``error`` (and no result columns); ``'raise'`` raises it, for a cached error row
+    too. A cache file that is damaged, edited or of another point is recomputed and rewritten
+    (:class:`SweepCacheWarning` names it); a cache folder that cannot be written warns once and
+    the rows stay in memory. Returns one row per point, in the order of ``points``.
     """
     from tqdm.auto import tqdm
 
@@ -197,41 +376,67 @@ def sweep(points, *, cache_dir=None, executor: Executor | None = None, progress:
         cache = Path(cache_dir)
         if cache.exists() and not cache.is_dir():
             raise ValueError(f"sweep(cache_dir={str(cache_dir)!r}): exists and is not a directory")
-        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            _warn_unwritable(cache, e)
+            cache = None
     code = _code_hash()
     keys = [point_key(p, code) for p in points]
     rows: list[dict | None] = [None] * len(points)
     todo = []
     for i, k in enumerate(keys):
-        f = cache / f"{k}.json" if cache else None
-        if f is not None and f.exists():
-            rows[i] = {**json.loads(f.read_text()), "label": points[i].label}
-        else:
+        row, etype, why = (None, "", None) if cache is None else _read(cache / f"{k}.json", k,
+                                                                      points[i])
+        if why is not None:
+            warnings.warn(f"sweep: cache file {str(cache / f'{k}.json')!r} {why}; recomputing "
+                          "it", SweepCacheWarning, stacklevel=2)
+        if row is None:
             todo.append(i)
+            continue
+        if row["error"] and on_error == "raise":
+            raise _ERROR_TYPES[etype](f"{row['error']} (cached in {str(cache / f'{k}.json')!r})")
+        rows[i] = {**row, "label": points[i].label}
+    writable = cache is not None
     bar = tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
                desc="sweep", unit="point")
     own = executor is None and len(todo) > 1
     ex = ProcessPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) if own else executor
+    futs: dict = {}
+    done = False
     try:
         if ex is None:
-            results = ((i, run_point(points[i])) for i in todo)
+            results = ((i, _run(points[i], on_error)) for i in todo)
         else:
-            futs = {ex.submit(run_point, points[i]): i for i in todo}
+            futs = {ex.submit(_run, points[i], on_error): i for i in todo}
             results = _as_completed(futs)
-        for i, row in results:
-            if row["error"] and on_error == "raise":
-                raise MappingError(row["error"])
+        for i, (row, etype) in results:
             rows[i] = row
-            if cache is not None:
-                tmp = cache / f"{keys[i]}.json.tmp"
-                tmp.write_text(json.dumps(row))
-                tmp.replace(cache / f"{keys[i]}.json")
+            if writable:
+                text = json.dumps({"format": _FORMAT, "key": keys[i], "error_type": etype,
+                                   "row": row})
+                try:
+                    _write_atomic(cache / f"{keys[i]}.json", text)
+                except OSError as e:
+                    writable = False
+                    _warn_unwritable(cache, e)
             bar.update(1)
+        done = True
     finally:
         bar.close()
+        if not done:
+            for fut in futs:
+                fut.cancel()
         if own:
-            ex.shutdown()
+            ex.shutdown(cancel_futures=not done)
     return rows  # type: ignore[return-value]
+
+
+def _warn_unwritable(cache: Path, e: OSError) -> None:
+    warnings.warn(f"sweep: cannot write to the cache folder {str(cache)!r} ({e}); this sweep "
+                  "keeps its rows in memory only and a later sweep recomputes them; pass a "
+                  "writable cache_dir= (or cache_dir=None to run without a cache)",
+                  SweepCacheWarning, stacklevel=3)
 
 
 def _as_completed(futs):

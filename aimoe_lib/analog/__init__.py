@@ -18,7 +18,7 @@ The torch modules:
 * :mod:`aimoe_lib.analog.hwa` — conversion to aihwkit-lightning analog layers, the training and
   inference RPU configurations and the parts (attention, router, FFN / experts, LM head).
 * :mod:`aimoe_lib.analog.train` — floating-point and hardware-aware training; the script
-  ``python -m aimoe_lib.analog.train`` that writes ``data/analog/``.
+  ``python -m aimoe_lib.analog.train --out data/analog`` that writes ``data/analog/``.
 * :mod:`aimoe_lib.analog.evaluate` — perplexity under noise, drift, router stability, per-part
   sensitivity.
 * :mod:`aimoe_lib.analog.checkpoint` — small checkpoints, 8 bits per weight row.

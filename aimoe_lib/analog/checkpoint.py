@@ -69,7 +69,7 @@ def load(path) -> tuple[TinyLM, dict[str, float], dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} is missing; run "
-                                "python -m aimoe_lib.analog.train to make it")
+                                "python -m aimoe_lib.analog.train --out data/analog to make it")
     with np.load(path, allow_pickle=False) as f:
         doc = json.loads(str(f["__doc__"]))
         if doc.get("format", 0) > _FORMAT:

@@ -1,7 +1,9 @@
 """Train chapter 8's models in floating point and hardware-aware, evaluate them, ship the results.
 
 ``python -m aimoe_lib.analog.train`` trains the three models of
-:data:`aimoe_lib.analog.config.MODELS` on the Shakespeare corpus and writes to ``data/analog/``:
+:data:`aimoe_lib.analog.config.MODELS` on the Shakespeare corpus and writes to the folder
+``--out`` (default ``aimoe_runs/analog`` in the current directory; the shipped results are
+regenerated with ``--out data/analog`` from the repository's root):
 
 * ``results.json`` — settings, corpus sizes, parameter counts, training curves and times, and one
   record per evaluated condition (model, training, analog parts, noise, per-seed perplexities
@@ -27,6 +29,8 @@ import copy
 import json
 import math
 import os
+import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
@@ -47,14 +51,18 @@ from .evaluate import NoisyEvaluator, noise_record, perplexity, routing_choices
 from .models import TinyLM
 from .pcm import TIMES_S, GaussianNoise, PCMNoise
 
-__all__ = ["OUT_DIR", "GAUSSIAN_LEVELS", "SENSITIVITY_NOISE", "N_SEEDS", "EVAL_WINDOWS",
-           "TRACE_WINDOWS", "lr_at", "train_fp", "train_hwa", "train_model", "evaluate_pair",
-           "run", "main", "quick_settings"]
+__all__ = ["OUT_DIR", "DEFAULT_OUT", "GAUSSIAN_LEVELS", "SENSITIVITY_NOISE", "N_SEEDS",
+           "EVAL_WINDOWS", "TRACE_WINDOWS", "lr_at", "train_fp", "train_hwa", "train_model",
+           "evaluate_pair", "run", "check_run", "main", "quick_settings"]
 
 OUT_DIR = data_path() / "analog"
-"""Default output folder, where the shipped results live: ``data/analog`` of the package
+"""Where the shipped results live: ``data/analog`` of the package
 (:func:`~aimoe_lib.shipped.data_path`), the repository's own ``data/analog`` in an editable
-install."""
+install. Nothing writes here unless asked to (``run(settings, OUT_DIR)``, or
+``--out data/analog`` from the repository's root)."""
+
+DEFAULT_OUT = Path("aimoe_runs") / "analog"
+"""The command line's output folder without ``--out``, relative to the current directory."""
 
 GAUSSIAN_LEVELS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10)
 """Gaussian weight-noise levels (std relative to each row's largest ``abs(W)``) of the noise
@@ -316,21 +324,113 @@ def _worker(args):
                        previous=previous, position=position, progress=progress, threads=threads)
 
 
-def run(settings: Settings | None = None, out_dir=OUT_DIR, *, workers: int = 2,
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _not_a_file(path: Path, name: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is an existing file, not a folder; pass a folder "
+                         "(it is created if missing)")
+
+
+def _writable_folder(path: Path, name: str) -> None:
+    """Create ``path`` (a folder) and write a probe file in it, or raise naming ``name``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ValueError(f"{name}={str(path)!r} cannot be written ({e}); pass a writable "
+                         "folder") from e
+
+
+def check_run(settings: Settings, out_dir, *, workers: int = 2, checkpoints=("dense", "moe-4"),
+              spare_dir=None, evaluate_only: bool = False, threads: int = 1) -> None:
+    """Refuse, before any work, what :func:`run` would fail on late: step counts, workers or
+    threads below 1, checkpoint names that are not models of ``settings``, output folders that
+    are files or cannot be written, output files that are folders, and (``evaluate_only``) a
+    missing ``results.json`` or checkpoint. Creates the output folders only when everything
+    else passed; raises ValueError or FileNotFoundError naming the argument, its value and the
+    fix."""
+    tc = settings.train
+    for name in ("pretrain_steps", "finetune_steps", "batch"):
+        if not _positive_int(getattr(tc, name)):
+            raise ValueError(f"{name}={getattr(tc, name)!r}: must be a whole number >= 1")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if not _positive_int(value):
+            raise ValueError(f"{name}={value!r}: must be a whole number >= 1")
+    names = [c.name for c in settings.models]
+    if isinstance(checkpoints, str):
+        raise ValueError(f"checkpoints={checkpoints!r}: pass a list of model names, e.g. "
+                         f"{tuple(names[:2])!r}")
+    unknown = [c for c in checkpoints if c not in names]
+    if unknown:
+        raise ValueError(f"checkpoints: {', '.join(map(repr, unknown))} "
+                         f"{'is not a model' if len(unknown) == 1 else 'are not models'} of this "
+                         f"run; choose from {', '.join(names)}")
+    out_dir = Path(out_dir)
+    _not_a_file(out_dir, "out_dir")
+    if spare_dir is not None:
+        _not_a_file(Path(spare_dir), "spare_dir")
+    files = [(out_dir, "results.json")]
+    for cfg in settings.models:
+        where = out_dir if cfg.name in checkpoints else spare_dir
+        if where is not None:
+            files += [(Path(where), f"ckpt_{cfg.name}_{t}.npz") for t in ("fp", "hwa")]
+        if cfg.is_moe:
+            files.append((out_dir, f"trace_{cfg.spec().name}.npz"))
+    for folder, name in files:
+        if (folder / name).is_dir():
+            raise ValueError(f"{str(folder / name)!r} is a folder, but this run writes a file "
+                             "there; move it away or pass another output folder")
+    if evaluate_only:
+        res = out_dir / "results.json"
+        if not res.is_file():
+            raise FileNotFoundError(f"evaluate_only: {str(res)!r} is missing; train first "
+                                    "(without evaluate_only / --evaluate-only) into this folder")
+        try:
+            models = json.loads(res.read_text())["models"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"evaluate_only: {str(res)!r} is not a results file of this script "
+                             f"({type(e).__name__}: {e}); train again without evaluate_only") from e
+        if not isinstance(models, dict):
+            raise ValueError(f"evaluate_only: {str(res)!r} has models={type(models).__name__}, "
+                             "not an object of per-model results; train again")
+        missing = [n for n in names if n not in models]
+        if missing:
+            raise ValueError(f"evaluate_only: {str(res)!r} has no results for "
+                             f"{', '.join(missing)}; train them first")
+        for cfg in settings.models:
+            for t in ("fp", "hwa"):
+                name = f"ckpt_{cfg.name}_{t}.npz"
+                if not any((Path(d) / name).is_file() for d in (out_dir, spare_dir)
+                           if d is not None):
+                    raise FileNotFoundError(
+                        f"evaluate_only: {name} is neither in out_dir={str(out_dir)!r} nor in "
+                        f"spare_dir={None if spare_dir is None else str(spare_dir)!r}; pass the "
+                        "spare_dir (--spare-dir) that holds it, or train first")
+    _writable_folder(out_dir, "out_dir")
+    if spare_dir is not None:
+        _writable_folder(Path(spare_dir), "spare_dir")
+
+
+def run(settings: Settings | None, out_dir, *, workers: int = 2,
         checkpoints=("dense", "moe-4"), spare_dir=None, evaluate_only: bool = False,
         progress: bool = True, threads: int = 1) -> dict:
-    """Train and evaluate every model of ``settings`` and write ``results.json`` (plus
-    checkpoints and traces) to ``out_dir``; returns the results.
+    """Train and evaluate every model of ``settings`` (None: :class:`Settings`) and write
+    ``results.json`` (plus checkpoints and traces) to ``out_dir``; returns the results.
 
-    Checkpoints of the models in ``checkpoints`` go to ``out_dir``, the others to ``spare_dir``
-    (if given). ``evaluate_only`` redoes the evaluation from those checkpoints, keeping the
-    training curves and times of the ``results.json`` already in ``out_dir``.
+    ``out_dir`` has no default: pass a folder of your own, or :data:`OUT_DIR` to overwrite the
+    shipped results. Checkpoints of the models in ``checkpoints`` go to ``out_dir``, the others
+    to ``spare_dir`` (if given). ``evaluate_only`` redoes the evaluation from those checkpoints,
+    keeping the training curves and times of the ``results.json`` already in ``out_dir``.
+    Arguments are checked (:func:`check_run`) before any work.
     """
     settings = settings or Settings()
+    check_run(settings, out_dir, workers=workers, checkpoints=checkpoints, spare_dir=spare_dir,
+              evaluate_only=evaluate_only, threads=threads)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if spare_dir is not None:
-        Path(spare_dir).mkdir(parents=True, exist_ok=True)
     previous, prev_wall = {}, None
     if evaluate_only:
         old = json.loads((out_dir / "results.json").read_text())
@@ -380,13 +480,30 @@ def run(settings: Settings | None = None, out_dir=OUT_DIR, *, workers: int = 2,
     return results
 
 
+def _step_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def main(argv=None) -> int:
-    """Command line: ``python -m aimoe_lib.analog.train [--out DIR] [--workers N] [--quick]``."""
+    """Command line: ``python -m aimoe_lib.analog.train [--out DIR] [--workers N] [--quick]``.
+
+    Every argument is checked (:func:`check_run`) before the corpus is read or a model built;
+    the output folder is printed before the run starts."""
     ap = argparse.ArgumentParser(prog="python -m aimoe_lib.analog.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(OUT_DIR), help="output folder (default data/analog)")
-    ap.add_argument("--workers", type=int, default=2, help="models trained at once (processes)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    ap.add_argument("--out", default=str(DEFAULT_OUT),
+                    help=f"output folder (default {DEFAULT_OUT} in the current directory; "
+                         "--out data/analog from the repository's root regenerates the shipped "
+                         "results)")
+    ap.add_argument("--workers", type=_step_count, default=2,
+                    help="models trained at once (processes)")
+    ap.add_argument("--threads", type=_step_count, default=1, help="torch threads per worker")
     ap.add_argument("--checkpoints", default="dense,moe-4",
                     help="comma-separated models whose checkpoints to write")
     ap.add_argument("--spare-dir", default=None,
@@ -394,8 +511,8 @@ def main(argv=None) -> int:
     ap.add_argument("--evaluate-only", action="store_true",
                     help="re-evaluate the checkpoints in --out / --spare-dir, no training")
     ap.add_argument("--quick", action="store_true", help="tiny models, a few steps (smoke run)")
-    ap.add_argument("--pretrain-steps", type=int, default=None)
-    ap.add_argument("--finetune-steps", type=int, default=None)
+    ap.add_argument("--pretrain-steps", type=_step_count, default=None)
+    ap.add_argument("--finetune-steps", type=_step_count, default=None)
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     a = ap.parse_args(argv)
     settings = quick_settings() if a.quick else Settings()
@@ -403,9 +520,18 @@ def main(argv=None) -> int:
                                  ("finetune_steps", a.finetune_steps)) if v is not None}
     if changes:
         settings = replace(settings, train=replace(settings.train, **changes))
-    run(settings, a.out, workers=a.workers, checkpoints=tuple(a.checkpoints.split(",")),
-        spare_dir=a.spare_dir, evaluate_only=a.evaluate_only, progress=not a.no_progress,
-        threads=a.threads)
+    checkpoints = tuple(a.checkpoints.split(",")) if a.checkpoints else ()
+    kw = dict(workers=a.workers, checkpoints=checkpoints, spare_dir=a.spare_dir,
+              evaluate_only=a.evaluate_only, threads=a.threads)
+    try:
+        check_run(settings, a.out, **kw)
+    except (ValueError, FileNotFoundError) as e:
+        ap.error(str(e).replace("checkpoints:", "--checkpoints:").replace(
+            "out_dir=", "--out ").replace("spare_dir=", "--spare-dir "))
+    out = Path(a.out).resolve()
+    print(f"writing results to {out}", file=sys.stderr)
+    run(settings, a.out, progress=not a.no_progress, **kw)
+    print(f"wrote {out / 'results.json'}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Figures and tables of chapter 8 (analog noise and hardware-aware training), numpy only.
 
-Everything here reads the shipped results of ``python -m aimoe_lib.analog.train``
+Everything here reads the shipped results of ``python -m aimoe_lib.analog.train --out data/analog``
 (``data/analog/results.json``, :func:`~aimoe_lib.viz.analog.load_results`); nothing imports
 torch, so the chapter renders its figures in well under a second. The one figure that needs no
 results, :func:`~aimoe_lib.viz.analog.pcm_device`, draws the PCM noise model of
@@ -46,12 +46,12 @@ def _load(path: str) -> dict:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"results {path!r} are missing; run "
-                                "python -m aimoe_lib.analog.train to make them")
+                                "python -m aimoe_lib.analog.train --out data/analog to make them")
     return json.loads(p.read_text())
 
 
 def load_results(path=None) -> dict:
-    """The results of ``python -m aimoe_lib.analog.train`` at ``path`` (default: the shipped
+    """The results of ``python -m aimoe_lib.analog.train --out data/analog`` at ``path`` (default: the shipped
     ``data/analog/results.json``, :func:`~aimoe_lib.shipped.data_path`); cached, treat as
     read-only."""
     return _load(str(data_path("analog", "results.json") if path is None else path))
