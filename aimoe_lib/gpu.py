@@ -51,15 +51,15 @@ from __future__ import annotations
 
 import csv
 import math
-import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from . import checks, zoo
 from . import routing as routing_mod
-from . import zoo
 from .models import AttentionKind, ModelSpec, Role
 
 __all__ = [
@@ -281,31 +281,25 @@ def get(name) -> GPUSpec:
 
 # =================================================================================== validation
 def _check_positive(what: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{what}={v!r}: must be a finite number > 0")
+    checks.real("", what, v, minimum=0, strict=True)
 
 
 def _check_nonneg(what: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"{what}={v!r}: must be a finite number >= 0")
+    checks.real("", what, v, minimum=0)
 
 
 def _check_fraction(what: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= 1:
-        raise ValueError(f"{what}={v!r}: must be a fraction in (0, 1]; 1 means the datasheet peak")
+    checks.real("", what, v, minimum=0, strict=True, maximum=1,
+                fix="pass a fraction in (0, 1]; 1 means the datasheet peak")
 
 
-def _check_int(what: str, v, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{what}={v!r}: must be an integer >= {lo}")
-    return int(v)
+def _check_int(what: str, v, lo: int, hi: int | None = checks.INT32_MAX) -> int:
+    return checks.integer("", what, v, minimum=lo, maximum=hi)
 
 
 def _check_compute(compute) -> str:
-    if compute not in COMPUTE_KINDS:
-        raise ValueError(f"compute={compute!r}: unknown precision; choose one of "
-                         f"{', '.join(COMPUTE_KINDS)}")
-    return compute
+    return checks.choice("", "compute", compute, COMPUTE_KINDS, what="precision",
+                         fix=f"choose one of {', '.join(COMPUTE_KINDS)}")
 
 
 def _as_model(spec) -> ModelSpec:
@@ -394,8 +388,10 @@ def weight_traffic(spec, tokens: float, routing="uniform", seed: int = 0,
     closed form again.
     """
     spec = _as_model(spec)
-    if isinstance(tokens, bool) or not isinstance(tokens, numbers.Real) or not tokens >= 0:
-        raise ValueError(f"tokens={tokens!r}: must be a number >= 0")
+    tokens = checks.real("", "tokens", tokens, minimum=0, maximum=1e18,
+                         fix="pass the tokens of one step (a finite number >= 0)")
+    seed = checks.seed("", "seed", seed)
+    n_sample = checks.integer("", "n_sample", n_sample, minimum=1, maximum=10**7)
     dense, per_expert, n_moe, table = _param_split(spec)
     if n_moe:
         if isinstance(routing, str) and routing == "uniform":
@@ -602,6 +598,10 @@ def _phase_time(nbytes: float, flops: float, comm_s: float, bw: float, fl: float
     return np.maximum(t_mem, t_comp) + comm_s, t_comp > t_mem
 
 
+MAX_GEN_LEN = 10**7
+"""Most generated tokens :func:`roofline` models (it keeps one value per decode step)."""
+
+
 def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: int = 128,
              n_gpus: int | None = None, bytes_per_param: float = 2, kv_bytes: float = 2, *,
              compute: str = "bf16", routing="uniform", seed: int = 0,
@@ -634,7 +634,9 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     spec, g = _as_model(spec), get(gpu)
     batch = _check_int("batch", batch, 1)
     prompt_len = _check_int("prompt_len", prompt_len, 1)
-    gen_len = _check_int("gen_len", gen_len, 1)
+    gen_len = _check_int("gen_len", gen_len, 1, MAX_GEN_LEN)
+    seed = checks.seed("", "seed", seed)
+    check_memory = checks.boolean("", "check_memory", check_memory)
     _check_positive("bytes_per_param", bytes_per_param)
     _check_positive("kv_bytes", kv_bytes)
     _check_fraction("power_fraction", power_fraction)
@@ -705,7 +707,10 @@ def sweep_batches(spec, gpu="h100", batches=(1, 2, 4, 8, 16, 32, 64), **kwargs
                   ) -> tuple[RooflineResult, ...]:
     """:func:`~aimoe_lib.gpu.roofline` at each batch size (other arguments as for
     :func:`~aimoe_lib.gpu.roofline`)."""
-    return tuple(roofline(spec, gpu, batch=int(b), **kwargs) for b in batches)
+    if isinstance(batches, str) or not isinstance(batches, Iterable):
+        raise ValueError(f"sweep_batches(batches={batches!r}): must be a sequence of batch sizes, "
+                         "e.g. (1, 2, 4)")
+    return tuple(roofline(spec, gpu, batch=b, **kwargs) for b in batches)
 
 
 # =================================================================================== published data

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
-import numpy as np
+from . import checks
 
 __all__ = [
     "OpKind",
@@ -51,33 +51,25 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _check_number(cls: str, name: str, value, *, minimum: float = 0.0, strict: bool = False,
-                  integer: bool = False, fix: str = "") -> None:
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{cls}.{name}={value!r}: must be {kind}; {fix or 'pass a number'}")
-    bad = value <= minimum if strict else value < minimum
-    if bad:
-        rng = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ValueError(f"{cls}.{name}={value!r}: out of range, valid range is {rng}; "
-                         f"{fix or 'pass a value in range'}")
-
-
 def _validate_fields(obj, *, integer_fields: tuple[str, ...] = (),
                      positive_fields: tuple[str, ...] = ()) -> None:
-    """Check every numeric field: integers >= 1, positive reals > 0 or non-negative reals >= 0."""
+    """Check every numeric field and store it normalised (numpy scalars as int/float): integers
+    in 1..INT32_MAX, positive reals > 0, other numbers (``float``, ``int`` or ``float | None``
+    fields) finite and >= 0 (None allowed where the type says so)."""
     cls = type(obj).__name__
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         if f.name in integer_fields:
-            _check_number(cls, f.name, v, minimum=1, integer=True,
-                          fix=f"pass a positive integer {f.name}")
+            v = checks.integer(cls, f.name, v, minimum=1, maximum=checks.INT32_MAX,
+                               fix=f"pass a positive integer {f.name}")
         elif f.name in positive_fields:
-            _check_number(cls, f.name, v, minimum=0, strict=True,
-                          fix=f"pass a positive {f.name}")
-        elif f.type in ("float", "int") or isinstance(v, (int, float)):
-            _check_number(cls, f.name, v, minimum=0, fix=f"pass a non-negative {f.name}")
+            v = checks.real(cls, f.name, v, minimum=0, strict=True,
+                            fix=f"pass a positive {f.name}")
+        elif f.type in ("float", "int") or (f.type == "float | None" and v is not None):
+            v = checks.real(cls, f.name, v, minimum=0, fix=f"pass a non-negative {f.name}")
+        else:
+            continue
+        object.__setattr__(obj, f.name, v)
 
 
 # --------------------------------------------------------------------------- costs
@@ -248,16 +240,15 @@ class CostModel:
     pJ. Assumption A-MHA-MACS (as A-DIGITAL-MVM)."""
 
     def __post_init__(self) -> None:
-        _validate_fields(self, positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s",
-                                                "digital_mvm_macs_per_ns"))
-        _check_number("CostModel", "mvm_input_phases", self.mvm_input_phases, minimum=1,
-                      integer=True, fix="pass 1 (one-phase) or 4 (HERMES four-phase)")
+        _validate_fields(self, integer_fields=("mvm_input_phases",),
+                         positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s",
+                                          "digital_mvm_macs_per_ns", "mha_macs_per_ns"))
         if self.idle_power_fraction > 1:
             raise ValueError(f"CostModel.idle_power_fraction={self.idle_power_fraction!r}: must be "
                              "in [0, 1] (1 = no power gating, 0 = idle units draw nothing)")
-        if self.mha_cost_model not in ("pairs_fit", "macs"):
-            raise ValueError(f"CostModel.mha_cost_model={self.mha_cost_model!r}: use 'pairs_fit' "
-                             "(MoEwithPIM's fit) or 'macs' (2 d MACs per query-key pair)")
+        checks.choice("CostModel", "mha_cost_model", self.mha_cost_model, ("pairs_fit", "macs"),
+                      fix="use 'pairs_fit' (MoEwithPIM's fit) or 'macs' (2 d MACs per query-key "
+                          "pair)")
 
     # -- tier MVMs -------------------------------------------------------------------------
     @property
@@ -271,9 +262,8 @@ class CostModel:
         :attr:`tier_mvm_latency_ns`; energy = phases x (fixed + per row x rows + per column x
         cols + per cell x rows x cols). The 'paper' preset charges its fixed 10 nJ whatever the
         shape."""
-        for name, v in (("rows_used", rows_used), ("cols_used", cols_used)):
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"CostModel.mvm({name}={v!r}): must be an integer >= 1")
+        rows_used = checks.integer("CostModel.mvm()", "rows_used", rows_used, minimum=1)
+        cols_used = checks.integer("CostModel.mvm()", "cols_used", cols_used, minimum=1)
         e = (self.mvm_energy_pj + self.mvm_energy_pj_per_row * rows_used
              + self.mvm_energy_pj_per_column * cols_used
              + self.mvm_energy_pj_per_cell * rows_used * cols_used)
@@ -288,10 +278,9 @@ class CostModel:
         queries attending over ``n_keys`` keys. For SOFTMAX and TOPK ``length`` is the number of
         experts E and ``n_queries`` carries k for TOPK.
         """
-        op = _coerce(OpKind, "CostModel.cost", "op", op)
-        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise ValueError(f"cost(length={length!r}): vector length must be an integer >= 1")
-        d = length
+        op = checks.enum("CostModel.cost()", "op", op, OpKind)
+        d = checks.integer("CostModel.cost()", "length", length, minimum=1,
+                           fix="the vector length must be an integer >= 1")
         chunks512 = math.ceil(d / 512)
         if op is OpKind.MVM:  # a square MVM of ``length`` inputs and outputs
             return self.mvm(d, d)
@@ -306,9 +295,9 @@ class CostModel:
                      OpKind.SOFTMAX: self.softmax_relative_cost}[op]
             return OpCost(scale * (self.gelu_latency_ns_per_256 * d / 256 + self.gelu_latency_ns_fixed),
                           scale * self.gelu_energy_pj_per_256 * d / 256 + fixed)
-        if op is OpKind.TOPK and (isinstance(n_queries, bool) or not isinstance(n_queries, int)
-                                  or n_queries < 1):
-            raise ValueError(f"cost(op='topk', n_queries={n_queries!r}): k must be an integer >= 1")
+        if op is OpKind.TOPK:
+            n_queries = checks.integer("CostModel.cost(op='topk')", "n_queries", n_queries,
+                                       minimum=1, fix="k must be an integer >= 1")
         if op in (OpKind.ADD, OpKind.MUL, OpKind.TOPK):
             scale = {OpKind.ADD: 1.0, OpKind.MUL: self.mul_relative_cost,
                      OpKind.TOPK: self.topk_passes_per_k * n_queries}[op]
@@ -318,9 +307,8 @@ class CostModel:
             return OpCost(self.comm_latency_ns_per_512 * chunks512,
                           self.comm_energy_pj_per_256 * d / 256)
         # MHA
-        for name, v in (("n_queries", n_queries), ("n_keys", n_keys)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"cost(op='mha', {name}={v!r}): must be an integer >= 1")
+        n_queries = checks.integer("CostModel.cost(op='mha')", "n_queries", n_queries, minimum=1)
+        n_keys = checks.integer("CostModel.cost(op='mha')", "n_keys", n_keys, minimum=1)
         pairs = n_queries * n_keys
         if self.mha_cost_model == "macs":  # scores q.k and the weighted sum of values: 2 d MACs
             macs = pairs * 2 * d
@@ -347,9 +335,7 @@ class CostModel:
 
     def dram_transfer(self, n_bytes: float) -> OpCost:
         """Moving ``n_bytes`` between DRAM and the attention unit: time at full bandwidth, active power."""
-        if isinstance(n_bytes, bool) or not isinstance(n_bytes, (int, float)) \
-                or not math.isfinite(n_bytes) or n_bytes < 0:
-            raise ValueError(f"dram_transfer(n_bytes={n_bytes!r}): must be a finite number >= 0")
+        n_bytes = checks.real("CostModel.dram_transfer()", "n_bytes", n_bytes, minimum=0)
         t_ns = n_bytes / self.dram_bandwidth_gb_s  # 1 GB/s = 1 byte/ns
         return OpCost(t_ns, self.dram_active_power_w * t_ns * 1e3)  # W * ns = nJ = 1e3 pJ
 
@@ -477,13 +463,8 @@ class KVPlacement(str, Enum):
 
 
 def _coerce(enum_cls, cls: str, name: str, value):
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(str(value).lower())
-    except ValueError:
-        valid = ", ".join(repr(m.value) for m in enum_cls)
-        raise ValueError(f"{cls}.{name}={value!r}: unknown value; use one of {valid}") from None
+    """``value`` as a member of ``enum_cls`` (a member or its value as a string)."""
+    return checks.enum(cls, name, value, enum_cls)
 
 
 class AttentionSync(str, Enum):
@@ -546,9 +527,7 @@ class Dataflow:
         object.__setattr__(self, "partial_sums",
                            _coerce(PartialSums, "Dataflow", "partial_sums", self.partial_sums))
         for name in _BOOL_FIELDS:
-            v = getattr(self, name)
-            if not isinstance(v, bool):
-                raise ValueError(f"Dataflow.{name}={v!r}: must be True or False")
+            object.__setattr__(self, name, checks.boolean("Dataflow", name, getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -603,6 +582,9 @@ class ChipConfig:
             raise ValueError(f"ChipConfig.dataflow={self.dataflow!r}: must be a Dataflow")
         if not isinstance(self.area, AreaModel):
             raise ValueError(f"ChipConfig.area={self.area!r}: must be an AreaModel")
+        if not isinstance(self.name, str):
+            raise ValueError(f"ChipConfig.name={self.name!r}: must be a string; give the chip a "
+                             "label such as 'custom'")
 
     # -- capacity ---------------------------------------------------------------------------
     @property
@@ -670,7 +652,14 @@ class ChipConfig:
         Defaults follow [3DSIM]'s BERT-base check (functional_bert_tvlsi.py): 288 DPUs and 96 MHA
         units for 12 layers, i.e. 24 and 8 per layer (assumption A-UNITS-PER-LAYER).
         """
-        _check_number("ChipConfig.provisioned", "n_layers", n_layers, minimum=1, integer=True)
+        owner = "ChipConfig.provisioned()"
+        per = (checks.integer(owner, "dpus_per_layer", dpus_per_layer, minimum=1),
+               checks.integer(owner, "mha_units_per_layer", mha_units_per_layer, minimum=1))
+        n_layers = checks.integer(owner, "n_layers", n_layers, minimum=1,
+                                  maximum=checks.INT32_MAX // max(per),
+                                  fix="pass the model's number of layers (a positive integer; "
+                                      "units per layer x layers must stay <= 2**31 - 1)")
+        dpus_per_layer, mha_units_per_layer = per
         return self.replace(n_dpus=n_layers * dpus_per_layer,
                             n_mha_units=n_layers * mha_units_per_layer,
                             unit_assignment=UnitAssignment.PER_LAYER)

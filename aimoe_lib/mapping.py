@@ -39,7 +39,7 @@ from functools import cached_property
 
 import numpy as np
 
-from . import hardware
+from . import checks, hardware
 from .hardware import ChipConfig
 from .models import ModelSpec, Role, WeightMatrix
 from .routing import moe_layer_keys as _moe_layer_keys
@@ -73,10 +73,11 @@ def blocks_needed(model: ModelSpec, tier_rows: int = 512, tier_cols: int = 512,
                   digital=("embedding",)) -> int:
     """Tiers (= blocks) the analog matrices of ``model`` need: :func:`blocks_of` summed over every
     matrix not moved to the digital units by ``digital`` (parts as in :func:`map_model`)."""
-    for name, v in (("tier_rows", tier_rows), ("tier_cols", tier_cols)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"blocks_needed({name}={v!r}): the tier shape must be integers >= 1")
-    roles = _resolve_digital(digital)
+    tier_rows, tier_cols = (
+        checks.integer("blocks_needed()", name, v, minimum=1, maximum=checks.INT32_MAX,
+                       fix="the tier shape must be integers >= 1")
+        for name, v in (("tier_rows", tier_rows), ("tier_cols", tier_cols)))
+    roles = _resolve_digital(digital, "blocks_needed()")
     return sum(blocks_of(m.in_features, m.out_features, tier_rows, tier_cols)
                for m in model.matrices() if m.role not in roles)
 
@@ -107,26 +108,25 @@ def fitting_chip(model: ModelSpec, *, n_tiles: int | None = None, n_tiers: int |
     if (n_tiles is None) == (n_tiers is None):
         raise ValueError(f"fitting_chip(n_tiles={n_tiles!r}, n_tiers={n_tiers!r}): give exactly "
                          "one of them; the other follows from the model's blocks")
-    for field_name, v in (("n_tiles", n_tiles), ("n_tiers", n_tiers)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1):
-            raise ValueError(f"fitting_chip({field_name}={v!r}): must be an integer >= 1")
-    if units not in ("per_layer", "pool"):
-        raise ValueError(f"fitting_chip(units={units!r}): use 'per_layer' (units provisioned with "
-                         "the layers) or 'pool' (the preset's shared units)")
-    if not (isinstance(slack, int | float) and not isinstance(slack, bool) and math.isfinite(slack)
-            and slack >= 0):
-        raise ValueError(f"fitting_chip(slack={slack!r}): must be a finite number >= 0 "
-                         "(0.1 = 10 % spare tiers)")
-    if strategy is not None and strategy not in STRATEGIES:
-        raise ValueError(f"fitting_chip(strategy={strategy!r}): choose one of "
-                         f"{', '.join(STRATEGIES)} or None")
+    owner = "fitting_chip()"
+    n_tiles, n_tiers = (checks.optional_integer(owner, name, v, minimum=1, maximum=checks.INT32_MAX)
+                        for name, v in (("n_tiles", n_tiles), ("n_tiers", n_tiers)))
+    checks.choice(owner, "units", units, ("per_layer", "pool"),
+                  fix="use 'per_layer' (units provisioned with the layers) or 'pool' (the "
+                      "preset's shared units)")
+    slack = checks.real(owner, "slack", slack, minimum=0, maximum=1e6,
+                        fix="pass the fraction of spare tiers (0.1 = 10 % spare tiers)")
+    if strategy is not None:
+        checks.choice(owner, "strategy", strategy, STRATEGIES, what="mapping strategy",
+                      fix=f"choose one of {', '.join(STRATEGIES)} or None")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"fitting_chip(name={name!r}): must be a string or None; give the chip "
+                         "a label, or None for the preset's name")
     need = math.ceil(blocks_needed(model, tier_rows, tier_cols, digital) * (1 + slack))
     if n_tiles is not None:
-        n_tiles = int(n_tiles)
-        n_tiers = max(1, math.ceil(need / n_tiles))
+        n_tiers = max(1, -(-need // n_tiles))
     else:
-        n_tiers = int(n_tiers)
-        n_tiles = max(1, math.ceil(need / n_tiers))
+        n_tiles = max(1, -(-need // n_tiers))
     if strategy == "moe_stacked":
         n_tiers = max(n_tiers, moe_stacked_min_tiers(model))
     if name is not None:
@@ -359,14 +359,10 @@ def _check_coactivation(c, model: ModelSpec) -> np.ndarray:
     return arr
 
 
-def _resolve_digital(digital) -> frozenset[Role]:
-    if isinstance(digital, str):
-        digital = (digital,)
+def _resolve_digital(digital, owner: str = "map_model()") -> frozenset[Role]:
+    """The roles of the parts named in ``digital`` (one name or a tuple/list of names)."""
     roles: set[Role] = set()
-    for part in digital:
-        if part not in DIGITAL_PARTS:
-            raise ValueError(f"digital={part!r}: unknown part; choose from "
-                             f"{', '.join(DIGITAL_PARTS)}")
+    for part in checks.names(owner, "digital", digital, DIGITAL_PARTS):
         roles |= DIGITAL_PARTS[part]
     return frozenset(roles)
 
@@ -384,9 +380,9 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
         raise TypeError(f"model must be a ModelSpec, got {type(model).__name__}")
     if not isinstance(chip, ChipConfig):
         raise TypeError(f"chip must be a ChipConfig, got {type(chip).__name__}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r}: unknown mapping strategy; choose one of "
-                         f"{', '.join(STRATEGIES)}")
+    checks.choice("map_model()", "strategy", strategy, STRATEGIES, what="mapping strategy",
+                  fix=f"choose one of {', '.join(STRATEGIES)}")
+    seed = checks.seed("map_model()", "seed", seed)  # checked whether or not the strategy draws
     if strategy in ("coactivation", "moe_stacked") and not model.is_moe:
         raise ValueError(f"strategy={strategy!r} places experts, but {model.name} is dense; "
                          "use in_order, balanced or random")
@@ -425,7 +421,6 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
     tile = np.empty(B, dtype=np.int32)
     tier = np.empty(B, dtype=np.int32)
     used = np.zeros(T, dtype=np.int64)
-    rng = np.random.default_rng(seed)
 
     def put(i: int, t: np.ndarray, lv: np.ndarray) -> None:
         tile[offsets[i]:offsets[i + 1]] = t
@@ -433,7 +428,8 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
 
     try:
         if strategy in ("in_order", "random"):
-            order = np.arange(len(analog)) if strategy == "in_order" else rng.permutation(len(analog))
+            order = np.arange(len(analog)) if strategy == "in_order" \
+                else np.random.default_rng(seed).permutation(len(analog))
             t, lv = _fill_in_order(B, used, L)
             # blocks in the walk order: matrix order[0]'s blocks first, ...
             walk = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in order]) \
@@ -571,7 +567,9 @@ def expected_conflicts(mapping: Mapping, expert_probs=None, n_tokens: int = 2000
     if np.count_nonzero(p) < k:
         raise ValueError(f"expert_probs gives only {np.count_nonzero(p)} experts a chance, "
                          f"fewer than top_k={k}")
-    rng = np.random.default_rng(seed)
+    n_tokens = checks.integer("expected_conflicts()", "n_tokens", n_tokens, minimum=1,
+                              maximum=10**7, fix="pass the number of tokens to sample, e.g. 2000")
+    rng = np.random.default_rng(checks.seed("expected_conflicts()", "seed", seed))
     with np.errstate(divide="ignore"):
         logp = np.log(p)
     pick = np.argsort(-(logp + rng.gumbel(size=(n_tokens, e))), axis=1)[:, :k]

@@ -12,9 +12,12 @@ inputs and produces ``out_features`` outputs.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
+
+from . import checks
 
 __all__ = [
     "FFNKind",
@@ -160,13 +163,10 @@ def _err(field: str, value, why: str, fix: str) -> ValueError:
 
 
 def _coerce_enum(enum_cls, field: str, value):
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(str(value).lower())
-    except ValueError:
-        valid = ", ".join(repr(m.value) for m in enum_cls)
-        raise _err(field, value, "unknown value", f"use one of {valid}") from None
+    return checks.enum("ModelSpec", field, value, enum_cls)
+
+
+_BOOL_FIELDS = ("bias", "qkv_bias", "tied_embeddings", "shared_expert_gate", "router_bias")
 
 
 @dataclass(frozen=True)
@@ -253,16 +253,27 @@ class ModelSpec:
                                    if getattr(self, f) is None))
         if not isinstance(self.name, str) or not self.name:
             raise _err("name", self.name, "must be a non-empty string", "give the model a label")
+        if not isinstance(self.source, str):
+            raise _err("source", self.source, "must be a string", "say where the numbers come from, "
+                       "or leave it ''")
         for f in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise _err(f, v, "must be an integer >= 1", f"pass a positive integer {f}")
+            set_(f, checks.integer("ModelSpec", f, getattr(self, f), minimum=1,
+                                   maximum=checks.INT32_MAX, fix=f"pass a positive integer {f}"))
         for f in ("learned_positions", "relative_attention_buckets", "q_lora_rank", "kv_lora_rank",
                   "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_experts", "top_k",
                   "n_shared_experts", "first_dense", "n_encoder_layers"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise _err(f, v, "must be an integer >= 0", f"pass 0 or a positive integer {f}")
+            set_(f, checks.integer("ModelSpec", f, getattr(self, f), minimum=0,
+                                   maximum=checks.INT32_MAX,
+                                   fix=f"pass 0 or a positive integer {f}"))
+        for f in ("n_kv_heads", "head_dim", "d_expert", "d_shared_expert"):
+            set_(f, checks.optional_integer("ModelSpec", f, getattr(self, f), minimum=1,
+                                            maximum=checks.INT32_MAX,
+                                            fix=f"pass a positive integer {f}, or None to derive it"))
+        set_("moe_every", checks.integer("ModelSpec", "moe_every", self.moe_every, minimum=1,
+                                         maximum=checks.INT32_MAX,
+                                         fix="use 1 for MoE in every layer, 2 for every other layer"))
+        for f in _BOOL_FIELDS:
+            set_(f, checks.boolean("ModelSpec", f, getattr(self, f)))
         set_("ffn", _coerce_enum(FFNKind, "ffn", self.ffn))
         set_("norm", _coerce_enum(NormKind, "norm", self.norm))
         set_("qk_norm", _coerce_enum(QKNorm, "qk_norm", self.qk_norm))
@@ -271,7 +282,7 @@ class ModelSpec:
         if self.n_kv_heads is None:
             set_("n_kv_heads", self.n_heads)
         kv = self.n_kv_heads
-        if not isinstance(kv, int) or isinstance(kv, bool) or not 1 <= kv <= self.n_heads:
+        if not 1 <= kv <= self.n_heads:
             raise _err("n_kv_heads", kv, f"must be in 1..n_heads={self.n_heads}",
                        "use n_heads for multi-head, 1 for multi-query attention")
         if self.n_heads % kv:
@@ -284,9 +295,6 @@ class ModelSpec:
                 raise _err("n_heads", self.n_heads, f"does not divide d_model={self.d_model}",
                            "choose n_heads dividing d_model or set head_dim explicitly")
             set_("head_dim", self.d_model // self.n_heads)
-        hd = self.head_dim
-        if not isinstance(hd, int) or isinstance(hd, bool) or hd < 1:
-            raise _err("head_dim", hd, "must be an integer >= 1", "pass a positive head_dim")
 
         if self.attention is AttentionKind.MLA:
             for f in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
@@ -310,13 +318,6 @@ class ModelSpec:
             set_("d_expert", self.d_ff)
         if self.d_shared_expert is None:
             set_("d_shared_expert", self.d_expert)
-        for f in ("d_expert", "d_shared_expert"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise _err(f, v, "must be an integer >= 1", f"pass a positive {f}")
-        if not isinstance(self.moe_every, int) or isinstance(self.moe_every, bool) or self.moe_every < 1:
-            raise _err("moe_every", self.moe_every, "must be an integer >= 1",
-                       "use 1 for MoE in every layer, 2 for every other layer")
         if self.n_experts == 0:
             for f in ("top_k", "n_shared_experts"):
                 if getattr(self, f):
@@ -333,7 +334,7 @@ class ModelSpec:
                 raise _err("shared_expert_gate", True, "needs n_shared_experts >= 1",
                            "add a shared expert or turn the gate off")
             for stack in self._stacks():
-                if not self._moe_layers(self._n_stack_layers(stack)):
+                if not self._n_moe_layers(self._n_stack_layers(stack)):
                     raise _err("first_dense", self.first_dense,
                                f"leaves no MoE layer in the {stack.value} stack "
                                f"({self._n_stack_layers(stack)} layers, moe_every={self.moe_every})",
@@ -350,10 +351,16 @@ class ModelSpec:
         return self.n_encoder_layers if stack is Stack.ENCODER else self.n_layers
 
     def _moe_layers(self, n: int) -> tuple[int, ...]:
+        """MoE layers among the first ``n``: first_dense + moe_every - 1, then every moe_every."""
         if not self.n_experts:
             return ()
-        return tuple(i for i in range(self.first_dense, n)
-                     if (i - self.first_dense) % self.moe_every == self.moe_every - 1)
+        return tuple(range(self.first_dense + self.moe_every - 1, n, self.moe_every))
+
+    def _n_moe_layers(self, n: int) -> int:
+        """len(_moe_layers(n)) without listing them: floor((n - first_dense) / moe_every)."""
+        if not self.n_experts:
+            return 0
+        return max(0, (n - self.first_dense) // self.moe_every)
 
     @property
     def is_moe(self) -> bool:
@@ -371,8 +378,12 @@ class ModelSpec:
         return self._moe_layers(self.n_layers)
 
     def is_moe_layer(self, layer: int, stack: Stack = Stack.DECODER) -> bool:
-        """Whether ``layer`` of ``stack`` has an MoE FFN."""
-        return layer in self._moe_layers(self._n_stack_layers(stack))
+        """Whether ``layer`` of ``stack`` has an MoE FFN (constant time: no list of layers)."""
+        if not isinstance(layer, numbers.Integral) or isinstance(layer, bool):
+            return layer in self._moe_layers(self._n_stack_layers(stack))
+        fd, every = self.first_dense, self.moe_every
+        return (bool(self.n_experts) and fd <= layer < self._n_stack_layers(stack)
+                and (layer - fd) % every == every - 1)
 
     @property
     def q_dim(self) -> int:
@@ -425,7 +436,9 @@ class ModelSpec:
         return [WeightMatrix(f"{prefix}.{r.value}", stack, layer, r, i, o, expert, shared, b)
                 for r, i, o in roles]
 
-    def _layer_matrices(self, stack: Stack, layer: int) -> list[WeightMatrix]:
+    def _layer_matrices(self, stack: Stack, layer: int, one_each: bool = False) -> list[WeightMatrix]:
+        """The layer's matrices; ``one_each`` lists only the first shared and the first routed
+        expert (all experts of a kind are equal: what counting needs)."""
         p = f"{stack.value}.{layer}"
         out = self._attention_matrices(f"{p}.attn", stack, layer)
         if stack is Stack.DECODER and self.is_encoder_decoder:
@@ -434,12 +447,12 @@ class ModelSpec:
             return out + self._ffn_matrices(f"{p}.ffn", stack, layer, self.d_ff)
         out.append(WeightMatrix(f"{p}.router", stack, layer, Role.ROUTER, self.d_model,
                                 self.n_experts))
-        for e in range(self.n_shared_experts):
+        for e in range(min(self.n_shared_experts, 1) if one_each else self.n_shared_experts):
             out += self._ffn_matrices(f"{p}.shared{e}", stack, layer, self.d_shared_expert, e, True)
         if self.shared_expert_gate:
             out.append(WeightMatrix(f"{p}.shared_gate", stack, layer, Role.SHARED_GATE,
                                     self.d_model, 1))
-        for e in range(self.n_experts):
+        for e in range(1 if one_each else self.n_experts):
             out += self._ffn_matrices(f"{p}.expert{e}", stack, layer, self.d_expert, e)
         return out
 
@@ -484,7 +497,7 @@ class ModelSpec:
                     self.n_kv_heads * self.head_dim)
             total += n * per_layer + self._norm_params(self.d_model)  # + final norm of the stack
             if self.router_bias:
-                total += len(self._moe_layers(n)) * self.n_experts
+                total += self._n_moe_layers(n) * self.n_experts
             total += self.relative_attention_buckets * self.n_heads
         return total
 
@@ -503,15 +516,27 @@ class ModelSpec:
         both; DeepSeek's active figures leave out the input embedding; "non-embedding" counts
         neither.
         """
+        active = checks.boolean("ModelSpec.params()", "active", active)
+        embedding = checks.boolean("ModelSpec.params()", "embedding", embedding)
+        head = checks.boolean("ModelSpec.params()", "head", head)
         body = self._vector_params()
         routed = 0
-        for m in self.matrices():
-            if m.role in (Role.EMBEDDING, Role.LM_HEAD):
-                continue
-            if m.is_routed_expert:
-                routed += m.params
-            else:
-                body += m.params
+        # All dense layers of a stack hold equal matrices, and so do all its MoE layers and all
+        # experts of a kind: count one of each and multiply, so counting takes constant time
+        # whatever the number of layers and experts.
+        for stack in self._stacks():
+            n = self._n_stack_layers(stack)
+            n_moe = self._n_moe_layers(n)
+            for count, layer in ((n - n_moe, 0), (n_moe, self.first_dense + self.moe_every - 1)):
+                if not count:  # layer 0 is dense whenever a dense layer exists
+                    continue
+                for m in self._layer_matrices(stack, layer, one_each=True):
+                    if m.is_routed_expert:
+                        routed += count * self.n_experts * m.params
+                    elif m.shared:
+                        body += count * self.n_shared_experts * m.params
+                    else:
+                        body += count * m.params
         if active and self.n_experts:
             routed = routed * self.top_k // self.n_experts  # all experts of a layer are equal
         lm = self.d_model * self.vocab_size

@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import checks
 from .models import ModelSpec, Stack
 
 __all__ = [
@@ -102,7 +103,7 @@ def moe_layer_keys(model: ModelSpec) -> list[tuple[str, int]]:
     keys = []
     for stack in stacks:
         n = model.n_encoder_layers if stack is Stack.ENCODER else model.n_layers
-        keys += [(stack.value, i) for i in range(n) if model.is_moe_layer(i, stack)]
+        keys += [(stack.value, i) for i in model._moe_layers(n)]
     return keys
 
 
@@ -148,19 +149,13 @@ class RoutingSpec:
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
-        if self.kind not in KINDS:
-            raise _err("kind", self.kind, "unknown routing kind",
-                       f"use one of {', '.join(repr(k) for k in KINDS)}")
-        s = self.zipf_s
-        if (not isinstance(s, numbers.Real) or isinstance(s, bool) or not math.isfinite(s)
-                or s < 0):
-            raise _err("zipf_s", s, "must be a finite number >= 0",
-                       "use 0 for uniform popularity, about 1 for a classic Zipf law")
-        set_("zipf_s", float(s))
-        if not isinstance(self.permute, bool | np.bool_):
-            raise _err("permute", self.permute, "must be True or False",
-                       "pass permute=True (popular experts differ per layer) or False")
-        set_("permute", bool(self.permute))
+        checks.choice("RoutingSpec", "kind", self.kind, KINDS, what="routing kind")
+        set_("zipf_s", float(checks.real(
+            "RoutingSpec", "zipf_s", self.zipf_s, minimum=0,
+            fix="use 0 for uniform popularity, about 1 for a classic Zipf law")))
+        set_("permute", checks.boolean(
+            "RoutingSpec", "permute", self.permute,
+            fix="pass permute=True (popular experts differ per layer) or False"))
 
         if self.kind == "coactivation":
             if self.coactivation is None:
@@ -336,9 +331,7 @@ def _as_spec(spec) -> RoutingSpec:
 
 
 def _check_seed(seed) -> int:
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed={seed!r}: must be an integer >= 0; pass e.g. seed=0")
-    return int(seed)
+    return checks.seed("", "seed", seed)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -508,6 +501,10 @@ def _coactivation_sample(rng: np.random.Generator, c: np.ndarray, n: int, k: int
     return out
 
 
+_MAX_ROUTED_ENTRIES = 2**31
+"""Most expert ids :func:`route` returns in one call (4 GiB as int16)."""
+
+
 def route(model: ModelSpec, n_tokens: int, spec="uniform", seed: int = 0) -> np.ndarray:
     """Routing decisions of ``n_tokens`` tokens through every MoE layer of ``model``.
 
@@ -537,11 +534,14 @@ def route(model: ModelSpec, n_tokens: int, spec="uniform", seed: int = 0) -> np.
     """
     spec = _as_spec(spec).validate(model)
     n_moe = len(moe_layer_keys(model))
-    if not isinstance(n_tokens, numbers.Integral) or isinstance(n_tokens, bool) or n_tokens < 0:
-        raise ValueError(f"n_tokens={n_tokens!r}: must be an integer >= 0; pass the number of "
-                         "tokens to route")
-    n, seed = int(n_tokens), _check_seed(seed)
     e, k = model.n_experts, model.top_k
+    n = checks.integer("", "n_tokens", n_tokens, minimum=0,
+                       maximum=_MAX_ROUTED_ENTRIES // max(1, n_moe * k),
+                       fix="pass the number of tokens to route (the result holds n_tokens x "
+                           f"{n_moe} MoE layers x top_k={k} expert ids, at most "
+                           f"{_MAX_ROUTED_ENTRIES:,}; route is prefix-stable, so route fewer "
+                           "tokens at a time)")
+    seed = _check_seed(seed)
     dtype = np.int16 if e <= np.iinfo(np.int16).max + 1 else np.int32
     if spec.kind == "trace":
         t = spec.trace

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .. import checks
 from ..mapping import DIGITAL_PARTS
 from ..models import ModelSpec
 
@@ -40,12 +41,7 @@ ANALOG_BY_DEFAULT = PARTS
 def check_analog(analog) -> tuple[str, ...]:
     """``analog`` as a tuple of parts in :data:`~aimoe_lib.analog.config.PARTS` order;
     ValueError for unknown parts."""
-    if isinstance(analog, str):
-        analog = (analog,)
-    unknown = [p for p in analog if p not in PARTS]
-    if unknown:
-        raise ValueError(f"analog={tuple(analog)!r}: unknown parts {unknown}; choose from "
-                         f"{', '.join(PARTS)}")
+    analog = checks.names("check_analog()", "analog", analog, PARTS)
     return tuple(p for p in PARTS if p in analog)
 
 
@@ -53,12 +49,9 @@ def analog_parts(digital=("embedding",)) -> tuple[str, ...]:
     """The parts that run on analog tiles when the parts named in ``digital`` run on digital
     units; ``digital`` takes the keys of ``aimoe_lib.mapping.DIGITAL_PARTS``, exactly as
     :func:`aimoe_lib.mapping.map_model` does."""
-    if isinstance(digital, str):
-        digital = (digital,)
-    for part in digital:
-        if part not in DIGITAL_PARTS:
-            raise ValueError(f"digital={part!r}: unknown part; choose from "
-                             f"{', '.join(DIGITAL_PARTS)} (the FFN/experts are always analog)")
+    digital = checks.names("analog_parts()", "digital", digital, DIGITAL_PARTS,
+                           fix=f"choose from {', '.join(DIGITAL_PARTS)} (the FFN/experts are "
+                               "always analog)")
     return tuple(p for p in PARTS if p not in digital)
 
 
@@ -89,10 +82,15 @@ class LMConfig:
     """Width of each expert (0 for a dense model)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"LMConfig.name={self.name!r}: must be a non-empty string; give the "
+                             "model a label such as 'dense'")
         for f in ("vocab_size", "d_model", "n_layers", "n_heads", "context", "d_ff"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"LMConfig.{f}={v!r}: must be an integer >= 1")
+            object.__setattr__(self, f, checks.integer("LMConfig", f, getattr(self, f), minimum=1,
+                                                       maximum=checks.INT32_MAX))
+        for f in ("n_experts", "top_k", "d_expert"):
+            object.__setattr__(self, f, checks.integer("LMConfig", f, getattr(self, f), minimum=0,
+                                                       maximum=checks.INT32_MAX))
         if self.d_model % self.n_heads:
             raise ValueError(f"LMConfig.n_heads={self.n_heads}: must divide d_model={self.d_model}")
         if self.n_experts:
@@ -212,12 +210,11 @@ class Periphery:
 
     def __post_init__(self) -> None:
         for f in ("inp_bits", "out_bits"):
-            v = getattr(self, f)
-            ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16)
-            if not ok:
-                raise ValueError(f"Periphery.{f}={v!r}: bits must be an integer in 2..16 or None")
-        if not self.out_bound > 0:
-            raise ValueError(f"Periphery.out_bound={self.out_bound!r}: must be > 0")
+            object.__setattr__(self, f, checks.optional_integer(
+                "Periphery", f, getattr(self, f), minimum=2, maximum=16,
+                fix="bits must be an integer in 2..16 or None (an ideal converter)"))
+        object.__setattr__(self, "out_bound", checks.real("Periphery", "out_bound", self.out_bound,
+                                                          minimum=0, strict=True))
 
     @property
     def ideal(self) -> bool:

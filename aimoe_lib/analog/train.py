@@ -418,14 +418,14 @@ def check_run(settings: Settings, out_dir, *, workers: int = 2, checkpoints=("de
 def run(settings: Settings | None, out_dir, *, workers: int = 2,
         checkpoints=("dense", "moe-4"), spare_dir=None, evaluate_only: bool = False,
         progress: bool = True, threads: int = 1) -> dict:
-    """Train and evaluate every model of ``settings`` (None: :class:`Settings`) and write
+    """Train and evaluate every model of ``settings`` (None: :class:`~aimoe_lib.analog.config.Settings`) and write
     ``results.json`` (plus checkpoints and traces) to ``out_dir``; returns the results.
 
-    ``out_dir`` has no default: pass a folder of your own, or :data:`OUT_DIR` to overwrite the
+    ``out_dir`` has no default: pass a folder of your own, or :data:`~aimoe_lib.analog.train.OUT_DIR` to overwrite the
     shipped results. Checkpoints of the models in ``checkpoints`` go to ``out_dir``, the others
     to ``spare_dir`` (if given). ``evaluate_only`` redoes the evaluation from those checkpoints,
     keeping the training curves and times of the ``results.json`` already in ``out_dir``.
-    Arguments are checked (:func:`check_run`) before any work.
+    Arguments are checked (:func:`~aimoe_lib.analog.train.check_run`) before any work.
     """
     settings = settings or Settings()
     check_run(settings, out_dir, workers=workers, checkpoints=checkpoints, spare_dir=spare_dir,
@@ -493,7 +493,7 @@ def _step_count(text: str) -> int:
 def main(argv=None) -> int:
     """Command line: ``python -m aimoe_lib.analog.train [--out DIR] [--workers N] [--quick]``.
 
-    Every argument is checked (:func:`check_run`) before the corpus is read or a model built;
+    Every argument is checked (:func:`~aimoe_lib.analog.train.check_run`) before the corpus is read or a model built;
     the output folder is printed before the run starts."""
     ap = argparse.ArgumentParser(prog="python -m aimoe_lib.analog.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

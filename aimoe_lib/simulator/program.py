@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import checks
 from .. import routing as routing_mod
 from ..hardware import AttentionSync, ChipConfig, KVPlacement, OpKind, PartialSums, UnitAssignment
 from ..mapping import Mapping
@@ -169,15 +170,19 @@ class Workload:
     """Keep the event log (start, end, resource) for Gantt charts."""
 
     def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
         for f in ("batch", "prompt_len", "gen_len"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Workload.{f}={v!r}: must be an integer >= 1; "
-                                 f"a run needs at least one sequence, prompt token and generated token")
-        if not isinstance(self.kv_cache, bool):
-            raise ValueError(f"Workload.kv_cache={self.kv_cache!r}: must be True or False")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"Workload.seed={self.seed!r}: must be an integer >= 0")
+            set_(f, checks.integer("Workload", f, getattr(self, f), minimum=1,
+                                   maximum=checks.INT32_MAX,
+                                   fix="a run needs at least one sequence, prompt token and "
+                                       "generated token"))
+        set_("kv_cache", checks.boolean("Workload", "kv_cache", self.kv_cache))
+        set_("record_events", checks.boolean("Workload", "record_events", self.record_events))
+        set_("seed", checks.seed("Workload", "seed", self.seed))
+        if not isinstance(self.routing, routing_mod.RoutingSpec):
+            checks.choice("Workload", "routing", self.routing, ("uniform", "zipf"),
+                          fix="use 'uniform' or 'zipf', or a routing.RoutingSpec (co-activation, "
+                              "trace)")
 
     @property
     def n_passes(self) -> int:

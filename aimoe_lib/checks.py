@@ -1,0 +1,176 @@
+"""Argument checks shared by every public constructor and entry point: one home for the rules.
+
+Each check takes the *owner* (a class name such as ``'ChipConfig'``, or a function written with
+parentheses such as ``'map_model()'``), the argument's name and its value; it returns the value
+normalised to a plain Python type (a numpy integer becomes an ``int``, a numpy bool a ``bool``)
+or raises :class:`ValueError` naming ``owner.name``, the value and the fix. Nothing is coerced
+silently: a bool is not a count, a float is not an integer, a string is not a tuple of names.
+
+Only the standard library and numpy are used (no torch), so every module may import this one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["INT32_MAX", "label", "integer", "real", "boolean", "choice", "enum", "names", "seed",
+           "optional_integer"]
+
+INT32_MAX = 2**31 - 1
+"""Largest count accepted for sizes that end up in int32 arrays (tier shapes, model widths)."""
+
+
+def label(owner: str, name: str, value) -> str:
+    """``Owner.name=value`` for a class, ``func(name=value)`` for an owner written ``'func()'``,
+    ``name=value`` for an empty owner."""
+    if not owner:
+        return f"{name}={value!r}"
+    if owner.endswith("()"):
+        return f"{owner[:-1]}{name}={value!r})"
+    return f"{owner}.{name}={value!r}"
+
+
+def _fail(owner: str, name: str, value, why: str, fix: str) -> ValueError:
+    return ValueError(f"{label(owner, name, value)}: {why}; {fix}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def integer(owner: str, name: str, value, *, minimum: int | None = 0, maximum: int | None = None,
+            fix: str = "") -> int:
+    """A Python or numpy integer (not a bool, not a float) in [minimum, maximum], as an ``int``."""
+    parts = ([f">= {minimum}"] if minimum is not None else []) \
+        + ([f"<= {maximum}"] if maximum is not None else [])
+    what = " ".join(["an integer", " and ".join(parts)]).rstrip()
+    fix = fix or f"pass {what}"
+    if not _is_int(value):
+        raise _fail(owner, name, value, f"must be {what} (got {type(value).__name__})", fix)
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise _fail(owner, name, value, f"must be {what}", fix)
+    return v
+
+
+def optional_integer(owner: str, name: str, value, **kw) -> int | None:
+    """None, or :func:`integer`."""
+    return None if value is None else integer(owner, name, value, **kw)
+
+
+def real(owner: str, name: str, value, *, minimum: float | None = 0.0, strict: bool = False,
+         maximum: float | None = None, finite: bool = True, fix: str = ""):
+    """A real number (Python or numpy int or float; not a bool, not a string), finite unless
+    ``finite=False`` (then still not NaN), ``> minimum`` if ``strict`` else ``>= minimum``, and
+    ``<= maximum``. Python ints and floats come back unchanged; numpy scalars as ``int`` or
+    ``float``."""
+    parts = []
+    if minimum is not None:
+        parts.append(f"{'>' if strict else '>='} {minimum:g}")
+    if maximum is not None:
+        parts.append(f"<= {maximum:g}")
+    what = ("a finite number" if finite else "a number") \
+        + (" " + " and ".join(parts) if parts else "")
+    fix = fix or f"pass {what}"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise _fail(owner, name, value, f"must be {what} (got {type(value).__name__})", fix)
+    if _is_int(value):
+        v = value if type(value) is int else int(value)
+    else:
+        v = value if type(value) is float else float(value)
+        if math.isnan(v) or (finite and math.isinf(v)):
+            raise _fail(owner, name, value, f"must be {what}", fix)
+    if minimum is not None and (v <= minimum if strict else v < minimum):
+        raise _fail(owner, name, value, f"must be {what}", fix)
+    if maximum is not None and v > maximum:
+        raise _fail(owner, name, value, f"must be {what}", fix)
+    return v
+
+
+def boolean(owner: str, name: str, value, *, fix: str = "") -> bool:
+    """True or False only (numpy bools accepted): no truthiness of strings, numbers or None."""
+    if not isinstance(value, bool | np.bool_):
+        raise _fail(owner, name, value, f"must be True or False (got {type(value).__name__})",
+                    fix or f"pass {name}=True or {name}=False")
+    return bool(value)
+
+
+def _suggest(value, choices) -> str:
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=1) \
+        if isinstance(value, str) else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def choice(owner: str, name: str, value, choices, *, what: str = "value", fix: str = ""):
+    """One of ``choices`` (compared exactly; strings are not lower-cased here); ``what`` names the
+    kind of value in the message ('unknown mapping strategy')."""
+    choices = tuple(choices)
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable or incomparable values
+        ok = False
+    if not ok:
+        valid = ", ".join(repr(c) for c in choices)
+        raise _fail(owner, name, value, f"unknown {what}" + _suggest(value, choices),
+                    fix or f"use one of {valid}")
+    return value
+
+
+def enum(owner: str, name: str, value, enum_cls, *, fix: str = ""):
+    """A member of ``enum_cls`` or its value as a string (case-insensitive), as the member.
+    Anything else (a number, a bool, None) is refused rather than turned into a string."""
+    if isinstance(value, enum_cls):
+        return value
+    values = [m.value for m in enum_cls]
+    valid = ", ".join(repr(v) for v in values)
+    if isinstance(value, str):
+        try:
+            return enum_cls(value.lower())
+        except ValueError:
+            pass
+        raise _fail(owner, name, value, "unknown value" + _suggest(value.lower(), values),
+                    fix or f"use one of {valid}")
+    raise _fail(owner, name, value, f"must be one of {valid} (got {type(value).__name__})",
+                fix or f"use one of {valid}")
+
+
+def names(owner: str, name: str, value, choices, *, single: bool = True,
+          fix: str = "") -> tuple[str, ...]:
+    """A tuple of names, each one of ``choices``, order kept.
+
+    A bare string is one name (wrapped, never split into characters) when ``single`` is True and
+    refused otherwise; a list, tuple, set or frozenset of strings is accepted; anything else is
+    refused."""
+    choices = tuple(choices)
+    valid = ", ".join(repr(c) for c in choices)
+    fix = fix or f"pass a tuple of names from {valid}"
+    if isinstance(value, str):
+        if not single:
+            raise _fail(owner, name, value, "is a single string, not a tuple of names",
+                        f"write ({value!r},) for one name")
+        value = (value,)
+    elif not isinstance(value, list | tuple | set | frozenset):
+        raise _fail(owner, name, value, f"must be a tuple of names (got {type(value).__name__})",
+                    fix)
+    out = []
+    for part in value:
+        if not isinstance(part, str):
+            raise _fail(owner, name, value, f"has {part!r}, which is not a name", fix)
+        if part not in choices:
+            raise ValueError(f"{label(owner, name, value)}: unknown part {part!r}"
+                             f"{_suggest(part, choices)}; choose from {valid}")
+        out.append(part)
+    if isinstance(value, set | frozenset):  # no order of its own: the order of ``choices``
+        out.sort(key=choices.index)
+    return tuple(out)
+
+
+def seed(owner: str, name: str, value) -> int:
+    """A random seed: an integer >= 0 (as numpy's generators accept), checked here whether or not
+    the call draws any random numbers, so an invalid seed fails the same way everywhere."""
+    return integer(owner, name, value, minimum=0, fix=f"pass e.g. {name}=0")
+
