@@ -248,8 +248,19 @@ def test_a_mapping_for_another_model_or_chip_is_refused():
     m = mapping.map_model(a, chip)
     with pytest.raises(ValueError, match="made for model"):
         simulate(b, chip, m, Workload())
-    with pytest.raises(ValueError, match="made for chip"):
+    with pytest.raises(ValueError, match=r"made for chip .* another shape \(n_tiles=4 vs 5\)"):
         simulate(a, chip.replace(n_tiles=5), m, Workload())
+
+
+def test_a_mapping_serves_a_chip_of_the_same_shape_with_other_costs():
+    """A placement depends on the tiles and tiers only: a cost sweep reuses one mapping, and the
+    costs come from the chip passed to simulate (twice the MVM energy, twice the MVM energy)."""
+    spec = _one_layer(d=16)
+    chip = _fit_chip(spec, 8, 4)
+    m = mapping.map_model(spec, chip)
+    dearer = chip.replace(cost=hardware.CostModel(mvm_energy_pj=20_000.0), n_dpus=2)
+    a, b = simulate(spec, chip, m, Workload()), simulate(spec, dearer, m, Workload())
+    assert b.energy_breakdown_pj["mvm"] == pytest.approx(2 * a.energy_breakdown_pj["mvm"])
 
 
 def test_encoder_decoder_models_are_refused_with_the_reason():

@@ -774,6 +774,10 @@ def _route(model: ModelSpec, w: Workload) -> np.ndarray:
     return np.ascontiguousarray(ch.transpose(1, 0, 2, 3))
 
 
+_PLACEMENT_FIELDS = ("n_tiles", "n_tiers", "tier_rows", "tier_cols")
+"""The chip fields a Mapping depends on."""
+
+
 def _check_inputs(model, chip, mapping, workload) -> None:
     if not isinstance(model, ModelSpec):
         raise TypeError(f"model must be a ModelSpec, got {type(model).__name__}")
@@ -786,9 +790,13 @@ def _check_inputs(model, chip, mapping, workload) -> None:
     if mapping.model != model:
         raise ValueError(f"the mapping was made for model {mapping.model.name!r}, not for "
                          f"{model.name!r}: map this model with mapping.map_model(model, chip)")
-    if mapping.chip != chip:
-        raise ValueError(f"the mapping was made for chip {mapping.chip.describe()!r}, not for "
-                         f"{chip.describe()!r}: map the model onto this chip")
+    # a placement depends only on the chip's shape: the same mapping serves any costs or units
+    differ = [f"{f}={getattr(mapping.chip, f)} vs {getattr(chip, f)}" for f in _PLACEMENT_FIELDS
+              if getattr(mapping.chip, f) != getattr(chip, f)]
+    if differ:
+        raise ValueError(f"the mapping was made for chip {mapping.chip.name!r} of another shape "
+                         f"({', '.join(differ)}): map the model onto this chip with "
+                         "mapping.map_model(model, chip)")
     if (chip.dataflow.attention_sync is AttentionSync.PASS and workload.kv_cache
             and ((chip.kv_placement is KVPlacement.DRAM and chip.dataflow.kv_traffic)
                  or kv_spill_fraction(model, chip, workload) > 0)):
