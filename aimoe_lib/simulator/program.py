@@ -265,11 +265,9 @@ class Program:
     """Tiles of the groups, concatenated."""
     grp_count: np.ndarray
     """Blocks of the group on each of those tiles (run back to back)."""
-    grp_tier_ptr: np.ndarray
-    """Tiers of the blocks of group entry q (a tile of a group), in the order they run:
-    ``grp_tiers[grp_tier_ptr[q]:grp_tier_ptr[q + 1]]``."""
     grp_tiers: np.ndarray
-    """Those tiers, concatenated."""
+    """Tiers of the blocks of every group entry q (a tile of a group), in the order they run,
+    concatenated: entry q's are ``grp_tiers[grp_tier_ptr[q]:grp_tier_ptr[q + 1]]``."""
     grp_energy: np.ndarray
     """MVM energy of one run of each group, pJ."""
     expert_gid: np.ndarray
@@ -320,6 +318,14 @@ class Program:
     def n_ops(self) -> int:
         """Operations of one token."""
         return len(self.names)
+
+    @cached_property
+    def grp_tier_ptr(self) -> np.ndarray:
+        """Offsets of each group entry's tiers in ``grp_tiers`` (the running sum of
+        ``grp_count``)."""
+        ptr = np.zeros(self.grp_count.size + 1, dtype=np.int64)
+        np.cumsum(self.grp_count, out=ptr[1:])
+        return ptr
 
     @cached_property
     def preds(self) -> tuple[tuple[int, ...], ...]:
@@ -728,8 +734,6 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
     grp_ptr[1:] = np.cumsum([len(g) for g in b.groups])
     flat = [p for g in b.groups for p in g]
     grp_count = np.array([c for _, c in flat], dtype=np.int64)
-    grp_tier_ptr = np.zeros(len(flat) + 1, dtype=np.int64)
-    np.cumsum(grp_count, out=grp_tier_ptr[1:])
     col = lambda k, dt: np.array([o[k] for o in ops], dtype=dt)  # noqa: E731
     unit_ptr, unit_idx = _unit_sets(chip, model.n_layers)
     return Program(
@@ -742,7 +746,7 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         succ=np.array([s for ss in succs for s in ss], dtype=np.int64), flags=col("flags", np.int64),
         kv_layer=col("kv_layer", np.int64), grp_ptr=grp_ptr,
         grp_tile=np.array([t for t, _ in flat], dtype=np.int64),
-        grp_count=grp_count, grp_tier_ptr=grp_tier_ptr,
+        grp_count=grp_count,
         grp_tiers=(np.concatenate(b.group_tiers).astype(np.int64) if b.group_tiers
                    else np.zeros(0, dtype=np.int64)),
         grp_energy=np.array(b.group_energy, dtype=np.float64), expert_gid=expert_gid,
