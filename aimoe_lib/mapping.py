@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,7 +47,7 @@ from .routing import moe_layer_keys as _moe_layer_keys
 
 __all__ = ["MappingError", "Mapping", "map_model", "STRATEGIES", "DIGITAL_PARTS",
            "blocks_of", "blocks_needed", "expected_conflicts", "fitting_chip",
-           "moe_stacked_min_tiers"]
+           "moe_stacked_min_tiers", "block_layout", "BlockLayout"]
 
 STRATEGIES = ("in_order", "balanced", "random", "coactivation", "moe_stacked")
 """Names accepted by :func:`map_model`."""
@@ -367,6 +368,36 @@ def _resolve_digital(digital, owner: str = "map_model()") -> frozenset[Role]:
     return frozenset(roles)
 
 
+class BlockLayout(NamedTuple):
+    """How matrices cut into tier-sized blocks: per matrix its block count and offset, per block
+    (matrix by matrix, row block major) its matrix, position and the part of the tier it fills."""
+
+    blocks_per_matrix: np.ndarray
+    matrix_offsets: np.ndarray
+    block_matrix: np.ndarray
+    block_row: np.ndarray
+    block_col: np.ndarray
+    rows_used: np.ndarray
+    cols_used: np.ndarray
+
+
+def block_layout(matrices, rows: int, cols: int) -> BlockLayout:
+    """The blocks of ``matrices`` on ``rows`` x ``cols`` tiers, vectorised (the geometry every
+    placement shares; where each block goes is the strategy's)."""
+    ins = np.array([m.in_features for m in matrices], dtype=np.int64)
+    outs = np.array([m.out_features for m in matrices], dtype=np.int64)
+    ncb = -(-outs // cols)
+    nb = -(-ins // rows) * ncb
+    offsets = np.concatenate([[0], np.cumsum(nb)]).astype(np.int64)
+    bm = np.repeat(np.arange(len(matrices), dtype=np.int32), nb)
+    local = np.arange(int(offsets[-1]), dtype=np.int64) - offsets[bm]
+    brow = (local // ncb[bm]).astype(np.int32)
+    bcol = (local % ncb[bm]).astype(np.int32)
+    return BlockLayout(nb, offsets, bm, brow, bcol,
+                       np.minimum(rows, ins[bm] - brow.astype(np.int64) * rows).astype(np.int32),
+                       np.minimum(cols, outs[bm] - bcol.astype(np.int64) * cols).astype(np.int32))
+
+
 def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
               digital=("embedding",), seed: int = 0, coactivation=None) -> Mapping:
     """Place every analog weight block of ``model`` on ``chip``.
@@ -400,23 +431,12 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
     dig = tuple(m for m in all_m if m.role in droles)
     rows, cols, T, L = chip.tier_rows, chip.tier_cols, chip.n_tiles, chip.n_tiers
 
-    ins = np.array([m.in_features for m in analog], dtype=np.int64)
-    outs = np.array([m.out_features for m in analog], dtype=np.int64)
-    nrb, ncb = -(-ins // rows), -(-outs // cols)
-    nb = nrb * ncb
-    offsets = np.concatenate([[0], np.cumsum(nb)])
+    geo = block_layout(analog, rows, cols)
+    nb, offsets = geo.blocks_per_matrix, geo.matrix_offsets
     B = int(offsets[-1])
     need_msg = _need_message(model, chip, B)
     if B > T * L:
         raise MappingError(need_msg)
-
-    # per-block geometry (vectorised)
-    bm = np.repeat(np.arange(len(analog), dtype=np.int32), nb)
-    local = np.arange(B, dtype=np.int64) - offsets[bm]
-    brow = (local // ncb[bm]).astype(np.int32)
-    bcol = (local % ncb[bm]).astype(np.int32)
-    rused = np.minimum(rows, ins[bm] - brow.astype(np.int64) * rows).astype(np.int32)
-    cused = np.minimum(cols, outs[bm] - bcol.astype(np.int64) * cols).astype(np.int32)
 
     tile = np.empty(B, dtype=np.int32)
     tier = np.empty(B, dtype=np.int32)
@@ -466,8 +486,9 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
                            else _stacked_need_message(model, chip, analog, nb)) from None
 
     return Mapping(model=model, chip=chip, strategy=strategy, matrices=analog, digital=dig,
-                   matrix_offsets=offsets, block_matrix=bm, block_row=brow, block_col=bcol,
-                   rows_used=rused, cols_used=cused, tile=tile, tier=tier,
+                   matrix_offsets=offsets, block_matrix=geo.block_matrix, block_row=geo.block_row,
+                   block_col=geo.block_col, rows_used=geo.rows_used, cols_used=geo.cols_used,
+                   tile=tile, tier=tier,
                    seed=seed if strategy == "random" else None)
 
 

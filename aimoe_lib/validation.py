@@ -32,7 +32,7 @@ from enum import Enum
 import numpy as np
 
 from . import hardware
-from .mapping import Mapping, blocks_of
+from .mapping import Mapping, block_layout, blocks_of
 from .models import ModelSpec, Role
 from .shipped import data_path
 from .simulator import SimResult, Workload, simulate
@@ -99,20 +99,12 @@ def threedsim_mapping(model: ModelSpec, chip: hardware.ChipConfig) -> Mapping:
         else:
             place[name] = [take() for _ in range(n)]
     matrices = model.matrices()
-    ins = np.array([m.in_features for m in matrices])
-    outs = np.array([m.out_features for m in matrices])
-    ncb = -(-outs // cols)
-    nb = -(-ins // rows) * ncb
-    offsets = np.concatenate([[0], np.cumsum(nb)])
-    bm = np.repeat(np.arange(len(matrices)), nb).astype(np.int32)
-    local = np.arange(offsets[-1]) - offsets[bm]
-    brow, bcol = (local // ncb[bm]).astype(np.int32), (local % ncb[bm]).astype(np.int32)
+    geo = block_layout(matrices, rows, cols)
     tile_tier = np.array([tt for m in matrices for tt in place[m.name]], dtype=np.int32)
     return Mapping(model=model, chip=chip, strategy="in_order", matrices=matrices, digital=(),
-                   matrix_offsets=offsets, block_matrix=bm, block_row=brow, block_col=bcol,
-                   rows_used=np.minimum(rows, ins[bm] - brow * rows).astype(np.int32),
-                   cols_used=np.minimum(cols, outs[bm] - bcol * cols).astype(np.int32),
-                   tile=tile_tier[:, 0].copy(), tier=tile_tier[:, 1].copy())
+                   matrix_offsets=geo.matrix_offsets, block_matrix=geo.block_matrix,
+                   block_row=geo.block_row, block_col=geo.block_col, rows_used=geo.rows_used,
+                   cols_used=geo.cols_used, tile=tile_tier[:, 0].copy(), tier=tile_tier[:, 1].copy())
 
 
 def threedsim_readme(n_layers: int = 3, target_len: int = 12, n_seqs: int = 1,
