@@ -280,16 +280,16 @@ def get(name) -> GPUSpec:
 
 
 # =================================================================================== validation
-def _check_positive(what: str, v) -> None:
-    checks.real("", what, v, minimum=0, strict=True)
+def _check_positive(what: str, v) -> float:
+    return checks.real("", what, v, minimum=0, strict=True)
 
 
-def _check_nonneg(what: str, v) -> None:
-    checks.real("", what, v, minimum=0)
+def _check_nonneg(what: str, v) -> float:
+    return checks.real("", what, v, minimum=0)
 
 
-def _check_fraction(what: str, v) -> None:
-    checks.real("", what, v, minimum=0, strict=True, maximum=1,
+def _check_fraction(what: str, v) -> float:
+    return checks.real("", what, v, minimum=0, strict=True, maximum=1,
                 fix="pass a fraction in (0, 1]; 1 means the datasheet peak")
 
 
@@ -581,7 +581,12 @@ def fewest_gpus(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len
     """The fewest GPUs (1, 2, 4, 8, ... up to 1024) whose usable memory (``memory_fraction`` of
     each, A-GPU-MEM-USABLE) holds all weights and the KV cache of the run."""
     spec, g = _as_model(spec), get(gpu)
-    _check_fraction("memory_fraction", memory_fraction)
+    batch = _check_int("batch", batch, 1)
+    prompt_len = _check_int("prompt_len", prompt_len, 1)
+    gen_len = _check_int("gen_len", gen_len, 1)
+    bytes_per_param = _check_positive("bytes_per_param", bytes_per_param)
+    kv_bytes = _check_positive("kv_bytes", kv_bytes)
+    memory_fraction = _check_fraction("memory_fraction", memory_fraction)
     w, kv = _memory_needed(spec, batch, prompt_len, gen_len, bytes_per_param, kv_bytes)
     n = 1
     while n <= MAX_GPUS:
@@ -637,15 +642,15 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     gen_len = _check_int("gen_len", gen_len, 1, MAX_GEN_LEN)
     seed = checks.seed("", "seed", seed)
     check_memory = checks.boolean("", "check_memory", check_memory)
-    _check_positive("bytes_per_param", bytes_per_param)
-    _check_positive("kv_bytes", kv_bytes)
-    _check_fraction("power_fraction", power_fraction)
-    _check_fraction("memory_fraction", memory_fraction)
+    bytes_per_param = _check_positive("bytes_per_param", bytes_per_param)
+    kv_bytes = _check_positive("kv_bytes", kv_bytes)
+    power_fraction = _check_fraction("power_fraction", power_fraction)
+    memory_fraction = _check_fraction("memory_fraction", memory_fraction)
     peak = g.peak_tflops(compute)
     eb = g.bw_efficiency if bw_efficiency is None else bw_efficiency
     ef = g.flop_efficiency if flop_efficiency is None else flop_efficiency
-    _check_fraction("bw_efficiency", eb)
-    _check_fraction("flop_efficiency", ef)
+    eb = _check_fraction("bw_efficiency", eb)
+    ef = _check_fraction("flop_efficiency", ef)
 
     w_stored, kv_max = _memory_needed(spec, batch, prompt_len, gen_len, bytes_per_param, kv_bytes)
     if n_gpus is None:
@@ -897,6 +902,10 @@ def _float(v: str) -> float:
 def load_measured(path) -> tuple[MeasuredRow, ...]:
     """Read a CSV written by ``python -m aimoe_lib.gpu_measure`` (see its ``COLUMNS``)."""
     path = Path(path)
+    if not path.is_file():
+        why = "is a folder" if path.is_dir() else "does not exist"
+        raise ValueError(f"load_measured(path={str(path)!r}): {why}; pass the CSV written by "
+                         "python -m aimoe_lib.gpu_measure --out PATH")
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         need = {"gpu_name", "model", "batch", "prompt_len", "decode_steps", "layers_run",

@@ -26,6 +26,7 @@ torch is imported only inside functions: importing this module costs nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import csv
 import math
 import sys
@@ -445,10 +446,33 @@ def _parse(argv) -> tuple[MeasureSettings, str]:
     return s, a.out
 
 
+def _check_out(out: str | None) -> None:
+    """Refuse an output path that cannot be written, before any measurement: a folder where the
+    CSV should be, a file where its folder should be, or a folder we may not write into."""
+    path = Path(out) if out is not None else Path("data") / "gpu_x.csv"
+    flag = "--out" if out is not None else "the default output (data/gpu_<gpu name>.csv)"
+    if path.is_dir():
+        raise HarnessError(f"{flag} {str(path)!r} is a folder; give a CSV file path, e.g. "
+                           f"{str(path / 'gpu.csv')!r}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HarnessError(f"{flag} {str(path)!r}: {str(parent)!r} is a file, not a "
+                                   "folder; choose another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise HarnessError(f"{flag} {str(path)!r}: cannot write into {str(parent)!r}; "
+                                   "choose a writable folder")
+            break
+    if path.exists() and not os.access(path, os.W_OK):
+        raise HarnessError(f"{flag} {str(path)!r} exists and is read-only; choose another path")
+
+
 def main(argv=None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 2 a reported problem)."""
+    """Command-line entry point; returns the exit status (0 ok, 2 a reported problem). The output
+    path is checked before anything is measured."""
     try:
         settings, out = _parse(argv)
+        _check_out(out)
         rows = measure(settings)
         if out is None:
             name = rows[0]["gpu_name"].lower().replace(" ", "_") if rows else "unknown"

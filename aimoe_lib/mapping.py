@@ -45,7 +45,7 @@ from .hardware import ChipConfig
 from .models import ModelSpec, Role, WeightMatrix
 from .routing import moe_layer_keys as _moe_layer_keys
 
-__all__ = ["MappingError", "Mapping", "map_model", "STRATEGIES", "DIGITAL_PARTS",
+__all__ = ["MappingError", "Mapping", "map_model", "mapping_bytes_estimate", "MAX_MAPPING_BYTES", "STRATEGIES", "DIGITAL_PARTS",
            "blocks_of", "blocks_needed", "expected_conflicts", "fitting_chip",
            "moe_stacked_min_tiers", "block_layout", "BlockLayout"]
 
@@ -398,14 +398,28 @@ def block_layout(matrices, rows: int, cols: int) -> BlockLayout:
                        np.minimum(cols, outs[bm] - bcol.astype(np.int64) * cols).astype(np.int32))
 
 
+#: Default bound on the working memory of :func:`map_model` (bytes); raise it with ``max_bytes=``.
+MAX_MAPPING_BYTES = 8_000_000_000
+
+
+def mapping_bytes_estimate(model: ModelSpec, chip: ChipConfig, strategy: str, n_blocks: int) -> int:
+    """Working memory of :func:`map_model`, bytes, from the inputs alone: three 8-byte arrays per
+    tile (tiers used, load, occupancy), an (n_tiles, n_experts) count for ``coactivation``, and
+    16 B per weight block (its tile and tier, and the walk order)."""
+    per_tile = 8 * (3 + (model.n_experts if strategy == "coactivation" else 0))
+    return int(per_tile * chip.n_tiles + 16 * n_blocks)
+
+
 def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
-              digital=("embedding",), seed: int = 0, coactivation=None) -> Mapping:
+              digital=("embedding",), seed: int = 0, coactivation=None,
+              max_bytes: int = MAX_MAPPING_BYTES) -> Mapping:
     """Place every analog weight block of ``model`` on ``chip``.
 
     Args are described in the module docstring; ``seed`` drives ``random``; ``coactivation`` is an
     (E, E) or (n_moe_layers, E, E) symmetric probability distribution over expert pairs, required
     by ``coactivation``. Raises :class:`MappingError` when the model does not fit, saying how many
-    tiers it needs and the smallest chips that would hold it.
+    tiers it needs and the smallest chips that would hold it, and ValueError before any work when
+    the placement would need more than ``max_bytes`` of memory (:func:`mapping_bytes_estimate`).
     """
     if not isinstance(model, ModelSpec):
         raise TypeError(f"model must be a ModelSpec, got {type(model).__name__}")
@@ -414,6 +428,7 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
     checks.choice("map_model()", "strategy", strategy, STRATEGIES, what="mapping strategy",
                   fix=f"choose one of {', '.join(STRATEGIES)}")
     seed = checks.seed("map_model()", "seed", seed)  # checked whether or not the strategy draws
+    max_bytes = checks.integer("map_model()", "max_bytes", max_bytes, minimum=1)
     if strategy in ("coactivation", "moe_stacked") and not model.is_moe:
         raise ValueError(f"strategy={strategy!r} places experts, but {model.name} is dense; "
                          "use in_order, balanced or random")
@@ -437,6 +452,13 @@ def map_model(model: ModelSpec, chip: ChipConfig, strategy: str = "in_order", *,
     need_msg = _need_message(model, chip, B)
     if B > T * L:
         raise MappingError(need_msg)
+    need_bytes = mapping_bytes_estimate(model, chip, strategy, B)
+    if need_bytes > max_bytes:
+        raise ValueError(
+            f"map_model: placing {model.name} on {T:,} tiles needs about {need_bytes / 1e9:,.1f} GB "
+            f"of working memory (per-tile arrays), more than max_bytes={max_bytes:,}. The model "
+            f"has {B:,} weight blocks, so at most {B:,} tiles are ever used: use a chip with fewer "
+            f"tiles (mapping.fitting_chip sizes one), or raise max_bytes.")
 
     tile = np.empty(B, dtype=np.int32)
     tier = np.empty(B, dtype=np.int32)

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from .hardware import ChipConfig
-from .mapping import MappingError, map_model
+from . import checks
+from .mapping import DIGITAL_PARTS, STRATEGIES, MappingError, map_model
 from .models import ModelSpec
 from .simulator import Workload, simulate
 
@@ -86,9 +87,20 @@ class Point:
         if not isinstance(self.workload, Workload):
             raise ValueError(f"Point.workload={type(self.workload).__name__}: must be a "
                              "simulator.Workload")
-        if not isinstance(self.strategy, str):
-            raise ValueError(f"Point.strategy={self.strategy!r}: must be a strategy name")
-        object.__setattr__(self, "digital", tuple(self.digital))
+        checks.choice("Point", "strategy", self.strategy, STRATEGIES, what="mapping strategy",
+                      fix=f"choose one of {', '.join(STRATEGIES)}")
+        object.__setattr__(self, "digital", checks.names("Point", "digital", self.digital,
+                                                         DIGITAL_PARTS))
+        object.__setattr__(self, "mapping_seed", checks.seed("Point", "mapping_seed",
+                                                             self.mapping_seed))
+        if not isinstance(self.label, str):
+            raise TypeError(f"Point.label={self.label!r}: must be a string (free text carried "
+                            "into the row)")
+        if (self.coactivation is None) == (self.strategy == "coactivation"):
+            raise ValueError(
+                f"Point.coactivation={'None' if self.coactivation is None else 'an array'} with "
+                f"strategy={self.strategy!r}: a co-activation density is needed by, and only "
+                "used by, strategy='coactivation'")
 
 
 def grid(models, chips, strategies=("in_order",), workloads=(Workload(),), **point_kw) -> list[Point]:

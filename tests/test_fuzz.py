@@ -430,3 +430,86 @@ def test_fitting_chip_refuses_infinite_slack(kw):
 def test_weight_traffic_refuses_infinite_tokens():
     with pytest.raises(ValueError, match="tokens=inf"):
         gpu.weight_traffic(TINY, math.inf)
+
+
+POINT_ARGS = {"strategy": "str", "digital": "names", "mapping_seed": "int", "label": "str"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(POINT_ARGS)), value=ANY)
+def test_fuzz_sweep_point(name, value):
+    """sweep.Point checks its own fields at construction (not when the sweep reaches it)."""
+    from aimoe_lib import sweep
+    kw = {"strategy": "in_order", "digital": ("embedding",), "mapping_seed": 0, "label": "",
+          name: value}
+    p = _call(sweep.Point, TINY, TINY_CHIP, **kw)
+    if p is None:
+        return
+    if name == "digital":
+        parts = (value,) if isinstance(value, str) else tuple(value)
+        assert isinstance(value, str | list | tuple) and p.digital == parts, (value, p.digital)
+    elif name == "strategy":
+        assert value in mapping.STRATEGIES and value != "coactivation", value
+    elif name == "mapping_seed":
+        assert _meant("int", value)[0] and value >= 0 and type(p.mapping_seed) is int, value
+    else:
+        assert isinstance(value, str), value
+
+
+def test_a_point_names_a_one_part_digital_as_one_part_and_needs_coactivation_with_its_strategy():
+    from aimoe_lib import sweep
+    assert sweep.Point(TINY, TINY_CHIP, digital="router").digital == ("router",)
+    with pytest.raises(ValueError, match=r"Point.coactivation=None with strategy='coactivation'"):
+        sweep.Point(TINY, TINY_CHIP, "coactivation")
+    with pytest.raises(ValueError, match=r"Point.coactivation=an array with strategy='in_order'"):
+        sweep.Point(TINY, TINY_CHIP, coactivation=np.full((4, 4), 1 / 16))
+    with pytest.raises(ValueError, match=r"Point.strategy='balance'.*did you mean 'balanced'"):
+        sweep.Point(TINY, TINY_CHIP, "balance")
+
+
+def test_mapping_onto_two_billion_tiles_is_refused_before_any_work():
+    """Per-tile arrays of 2^31 - 1 tiles are 3 x 8 B x 2.1e9 = 51.5 GB: refused with the estimate
+    and the block count, in well under a second; a limit just at the estimate lets a small chip
+    through and one byte less refuses it."""
+    big = ChipConfig(n_tiles=2**31 - 1, n_tiers=1)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"needs about 51\.5 GB .*max_bytes=8,000,000,000"):
+        mapping.map_model(TINY, big)
+    assert time.perf_counter() - t0 < 1.0
+    blocks = len(mapping.map_model(TINY, TINY_CHIP).tile)
+    need = 8 * 3 * TINY_CHIP.n_tiles + 16 * blocks
+    assert mapping.mapping_bytes_estimate(TINY, TINY_CHIP, "in_order", blocks) == need
+    mapping.map_model(TINY, TINY_CHIP, max_bytes=need)
+    with pytest.raises(ValueError, match="max_bytes"):
+        mapping.map_model(TINY, TINY_CHIP, max_bytes=need - 1)
+
+
+def test_a_pooled_billion_unit_chip_is_refused_by_simulate_before_any_work():
+    """Pooled, every layer slot lists every unit: (2 + 1) slots x 1e9 units x 16 B per class is
+    far beyond 8 GB; simulate refuses in under a second instead of building the list."""
+    chip = TINY_CHIP.replace(n_dpus=10**9, unit_assignment="pool")
+    m = mapping.map_model(TINY, chip)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"GB of engine state"):
+        simulate(TINY, chip, m, Workload(batch=1, prompt_len=2, gen_len=2))
+    assert time.perf_counter() - t0 < 1.0
+
+
+FEWEST_ARGS = {"batch": "int", "prompt_len": "int", "gen_len": "int", "bytes_per_param": "real",
+               "kv_bytes": "real", "memory_fraction": "real"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(FEWEST_ARGS)), value=ANY)
+def test_fuzz_gpu_fewest_gpus(name, value):
+    n = _call(gpu.fewest_gpus, TINY, "h100", **{name: value})
+    if n is not None:
+        assert _meant(FEWEST_ARGS[name], value)[0], f"fewest_gpus accepted {name}={value!r}"
+        assert type(n) is int and n >= 1
+
+
+@pytest.mark.parametrize("make, says", [(lambda p: p, "is a folder"),
+                                        (lambda p: p / "none.csv", "does not exist")])
+def test_load_measured_names_a_missing_or_folder_path(tmp_path, make, says):
+    with pytest.raises(ValueError, match=f"load_measured\\(path=.*{says}"):
+        gpu.load_measured(make(tmp_path))

@@ -371,3 +371,22 @@ def test_tiny_like_keeps_the_kind_of_model():
     t = tiny_like(MIXTRAL)
     assert t.is_moe and t.top_k == 2 and t.ffn.gated and t.n_heads % t.n_kv_heads == 0
     assert not tiny_like(LLAMA7).is_moe
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda tmp: tmp, "is a folder"),
+    (lambda tmp: (tmp / "f").write_text("x") and tmp / "f" / "gpu.csv", "is a file, not a folder"),
+])
+def test_harness_refuses_an_unwritable_output_before_measuring(tmp_path, monkeypatch, capsys,
+                                                               make, says):
+    from aimoe_lib import gpu_measure
+
+    def no_work(*a, **k):
+        raise AssertionError("measured before the output path was checked")
+
+    monkeypatch.setattr(gpu_measure, "measure", no_work)
+    out = make(tmp_path)
+    assert gpu_measure.main(["--device", "cpu", "--dry-run", "--batches", "1",
+                             "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and str(out) in err

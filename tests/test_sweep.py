@@ -365,20 +365,21 @@ def test_a_cache_folder_that_cannot_be_created_warns_and_runs_without_cache(tmp_
 
 
 def test_on_error_record_keeps_going_and_raise_raises_even_from_the_cache(tmp_path):
-    """A point with an unknown strategy makes map_model raise a ValueError: recorded as an error
-    row between two good rows (which equal fresh runs), or raised."""
+    """A point asking to stack the experts of a dense model makes map_model raise a ValueError
+    (an unknown strategy is refused by Point itself): recorded as an error row between two good
+    rows (which equal fresh runs), or raised."""
     good = _tiny_points()
-    bad = dataclasses.replace(good[0], strategy="no_such_strategy")
+    bad = dataclasses.replace(good[0], strategy="moe_stacked")
     rows = sweep.sweep([good[0], bad, good[1]], cache_dir=tmp_path, progress=False)
-    assert "no_such_strategy" in rows[1]["error"] and "makespan_ns" not in rows[1]
-    assert rows[1]["strategy"] == "no_such_strategy" and rows[1]["model"] == "tiny-dense"
+    assert "places experts, but tiny-dense is dense" in rows[1]["error"] and "makespan_ns" not in rows[1]
+    assert rows[1]["strategy"] == "moe_stacked" and rows[1]["model"] == "tiny-dense"
     assert _same(rows[0], sweep.run_point(good[0])) and _same(rows[2], sweep.run_point(good[1]))
     assert sweep.run_point(bad)["error"] == rows[1]["error"]
-    with pytest.raises(ValueError, match="no_such_strategy"):
+    with pytest.raises(ValueError, match="places experts"):
         sweep.sweep([good[0], bad], progress=False, on_error="raise")  # computed
-    with pytest.raises(ValueError, match="no_such_strategy"):
+    with pytest.raises(ValueError, match="places experts"):
         sweep.sweep([good[0], bad], cache_dir=tmp_path, progress=False, on_error="raise")  # cached
-    with pytest.raises(ValueError, match="no_such_strategy"):
+    with pytest.raises(ValueError, match="places experts"):
         sweep.run_point(bad, on_error="raise")
 
 

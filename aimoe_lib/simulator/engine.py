@@ -26,6 +26,7 @@ from ..hardware import ChipConfig
 from ..mapping import Mapping
 from ..models import ModelSpec
 from .program import (
+    unit_set_entries,
     F_FIRST,
     F_HEAD,
     F_KV_CONSUMER,
@@ -366,7 +367,8 @@ def state_bytes_estimate(model: ModelSpec, chip: ChipConfig, workload: Workload,
     16 B per (token instance, operation) for pending-predecessor counts and ready times, 8 B per
     (token instance, layer) of KV-ready times, the routed experts (8 B per sequence, position,
     MoE layer and pick), 16 B per tile and unit, and the event log when recorded (72 B per
-    event). Token instances are batch x the tokens of every pass; operations are bounded by the
+    event), and 16 B per entry of the units each layer may use (every unit for every layer when
+    pooled). Token instances are batch x the tokens of every pass; operations are bounded by the
     layer's steps (8 + 3 per expert a token runs) plus the embedding and the head."""
     w = workload
     per_seq = (w.prompt_len + w.gen_len - 1 if w.kv_cache
@@ -378,7 +380,8 @@ def state_bytes_estimate(model: ModelSpec, chip: ChipConfig, workload: Workload,
     total = (16 * n_inst * n_ops + 8 * n_inst * model.n_layers
              + 8 * w.batch * w.positions * n_moe * max(model.top_k, 1)
              + 16 * w.batch * w.gen_len * model.n_layers
-             + 16 * (chip.n_tiles + chip.n_dpus + chip.n_mha_units))
+             + 16 * (chip.n_tiles + chip.n_dpus + chip.n_mha_units)
+             + 16 * unit_set_entries(chip, model.n_layers))
     if w.record_events:
         total += 72 * min(max_events_logged, n_inst * n_ops * 4)
     return int(total)

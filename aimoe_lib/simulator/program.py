@@ -644,21 +644,35 @@ def _embed(b: _Builder, emb_mats) -> int:
 
 
 def _unit_sets(chip: ChipConfig, n_layers: int) -> tuple[list, list]:
-    """CSR (ptr, idx) per unit class of the units each layer slot (layers + head) may use."""
+    """CSR (ptr, idx) per unit class of the units each layer slot (layers + head) may use: every
+    unit for each slot when pooled, units u with u % slots == s when there are enough for a set
+    per slot, unit s % n_units otherwise. Built with numpy (no Python object per unit)."""
     n_slots = n_layers + 1
     unit_ptr, unit_idx = [], []
     for n_units in (chip.n_dpus, chip.n_mha_units):
         if chip.unit_assignment is UnitAssignment.POOL:
-            sets = [list(range(n_units))] * n_slots
+            counts = np.full(n_slots, n_units, dtype=np.int64)
+            idx = np.tile(np.arange(n_units, dtype=np.int64), n_slots)
         elif n_units >= n_slots:
-            sets = [[u for u in range(n_units) if u % n_slots == s] for s in range(n_slots)]
+            counts = np.bincount(np.arange(n_units) % n_slots, minlength=n_slots).astype(np.int64)
+            # units of slot s are s, s + n_slots, ...: sort the unit ids by their slot (stable)
+            idx = np.argsort(np.arange(n_units, dtype=np.int64) % n_slots, kind="stable")
         else:
-            sets = [[s % n_units] for s in range(n_slots)]
+            counts = np.ones(n_slots, dtype=np.int64)
+            idx = np.arange(n_slots, dtype=np.int64) % n_units
         ptr = np.zeros(n_slots + 1, dtype=np.int64)
-        ptr[1:] = np.cumsum([len(s) for s in sets])
+        ptr[1:] = np.cumsum(counts)
         unit_ptr.append(ptr)
-        unit_idx.append(np.array([u for s in sets for u in s], dtype=np.int64))
+        unit_idx.append(idx.astype(np.int64))
     return unit_ptr, unit_idx
+
+
+def unit_set_entries(chip: ChipConfig, n_layers: int) -> int:
+    """Entries of the unit sets :func:`_unit_sets` builds (for memory estimates)."""
+    n_slots = n_layers + 1
+    pooled = chip.unit_assignment is UnitAssignment.POOL
+    return sum(n * n_slots if pooled else max(n, n_slots)
+               for n in (chip.n_dpus, chip.n_mha_units))
 
 
 def kv_cache_bytes(model: ModelSpec, chip: ChipConfig, workload: Workload) -> float:
