@@ -16,6 +16,10 @@ Sources used below:
 * [HERMES] Le Gallo et al., "A 64-core mixed-signal in-memory compute chip based on phase-change
   memory for deep neural network inference", Nature Electronics 6, 680-693 (2023): 14 nm, 64 cores
   of 256x256 PCM unit cells, 63.1 TOPS peak at 9.76 TOPS/W.
+* [UCIE] Das Sharma et al., "Universal Chiplet Interconnect Express (UCIe): an open industry
+  standard for innovations with chiplets at package level", IEEE Trans. Compon. Packag. Manuf.
+  Technol. 12, 1423-1431 (2022), and the UCIe 1.0 specification: advanced (2.5D) package
+  0.25 pJ/bit at up to 16 GT/s, a x64 module per link, about 2 ns die-to-die latency.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
+
+import numpy as np
 
 from . import checks
 
@@ -47,6 +53,7 @@ __all__ = [
     "hermes_split_cost",
     "MVM_ENERGY_SHARES",
     "physical_cost",
+    "RETICLE_MM2",
 ]
 
 
@@ -217,6 +224,18 @@ class CostModel:
     dram_energy_pj_per_bit: float = 0.0
     """Energy per bit moved to or from off-chip memory, pJ; 0 charges ``dram_active_power_w`` for
     the transfer time instead ([3DSIM]'s model)."""
+    d2d_latency_ns: float = 0.0
+    """Latency of one die-to-die crossing on top of its serialisation, ns; only used when a chip
+    spans several dies (:attr:`ChipConfig.reticle_mm2`). [UCIE]: about 2 ns."""
+    d2d_bandwidth_gb_s: float = 128.0
+    """Bandwidth of the die-to-die link one transfer uses, GB/s. [UCIE]: one advanced-package x64
+    module at 16 GT/s = 64 x 16 Gb/s / 8 = 128 GB/s."""
+    d2d_energy_pj_per_bit: float = 0.0
+    """Energy per bit crossing a die boundary, pJ. [UCIE]: 0.25 pJ/bit (advanced package, up to
+    16 GT/s)."""
+    activation_bits: int = 8
+    """Bits per activation element moved between tiles, units and dies. [3DSIM]: transfers of
+    8-bit vectors."""
     kv_bytes_per_element: float = 2.0
     """Bytes per cached key/value element. Assumption A-KV-BYTES: 16-bit activations in the KV cache."""
 
@@ -240,8 +259,9 @@ class CostModel:
     pJ. Assumption A-MHA-MACS (as A-DIGITAL-MVM)."""
 
     def __post_init__(self) -> None:
-        _validate_fields(self, integer_fields=("mvm_input_phases",),
+        _validate_fields(self, integer_fields=("mvm_input_phases", "activation_bits"),
                          positive_fields=("mvm_latency_ns", "dram_bandwidth_gb_s",
+                                          "d2d_bandwidth_gb_s",
                                           "digital_mvm_macs_per_ns", "mha_macs_per_ns"))
         if self.idle_power_fraction > 1:
             raise ValueError(f"CostModel.idle_power_fraction={self.idle_power_fraction!r}: must be "
@@ -558,6 +578,11 @@ class ChipConfig:
     'sram' placement, the part of a run's KV cache beyond n_mha_units x this spills to off-chip
     memory: each attention then reads that fraction of its keys from DRAM (bandwidth and energy
     from the CostModel)."""
+    reticle_mm2: float | None = None
+    """Largest die, mm²: a chip of larger area is split into :attr:`n_dies` dies (tiles in index
+    order, equal shares) and every transfer between dies is costed by the CostModel's ``d2d_*``
+    fields. None: one die whatever the area (the 'paper' preset, as the study's chips are
+    reported). :data:`RETICLE_MM2` is the lithographic limit."""
     weight_bits: int = 8
     """Precision of a stored weight, bits (8-bit-equivalent, one weight per device pair)."""
     cost: CostModel = field(default_factory=CostModel)
@@ -585,6 +610,15 @@ class ChipConfig:
         if not isinstance(self.name, str):
             raise ValueError(f"ChipConfig.name={self.name!r}: must be a string; give the chip a "
                              "label such as 'custom'")
+        if self.reticle_mm2 is not None:
+            if self.reticle_mm2 <= 0:
+                raise ValueError(f"ChipConfig.reticle_mm2={self.reticle_mm2!r}: must be > 0 mm² "
+                                 f"(or None for one die); the lithographic limit is {RETICLE_MM2}")
+            if self.tile_area_mm2 > self.reticle_mm2:
+                raise ValueError(
+                    f"ChipConfig.reticle_mm2={self.reticle_mm2!r}: one tile alone is "
+                    f"{self.tile_area_mm2:.3g} mm², larger than a die; use fewer tiers per tile, "
+                    "smaller tiers, or a larger reticle_mm2")
 
     # -- capacity ---------------------------------------------------------------------------
     @property
@@ -634,6 +668,18 @@ class ChipConfig:
         return self.tiles_area_mm2 + self.digital_area_mm2
 
     @property
+    def n_dies(self) -> int:
+        """Dies the chip is split into: ceil(area / reticle_mm2), 1 without a reticle limit."""
+        if self.reticle_mm2 is None:
+            return 1
+        return max(1, math.ceil(self.area_mm2 / self.reticle_mm2 - 1e-9))
+
+    def die_of_tile(self, tile):
+        """Die of each tile (int or integer array): tiles in index order, n_tiles / n_dies per die
+        (tile t on die floor(t x n_dies / n_tiles))."""
+        return np.asarray(tile, dtype=np.int64) * self.n_dies // self.n_tiles
+
+    @property
     def passive_power_w(self) -> float:
         """Static power charged for the whole run time, W."""
         c = self.cost
@@ -672,7 +718,8 @@ class ChipConfig:
         """One line: shape, capacity and area."""
         return (f"{self.name}: {self.n_tiles} tiles x {self.n_tiers} tiers of "
                 f"{self.tier_rows}x{self.tier_cols}, {self.capacity_weights / 1e6:.1f} M weights, "
-                f"{self.n_dpus} DPUs, {self.n_mha_units} MHA units, {self.area_mm2:.1f} mm²")
+                f"{self.n_dpus} DPUs, {self.n_mha_units} MHA units, {self.area_mm2:.1f} mm²"
+                + (f" on {self.n_dies} dies" if self.n_dies > 1 else ""))
 
 
 # --------------------------------------------------------------------------- presets
@@ -704,6 +751,14 @@ KV_SRAM_MB_PER_MHA_UNIT = 2.0
 """On-chip KV capacity beside each attention unit, MB. Assumption A-KV-SRAM: no public figure
 for the study's attention units; a few MB of scratchpad SRAM per unit."""
 
+RETICLE_MM2 = 26.0 * 33.0
+"""The largest die a lithography scanner exposes in one field: 26 mm x 33 mm = 858 mm² (the
+exposure field of current 193 nm immersion and EUV scanners; NVIDIA's H100 die is 814 mm²)."""
+UCIE_LATENCY_NS = 2.0
+"""[UCIE] die-to-die latency, ns."""
+UCIE_PJ_PER_BIT = 0.25
+"""[UCIE] advanced-package energy per bit at up to 16 GT/s, pJ."""
+
 MOEPIM_STATIC_POWER_W = 0.02412
 """[MOEPIM] (src/threedsim/accelerator.py): static power of 5 DPUs and 4 attention units, W."""
 MOEPIM_STATIC_UNITS = 9
@@ -719,16 +774,17 @@ def physical_cost(phases: int = 1) -> CostModel:
     mvm = hermes_split_cost(phases)
     return dataclasses.replace(mvm, unit_passive_power_w=MOEPIM_STATIC_POWER_W / MOEPIM_STATIC_UNITS,
                                mha_cost_model="macs", dram_bandwidth_gb_s=HBM3_BANDWIDTH_GB_S,
-                               dram_energy_pj_per_bit=HBM_ENERGY_PJ_PER_BIT)
+                               dram_energy_pj_per_bit=HBM_ENERGY_PJ_PER_BIT,
+                               d2d_latency_ns=UCIE_LATENCY_NS, d2d_energy_pj_per_bit=UCIE_PJ_PER_BIT)
 
 
 def _physical(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
     """Work in progress toward a physically grounded preset on the 'paper' chip's 100 tiles x
     1024 tiers of 512x512: :func:`physical_cost` (HERMES MVMs, MoEwithPIM static power, attention
     linear in d, KV beyond 2 MB per attention unit spilled to HBM3), partial sums as a tree over
-    the layer's DPUs. Multi-die transport is not modelled yet; the book does not use this preset
-    yet."""
+    the layer's DPUs, split into reticle-sized dies (:data:`RETICLE_MM2`) joined by [UCIE] links."""
     kw.setdefault("kv_sram_mb_per_mha_unit", KV_SRAM_MB_PER_MHA_UNIT)
+    kw.setdefault("reticle_mm2", RETICLE_MM2)
     return ChipConfig(n_tiles=n_tiles, n_tiers=n_tiers, cost=kw.pop("cost", physical_cost()),
                       dataflow=kw.pop("dataflow", Dataflow(partial_sums="tree")),
                       name=kw.pop("name", "physical"), **kw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from aimoe_lib import hardware
@@ -575,3 +576,38 @@ def test_physical_static_power_is_moewithpims_per_unit():
     c = hardware.preset("physical", n_dpus=5, n_mha_units=4)
     assert c.passive_power_w == pytest.approx(0.02412)
     assert c.cost.unit_passive_power_w == pytest.approx(0.02412 / 9)
+
+
+def test_a_chip_beyond_the_reticle_is_split_into_dies():
+    """858 mm² = 26 x 33 mm (the scanner field). The physical preset's 100 tiles x 1024 tiers is
+    one die; 6,000 physical tiles of 64 tiers are ceil(area / 858) dies, tiles shared equally."""
+    from aimoe_lib.hardware import RETICLE_MM2
+    assert RETICLE_MM2 == 858.0
+    one = hardware.preset("physical")
+    assert one.reticle_mm2 == 858.0 and one.area_mm2 < 858 and one.n_dies == 1
+    big = hardware.preset("physical", n_tiles=6000, n_tiers=64)
+    assert big.n_dies == math.ceil(big.area_mm2 / 858.0) and big.n_dies > 1
+    d = big.die_of_tile(np.arange(6000))
+    assert np.all(np.diff(d) >= 0) and set(np.bincount(d)) <= {6000 // big.n_dies,
+                                                               6000 // big.n_dies + 1}
+    assert f"on {big.n_dies} dies" in big.describe()
+    assert hardware.preset("paper", n_tiles=6000, n_tiers=64).n_dies == 1  # no reticle limit
+
+
+@pytest.mark.parametrize("kw, says", [
+    (dict(reticle_mm2=0.0), "reticle_mm2=0.0: must be > 0"),
+    (dict(reticle_mm2=0.5), "one tile alone is"),
+    (dict(reticle_mm2=-1.0), "reticle_mm2=-1.0"),
+])
+def test_bad_reticles_are_refused(kw, says):
+    with pytest.raises(ValueError, match=says):
+        hardware.preset("physical", **kw)
+
+
+def test_the_die_to_die_link_is_ucie_advanced_package():
+    """UCIe 1.0 advanced package: 0.25 pJ/bit up to 16 GT/s; one x64 module at 16 GT/s is
+    64 x 16 Gb/s / 8 = 128 GB/s; about 2 ns latency."""
+    c = hardware.preset("physical").cost
+    assert c.d2d_energy_pj_per_bit == 0.25 and c.d2d_bandwidth_gb_s == 64 * 16 / 8
+    assert c.d2d_latency_ns == 2.0 and c.activation_bits == 8
+    assert hardware.preset("paper").cost.d2d_energy_pj_per_bit == 0.0

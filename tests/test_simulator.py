@@ -1,5 +1,6 @@
 """Simulator: agreement with the reference scheduler, closed forms, energy bookkeeping, errors."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from aimoe_lib import hardware, mapping, zoo
 from aimoe_lib.hardware import OpKind
 from aimoe_lib.models import ModelSpec
 from aimoe_lib.simulator import Workload, simulate
+from aimoe_lib.simulator.program import build_program
 from aimoe_lib.simulator.reference import simulate_reference
 
 
@@ -456,3 +458,57 @@ def test_an_oversized_run_is_refused_before_any_work(monkeypatch):
     assert simulate(small_spec, small_chip, sm, w, max_state_bytes=need).makespan_ns > 0
     with pytest.raises(ValueError, match="max_state_bytes"):
         simulate(small_spec, small_chip, sm, w, max_state_bytes=need - 1)
+
+
+# ----------------------------------------------------------------------------- multi-die
+def _two_die_case():
+    """Two 16-wide layers of six 16x16 matrices and an LM head: 13 blocks on 13 one-tier tiles,
+    in order (layer 0 on tiles 0-5, layer 1 on 6-11, the head on 12). A reticle of 2/3 of the
+    chip's area splits it into ceil(1.5) = 2 dies: tiles 0-6 (t x 2 // 13 = 0) and 7-12."""
+    spec = ModelSpec(d_model=16, n_layers=2, n_heads=1, d_ff=16, vocab_size=16, ffn="gelu",
+                     name="two-layer")
+    chip = hardware.preset("physical", n_tiles=13, n_tiers=1, tier_rows=16, tier_cols=16)
+    return spec, chip.replace(reticle_mm2=chip.area_mm2 / 1.5)
+
+
+def test_die_crossings_are_costed_by_hand():
+    """Layer 0's blocks are all on die 0 (home 0); layer 1 has tile 6 on die 0 and tiles 7-11 on
+    die 1 (home 1). So (UCIe: 2 ns, 128 GB/s, 0.25 pJ/bit; 8-bit activations):
+    * L1's Q/K/V MVM (tiles 6, 7, 8): 1/3 of its blocks away from home -> each way the link
+      latency 2 ns + 16 elements x 8 bit / (8 x 128 GB/s) = 2.125 ns, and energy
+      1/3 x 48 elements x 8 bit x 0.25 pJ = 32 pJ (in and out: 64 pJ);
+    * the residual stream leaving layer 0 for layer 1's die: 2.125 ns, 16 x 8 x 0.25 = 32 pJ;
+    * nothing else crosses (layer 1 -> head: both on die 1)."""
+    spec, chip = _two_die_case()
+    assert chip.n_dies == 2
+    assert list(chip.die_of_tile(np.arange(13))) == [0] * 7 + [1] * 6
+    m = mapping.map_model(spec, chip)
+    mono = chip.replace(reticle_mm2=None)
+    w = Workload(batch=1, prompt_len=1, gen_len=1)
+    p = build_program(spec, chip, m, w)
+    q = build_program(spec, mono, mapping.map_model(spec, mono), w)
+    names = list(p.names)
+    dl, de = p.comm_in - q.comm_in, p.comm_energy - q.comm_energy
+    do = p.comm_out - q.comm_out
+    i = names.index("L1.qkv")
+    assert dl[i] == pytest.approx(2.125) and do[i] == pytest.approx(2.125)
+    assert de[i] == pytest.approx(64.0)
+    j = names.index("L0.add+ln")
+    assert do[j] == pytest.approx(2.125) and de[j] == pytest.approx(32.0) and dl[j] == 0
+    others = [k for k in range(len(names)) if k not in (i, j)]
+    assert not np.any(dl[others]) and not np.any(do[others]) and not np.any(de[others])
+
+
+def test_one_die_chips_cost_no_crossing():
+    """The 'paper' preset has no reticle limit: one die whatever its area, so its programs are
+    those of a chip with d2d costs set to anything."""
+    spec, chip = _two_die_case()
+    paper = hardware.preset("paper", n_tiles=13, n_tiers=1, tier_rows=16, tier_cols=16)
+    assert paper.reticle_mm2 is None and paper.n_dies == 1
+    w = Workload(batch=1, prompt_len=1, gen_len=1)
+    m = mapping.map_model(spec, paper)
+    a = build_program(spec, paper, m, w)
+    pricey = paper.replace(cost=dataclasses.replace(paper.cost, d2d_latency_ns=1e3,
+                                                    d2d_energy_pj_per_bit=1e3))
+    b = build_program(spec, pricey, mapping.map_model(spec, pricey), w)
+    assert np.array_equal(a.comm_in, b.comm_in) and np.array_equal(a.comm_energy, b.comm_energy)

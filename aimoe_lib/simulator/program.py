@@ -33,7 +33,7 @@ from .. import checks
 from .. import routing as routing_mod
 from ..hardware import AttentionSync, ChipConfig, KVPlacement, OpKind, PartialSums, UnitAssignment
 from ..mapping import Mapping
-from ..models import AttentionKind, ModelSpec, Role
+from ..models import AttentionKind, ModelSpec, Role, Stack
 from ..routing import moe_layer_keys as _moe_layer_keys
 
 __all__ = ["Workload", "PassLayout", "pass_layout", "Step", "Program", "build_program",
@@ -386,16 +386,79 @@ class _Builder:
         c = self.cost.cost(OpKind.COMM, max(int(length), 1))
         return (c.latency_ns, c.energy_pj)
 
-    def tile_comm(self, mats):
+    def tile_comm(self, mats, placed=None):
         """Transfers of an MVM on tiles: every tile gets its slice of the input (at most ``rows``
         elements) and sends its partial output (at most ``cols``) over its own link, in parallel;
-        latency is one slice's, energy every element's (assumption A-COMM-PARALLEL)."""
+        latency is one slice's, energy every element's (assumption A-COMM-PARALLEL). On a chip of
+        several dies, the share of the blocks of ``placed`` (default ``mats``; a routed expert
+        passes every expert of its stage) away from the home die adds a die-to-die crossing each
+        way: the link latency if any block is away, energy for the share that crosses
+        (A-D2D-HOME)."""
         rows, cols = self.rows, self.chip.tier_cols
         n_in = sum(m.in_features * -(-m.out_features // cols) for m in mats)
         n_out = sum(m.out_features * -(-m.in_features // rows) for m in mats)
-        lat_in = self.comm(min(max(m.in_features for m in mats), rows))[0]
-        lat_out = self.comm(min(max(m.out_features for m in mats), cols))[0]
-        return (lat_in, self.comm(n_in)[1]), (lat_out, self.comm(n_out)[1])
+        s_in = min(max(m.in_features for m in mats), rows)
+        s_out = min(max(m.out_features for m in mats), cols)
+        f = self.crossing(mats if placed is None else placed)
+        x_in, x_out = self.d2d(n_in, s_in, f), self.d2d(n_out, s_out, f)
+        return ((self.comm(s_in)[0] + x_in[0], self.comm(n_in)[1] + x_in[1]),
+                (self.comm(s_out)[0] + x_out[0], self.comm(n_out)[1] + x_out[1]))
+
+    # ---------------------------------------------------------------- dies
+    @staticmethod
+    def die_key(m) -> tuple:
+        """The part of the model a matrix belongs to for die placement: its (stack, layer), or
+        the embedding / LM head."""
+        return (m.stack.value, m.layer) if m.layer >= 0 else (m.role.value,)
+
+    @cached_property
+    def home_die(self) -> dict:
+        """Die of each layer's digital units (and of the embedding / LM head): the die that holds
+        most of that part's analog blocks (lowest die on a tie; die 0 for a part without analog
+        blocks). Assumption A-D2D-HOME."""
+        chip, mp = self.chip, self.mapping
+        if chip.n_dies == 1:
+            return {}
+        keys = [self.die_key(m) for m in mp.matrices]
+        uniq = sorted(set(keys), key=str)
+        kid = np.array([uniq.index(k) for k in keys], dtype=np.int64)
+        counts = np.zeros((len(uniq), chip.n_dies), dtype=np.int64)
+        np.add.at(counts, (kid[mp.block_matrix], chip.die_of_tile(mp.tile)), 1)
+        return {k: int(np.argmax(counts[i])) for i, k in enumerate(uniq)}
+
+    def d2d(self, n_elements: float, slice_elements: int, f_cross: float = 1.0
+            ) -> tuple[float, float]:
+        """A transfer of ``n_elements`` across a die boundary, ``f_cross`` of it crossing:
+        latency (the link's fixed latency plus one ``slice_elements`` slice serialised at its
+        bandwidth) and energy (the crossing bits at pJ per bit)."""
+        if f_cross <= 0:
+            return 0.0, 0.0
+        c = self.cost
+        bits = c.activation_bits
+        lat = c.d2d_latency_ns + slice_elements * bits / (8.0 * c.d2d_bandwidth_gb_s)
+        return lat, f_cross * n_elements * bits * c.d2d_energy_pj_per_bit
+
+    def crossing(self, mats) -> float:
+        """Fraction of the blocks of ``mats`` on a die other than their part's home die."""
+        if self.chip.n_dies == 1:
+            return 0.0
+        analog = [m for m in mats if m.name in self.analog]
+        if not analog:
+            return 0.0
+        home = self.home_die[self.die_key(analog[0])]
+        tiles = np.concatenate([self.mapping.blocks(m.name)["tile"] for m in analog])
+        return float(np.mean(self.chip.die_of_tile(tiles) != home))
+
+    def residual_crossing(self, op: int, src_key: tuple, dst_key: tuple) -> None:
+        """Charge the residual stream (d_model elements) leaving ``op`` for another die when the
+        next part's home die differs from this part's."""
+        hd = self.home_die
+        if not hd or hd.get(src_key, 0) == hd.get(dst_key, 0):
+            return
+        d = self.model.d_model
+        lat, en = self.d2d(d, d)
+        self.ops[op]["comm_out"] += lat
+        self.ops[op]["comm_energy"] += en
 
     def acc(self, mats) -> tuple[float, float]:
         """Digital accumulation of partial sums of the analog matrices among ``mats`` that span
@@ -581,8 +644,9 @@ def _moe_ffn(b: _Builder, layer: int, ms, prev: int, mi: int, expert_gid: np.nda
     lu, eu = b.acc(up0)
     la, ea = b.act(model.d_expert)
     ld, ed = b.acc(dn0)
-    up_in, up_out = b.tile_comm(up0)
-    dn_in, dn_out = b.tile_comm(dn0)
+    stages = [_ffn_mats(ms, e, shared=False) for e in range(model.n_experts)]
+    up_in, up_out = b.tile_comm(up0, placed=[m for st in stages for m in st[0]])
+    dn_in, dn_out = b.tile_comm(dn0, placed=[m for st in stages for m in st[1]])
     downs, down_acc = [], [0.0, 0.0]
     for br in range(model.top_k):
         up = b.op(Step.EXPERT_UP, layer, R_TILES, [topk], layer=layer, moe=mi, branch=br,
@@ -723,6 +787,8 @@ def build_program(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload
     expert_gid = np.full((max(len(moe_index), 1), 2, max(model.n_experts, 1)), -1, dtype=np.int64)
 
     prev = _embed(b, [m for m in mats_by_layer.get(-1, []) if m.role is Role.EMBEDDING])
+    dec = Stack.DECODER.value
+    b.residual_crossing(prev, (Role.EMBEDDING.value,), (dec, 0))
     for layer in range(model.n_layers):
         ms = mats_by_layer[layer]
         post = _attention(b, layer, ms, prev, kv_dram)
@@ -730,6 +796,8 @@ def build_program(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload
             prev = _moe_ffn(b, layer, ms, post, moe_index[layer], expert_gid)
         else:
             prev = _dense_ffn(b, layer, ms, post)
+        nxt = (dec, layer + 1) if layer + 1 < model.n_layers else (Role.LM_HEAD.value,)
+        b.residual_crossing(prev, (dec, layer), nxt)
     _head(b, [m for m in mats_by_layer[-1] if m.role is Role.LM_HEAD], prev)
     return _assemble(b, expert_gid)
 
