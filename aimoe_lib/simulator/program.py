@@ -311,6 +311,8 @@ class Program:
     """Fraction of a unit's or tile's static power drawn while idle (1 = no gating)."""
     chip_area_mm2: float
     """Area of the chip that runs the program, mm²."""
+    n_dies: int
+    """Dies the chip is split into (1 without a reticle limit, :attr:`ChipConfig.n_dies`)."""
     peak_scratchpad_bytes: int
     """On-chip SRAM the run needs at its peak."""
 
@@ -846,6 +848,7 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
         n_tiles=chip.n_tiles, workload=workload, passive_power_w=chip.passive_power_w,
         unit_power_w=chip.cost.unit_passive_power_w, tile_power_w=chip.cost.tile_passive_power_w,
         idle_power_fraction=chip.cost.idle_power_fraction, chip_area_mm2=float(chip.area_mm2),
+        n_dies=int(chip.n_dies),
         peak_scratchpad_bytes=_peak_scratchpad(model, chip, workload))
 
 

@@ -135,12 +135,18 @@ class SimResult:
             f"throughput             {self.tokens_per_s:12.1f} tokens/s ({self.generated_tokens} generated)",
             f"time to first token    {self.ttft_ns.mean() / 1e3:12.2f} µs (mean)",
             f"time per output token  {t['mean'] / 1e3:12.2f} µs mean, {t['p50'] / 1e3:.2f} p50, {t['p99'] / 1e3:.2f} p99",
-            f"energy                 {self.energy_pj / 1e6:12.3f} µJ, {self.energy_per_token_pj / 1e6:.3f} µJ per token",
+            f"energy                 {self.energy_pj / 1e6:12.3f} µJ, {self.energy_per_token_pj / 1e6:.3f} µJ per token "
+            f"(dynamic {self.dynamic_energy_pj / 1e6:.3f} µJ, "
+            f"{self.dynamic_energy_pj / self.generated_tokens / 1e6:.3f} µJ per token)",
             "  by kind              " + ", ".join(f"{k} {v / max(self.energy_pj, 1e-30):.1%}" for k, v in e.items()),
             f"tile conflicts         {self.tile_conflicts:12,d} (stall {self.stall_ns / 1e3:.2f} µs)",
             f"busy fraction          tiles {b['tiles']:.1%} (busiest {b['tiles_max']:.1%}), DPUs {b['dpu']:.1%}, "
             f"MHA {b['mha']:.1%}, DRAM {b['dram']:.1%} -> bottleneck: {self.bottleneck()}",
             f"peak scratchpad        {self.peak_scratchpad_bytes / 1e6:12.3f} MB",
+            f"efficiency             {self.tokens_per_joule:12,.1f} tokens/J, "
+            f"{self.tokens_per_s_per_mm2:,.2f} tokens/s per mm² "
+            f"({self.program.chip_area_mm2:,.1f} mm²"
+            + (f" on {self.program.n_dies} dies)" if self.program.n_dies > 1 else ")"),
         ]
         return "\n".join(lines)
 

@@ -1,0 +1,64 @@
+"""Units provisioned to load: the answer meets the bound and is the fewest that does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aimoe_lib import mapping, zoo
+from aimoe_lib.provisioning import layer_busy, provision_to_load
+from aimoe_lib.simulator import Workload, simulate
+
+SPEC = zoo.get("olmoe-1b-7b")
+W = Workload(batch=16, prompt_len=4, gen_len=4)
+
+
+@pytest.fixture(scope="module")
+def case():
+    chip = mapping.fitting_chip(SPEC, n_tiers=64, units="per_layer", preset="physical")
+    return chip, mapping.map_model(SPEC, chip)
+
+
+def test_layer_busy_is_each_slots_work_over_its_units_and_the_makespan(case):
+    """With 3 DPUs per layer on 16 layers (48 units, 17 slots: unit u serves slot u mod 17),
+    slot s's fraction is the busy time of its units summed, over (their count x makespan)."""
+    chip, m = case
+    c = chip.provisioned(SPEC.n_layers, 3, 2)
+    r = simulate(SPEC, c, m, W)
+    got = layer_busy(r, c, SPEC.n_layers)
+    busy = r.unit_busy_ns["dpu"]
+    n_slots = SPEC.n_layers + 1
+    for s in range(n_slots):
+        units = [u for u in range(c.n_dpus) if u % n_slots == s]
+        assert got["dpu"][s] == pytest.approx(sum(busy[u] for u in units)
+                                              / (len(units) * r.makespan_ns))
+    assert got["dpu"].shape == got["mha"].shape == (n_slots,)
+
+
+@pytest.mark.parametrize("bound", [0.3, 0.6])
+def test_provisioned_units_meet_the_bound_and_one_fewer_does_not(case, bound):
+    chip, m = case
+    p = provision_to_load(SPEC, chip, m, W, max_busy=bound)
+    busy = layer_busy(p.result, p.chip, SPEC.n_layers)
+    assert busy["dpu"].max() <= bound and busy["mha"].max() <= bound
+    assert p.chip.n_dpus == SPEC.n_layers * p.dpus_per_layer
+    for fewer in ((p.dpus_per_layer - 1, p.mha_units_per_layer),
+                  (p.dpus_per_layer, p.mha_units_per_layer - 1)):
+        if min(fewer) < 1:
+            continue
+        c = chip.provisioned(SPEC.n_layers, *fewer)
+        b = layer_busy(simulate(SPEC, c, m, W), c, SPEC.n_layers)
+        assert max(b["dpu"].max(), b["mha"].max()) > bound, fewer
+    assert p.chip.area_mm2 < chip.area_mm2  # far fewer units than 24 + 8 per layer
+
+
+def test_pooled_units_and_bad_bounds_are_refused(case):
+    chip, m = case
+    r = simulate(SPEC, chip.replace(unit_assignment="pool"), m, W)
+    with pytest.raises(ValueError, match="pools its units"):
+        layer_busy(r, chip.replace(unit_assignment="pool"), SPEC.n_layers)
+    for bad in (0, 1.5, np.nan):
+        with pytest.raises(ValueError, match="max_busy"):
+            provision_to_load(SPEC, chip, m, W, max_busy=bad)
+    with pytest.raises(ValueError, match="start="):
+        provision_to_load(SPEC, chip, m, W, start=24)
