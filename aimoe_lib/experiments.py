@@ -26,7 +26,7 @@ from .shipped import data_path
 from .simulator import Workload, simulate
 
 __all__ = ["BASE", "FAMILIES", "moe_variant", "dense_deeper", "dense_wider", "scaling_family",
-           "blocks_needed", "scaling_points", "zoo_pairs", "condition_points", "zoo_points",
+           "PRESET", "blocks_needed", "scaling_points", "zoo_pairs", "condition_points", "zoo_points",
            "family_points", "family_rows", "run", "load", "DATA_DIR", "ZIPF_S", "strategy_table", "fitted_mapping", "small_run",
            "batch_sweep", "conflict_runs"]
 
@@ -49,6 +49,11 @@ BATCHES = (8, 256)
 """Batch sizes of the scaling sweep: a latency-bound one and one that loads the tiles."""
 
 FAMILIES = ("moe", "dense-deeper", "dense-wider")
+
+PRESET = "physical"
+"""Chip preset of the book's experiments (:func:`~aimoe_lib.hardware.preset`): the 'physical'
+costs (HERMES-derived MVMs, sourced static power, attention linear in d, multi-die). Pass
+``preset='paper'`` to any function here to reproduce the earlier line of work's constants."""
 """Model families of the scaling sweep (:func:`scaling_family`)."""
 
 
@@ -99,7 +104,8 @@ blocks_needed = mapping.blocks_needed
 
 
 def scaling_points(base: ModelSpec = BASE, experts=EXPERTS, workload: Workload = WORKLOAD,
-                   batches=BATCHES, strategy: str = "in_order") -> list[sweep.Point]:
+                   batches=BATCHES, strategy: str = "in_order", preset: str = PRESET
+                   ) -> list[sweep.Point]:
     """Every model of the scaling family on (a) a 3D chip with as many tiles as the base model has
     blocks (so the base fits one tier per tile) and as many tiers as the model needs, and (b) a 2D
     chip of equal capacity (one tier per tile), at each batch size; every chip is
@@ -108,7 +114,7 @@ def scaling_points(base: ModelSpec = BASE, experts=EXPERTS, workload: Workload =
     n_tiles = blocks_needed(base)
     pts = []
     for fam, e, spec in scaling_family(base, experts):
-        c3 = fitting_chip(spec, n_tiles=n_tiles, units="per_layer")
+        c3 = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", preset=preset)
         c2 = c3.as_2d().provisioned(spec.n_layers)
         for b in batches:
             w = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len,
@@ -123,9 +129,14 @@ def zoo_pairs() -> list[tuple[str, str]]:
     return [("olmoe-1b-7b", "llama-2-7b"), ("mixtral-8x7b", "llama-2-70b")]
 
 
-def condition_points(workload: Workload = WORKLOAD) -> list[sweep.Point]:
+def condition_points(workload: Workload = WORKLOAD, preset: str = PRESET) -> list[sweep.Point]:
     """Where the MoE advantage shrinks: MoE-64 vs dense-deeper of equal total parameters, varying
-    batch size, routing skew (Zipf s), tiers per tile and mapping strategy, one at a time."""
+    batch size, routing skew (Zipf s), tiers per tile, mapping strategy and the provisioning of
+    digital units, one at a time. The mapping strategies share one chip (equal capacity: the
+    tiers ``moe_stacked`` needs, for every strategy); ``units|to_load`` replaces the 24 + 8 units
+    per layer by the fewest that stay at most half busy at that batch
+    (:func:`~aimoe_lib.provisioning.provision_to_load`)."""
+    from .provisioning import provision_to_load
 
     moe = moe_variant(BASE, 64)
     dense = dense_deeper(BASE, moe.total_params)
@@ -133,15 +144,18 @@ def condition_points(workload: Workload = WORKLOAD) -> list[sweep.Point]:
     pts = []
     for spec in (moe, dense):
         fam = "moe" if spec.is_moe else "dense-deeper"
-        chip = fitting_chip(spec, n_tiles=n_tiles, units="per_layer")
+        chip = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", preset=preset)
         for b in (1, 4, 16, 64, 256, 1024):
             w = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len)
             pts.append(sweep.Point(spec, chip, "in_order", w, label=f"{fam}|batch|{b}"))
         for b in (workload.batch, 256):
             wb = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len)
             for mult in (0.5, 1, 2, 4):  # fewer tiles with more tiers each, or more tiles
-                c = fitting_chip(spec, n_tiles=max(1, int(n_tiles * mult)), units="per_layer")
+                c = fitting_chip(spec, n_tiles=max(1, int(n_tiles * mult)), units="per_layer",
+                                 preset=preset)
                 pts.append(sweep.Point(spec, c, "in_order", wb, label=f"{fam}|tiles|{mult}|{b}"))
+            loaded = provision_to_load(spec, chip, mapping.map_model(spec, chip), wb).chip
+            pts.append(sweep.Point(spec, loaded, "in_order", wb, label=f"{fam}|units|to_load|{b}"))
             if not spec.is_moe:
                 continue
             for s in (0.0, 0.5, 1.0, 1.5, 2.0):
@@ -149,25 +163,26 @@ def condition_points(workload: Workload = WORKLOAD) -> list[sweep.Point]:
                              routing=RoutingSpec(kind="zipf", zipf_s=s))
                 pts.append(sweep.Point(spec, chip, "in_order", w, label=f"{fam}|zipf|{s}|{b}"))
         if spec.is_moe:
+            # one chip for every strategy: a slab of moe_stacked needs 2E tiers on its tiles
+            stacked = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", strategy="moe_stacked",
+                                   preset=preset)
             for strat in ("in_order", "balanced", "moe_stacked"):
                 for b in (workload.batch, 256):
-                    c = chip
-                    if strat == "moe_stacked":  # a slab needs 2E tiers on each of its tiles
-                        c = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", strategy=strat)
                     w = Workload(batch=b, prompt_len=workload.prompt_len, gen_len=workload.gen_len)
-                    pts.append(sweep.Point(spec, c, strat, w, label=f"{fam}|strategy|{strat}|{b}"))
+                    pts.append(sweep.Point(spec, stacked, strat, w,
+                                           label=f"{fam}|strategy|{strat}|{b}"))
     return pts
 
 
 def zoo_points(workload: Workload = Workload(batch=8, prompt_len=8, gen_len=8),
-               n_tiers: int = 128) -> list[sweep.Point]:
+               n_tiers: int = 128, preset: str = PRESET) -> list[sweep.Point]:
     """The zoo pairs on 3D chips of ``n_tiers`` tiers (tiles follow) and on 2D chips of equal
     capacity."""
     pts = []
     for pair in zoo_pairs():
         for name in pair:
             spec = zoo.get(name)
-            c = fitting_chip(spec, n_tiers=n_tiers, units="per_layer")
+            c = fitting_chip(spec, n_tiers=n_tiers, units="per_layer", preset=preset)
             pts.append(sweep.Point(spec, c, "in_order", workload, label=f"{name}|3d"))
             pts.append(sweep.Point(spec, c.as_2d().provisioned(spec.n_layers), "in_order", workload,
                                    label=f"{name}|2d"))
@@ -176,7 +191,7 @@ def zoo_points(workload: Workload = Workload(batch=8, prompt_len=8, gen_len=8),
 
 def family_points(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: str = "3d",
                   tiles_factor: float = 1.0, strategy: str = "in_order",
-                  families: Sequence[str] = FAMILIES) -> list[sweep.Point]:
+                  families: Sequence[str] = FAMILIES, preset: str = PRESET) -> list[sweep.Point]:
     """The scaling comparison at one E: MoE with ``n_experts`` experts and the dense deeper and
     wider models of its total, each on the 3D chip of :func:`scaling_points` with
     ``tiles_factor`` x 702 tiles (tiers follow) or its 2D flattening (``chip='2d'``), 4 prompt
@@ -192,7 +207,7 @@ def family_points(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: s
         if fam not in families:
             continue
         strat = strategy if spec.is_moe else "in_order"
-        c = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", strategy=strat)
+        c = fitting_chip(spec, n_tiles=n_tiles, units="per_layer", strategy=strat, preset=preset)
         if chip == "2d":
             c = c.as_2d().provisioned(spec.n_layers)
         pts.append(sweep.Point(spec, c, strat, w, label=f"{fam}|{e}|{chip}|{batch}"))
@@ -208,12 +223,16 @@ def family_rows(**kw) -> list[dict]:
 _EXPERIMENTS = {"scaling": scaling_points, "conditions": condition_points, "zoo": zoo_points}
 
 
-def run(name: str, out: Path | None = None, cache_dir: Path | None = None) -> Path:
-    """Run experiment ``name`` and write its rows to data/<name>.json."""
-    pts = _EXPERIMENTS[name]()
+def run(name: str, out: Path | None = None, cache_dir: Path | None = None,
+        preset: str = PRESET) -> Path:
+    """Run experiment ``name`` on chips of ``preset`` and write its rows to data/<name>.json (or
+    ``out``)."""
+    pts = _EXPERIMENTS[name](preset=preset)
     rows = sweep.sweep(pts, cache_dir=cache_dir)
     out = out or DATA_DIR / f"{name}.json"
-    out.write_text(json.dumps({"experiment": name, "command": f"python -m aimoe_lib.experiments {name}",
+    cmd = f"python -m aimoe_lib.experiments {name}" + (f" --preset {preset}" if preset != PRESET
+                                                         else "")
+    out.write_text(json.dumps({"experiment": name, "command": cmd, "preset": preset,
                                "rows": rows}, indent=0))
     return out
 
@@ -228,12 +247,23 @@ def load(name: str) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m aimoe_lib.experiments")
+    ap = argparse.ArgumentParser(prog="python -m aimoe_lib.experiments",
+                                 description="Regenerate the shipped sweeps (data/<name>.json).")
     ap.add_argument("names", nargs="*", default=list(_EXPERIMENTS), choices=list(_EXPERIMENTS))
     ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--preset", default=PRESET, choices=hardware.preset_names(),
+                    help=f"chip preset (default {PRESET})")
+    ap.add_argument("--out-dir", type=Path, default=None,
+                    help="write <name>.json here instead of the repository's data/")
     args = ap.parse_args(argv)
+    if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
+        ap.error(f"--out-dir {str(args.out_dir)!r} is a file; give a folder")
     for n in args.names:
-        print(run(n, cache_dir=args.cache_dir))
+        out = None
+        if args.out_dir is not None:
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            out = args.out_dir / f"{n}.json"
+        print(run(n, out=out, cache_dir=args.cache_dir, preset=args.preset))
     return 0
 
 
@@ -321,7 +351,7 @@ def fitted_mapping(model: str | ModelSpec = "small-moe", strategy: str = "in_ord
 def small_run(model: ModelSpec | None = None, batch: int = 4, prompt_len: int = 4,
               gen_len: int = 4, n_tiers: int = 16, strategy: str = "in_order",
               zipf_s: float = 0.0, kv_placement: str = "sram", units: str = "per_layer",
-              seed: int = 0):
+              seed: int = 0, preset: str = PRESET):
     """Map ``model`` (default :func:`~aimoe_lib.teaching.simulation_moe`) with ``strategy`` on
     the chip of ``n_tiers`` tiers just large enough for it (:func:`~aimoe_lib.mapping.fitting_chip`,
     named 'fitted') and simulate ``batch`` sequences of ``prompt_len`` + ``gen_len`` tokens with
@@ -329,8 +359,8 @@ def small_run(model: ModelSpec | None = None, batch: int = 4, prompt_len: int = 
     :class:`~aimoe_lib.simulator.result.SimResult`; raises
     :class:`~aimoe_lib.mapping.MappingError` when the strategy cannot place the model."""
     model = teaching.simulation_moe() if model is None else model
-    chip = fitting_chip(model, n_tiers=n_tiers, units=units, name="fitted",
-                                kv_placement=kv_placement)
+    chip = fitting_chip(model, n_tiers=n_tiers, units=units, name="fitted", preset=preset,
+                        kv_placement=kv_placement)
     m = mapping.map_model(model, chip, strategy)
     routing = "uniform" if zipf_s == 0 else RoutingSpec(kind="zipf", zipf_s=float(zipf_s))
     wl = Workload(batch=batch, prompt_len=prompt_len, gen_len=gen_len, routing=routing,
@@ -359,7 +389,7 @@ def batch_sweep(model: ModelSpec, chip: hardware.ChipConfig, mapped: mapping.Map
 
 
 def conflict_runs(model: ModelSpec | None = None, n_tiers: int = 16, batch: int = 4,
-                  gen_len: int = 2, seed: int = 0) -> list:
+                  gen_len: int = 2, seed: int = 0, preset: str = PRESET) -> list:
     """The three runs of chapter 4's conflict study, each a (Mapping, SimResult with event log):
     ``model`` (default :func:`~aimoe_lib.teaching.simulation_moe`) runs ``batch`` sequences of one
     prompt token and ``gen_len`` generated tokens on (a) the chip of ``n_tiers`` tiers just large
@@ -368,8 +398,8 @@ def conflict_runs(model: ModelSpec | None = None, n_tiers: int = 16, batch: int 
     from . import teaching
     model = teaching.simulation_moe() if model is None else model
     w = Workload(batch=batch, prompt_len=1, gen_len=gen_len, seed=seed, record_events=True)
-    chip = fitting_chip(model, n_tiers=n_tiers, units="per_layer", name="fitted")
-    flat = fitting_chip(model, n_tiers=1, units="per_layer", name="fitted")
+    chip = fitting_chip(model, n_tiers=n_tiers, units="per_layer", name="fitted", preset=preset)
+    flat = fitting_chip(model, n_tiers=1, units="per_layer", name="fitted", preset=preset)
     setups = [mapping.map_model(model, chip, "in_order"), mapping.map_model(model, chip, "moe_stacked"),
               mapping.map_model(model, flat, "in_order")]
     return [(m, simulate(model, m.chip, m, w)) for m in setups]

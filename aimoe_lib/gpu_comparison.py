@@ -19,6 +19,7 @@ import numpy as np
 from . import gpu as gpu_mod
 from . import routing, zoo
 from .hardware import ChipConfig
+from .experiments import PRESET
 from .mapping import fitting_chip, map_model
 from .models import ModelSpec
 from .simulator import Workload, simulate
@@ -37,11 +38,12 @@ def model_spec(model) -> ModelSpec:
     return zoo.get(model) if isinstance(model, str) else model
 
 
-def aimc_chip(model, n_tiers: int = 64) -> ChipConfig:
-    """The smallest chip of ``n_tiers`` tiers per tile that holds ``model`` (a zoo name or
-    ModelSpec; every matrix but the input embedding on 512 x 512 tiers), digital units
-    provisioned per layer, named ``fitted-<n_tiers>t``."""
-    return fitting_chip(model_spec(model), n_tiers=n_tiers, units="per_layer",
+def aimc_chip(model, n_tiers: int = 64, preset: str = PRESET) -> ChipConfig:
+    """The smallest chip of ``preset`` (default the book's, :data:`~aimoe_lib.experiments.PRESET`)
+    with ``n_tiers`` tiers per tile that holds ``model`` (a zoo name or ModelSpec; every matrix
+    but the input embedding on 512 x 512 tiers), digital units provisioned per layer, named
+    ``fitted-<n_tiers>t``."""
+    return fitting_chip(model_spec(model), n_tiers=n_tiers, units="per_layer", preset=preset,
                         name=f"fitted-{n_tiers}t")
 
 
@@ -82,9 +84,9 @@ class AimcPoint:
 
 
 @lru_cache(maxsize=512)
-def _aimc_cached(model, n_tiers, batch, prompt_len, gen_len, seed) -> AimcPoint:
+def _aimc_cached(model, n_tiers, batch, prompt_len, gen_len, seed, preset) -> AimcPoint:
     spec = model_spec(model)
-    chip = aimc_chip(spec, n_tiers)
+    chip = aimc_chip(spec, n_tiers, preset)
     m = map_model(spec, chip, "in_order")
     r = simulate(spec, chip, m, Workload(batch=batch, prompt_len=prompt_len, gen_len=gen_len,
                                          seed=seed))
@@ -99,16 +101,18 @@ def _aimc_cached(model, n_tiers, batch, prompt_len, gen_len, seed) -> AimcPoint:
 
 
 def aimc_point(model, n_tiers: int = 64, batch: int = 8, prompt_len: int = 16,
-               gen_len: int = 16, seed: int = 0) -> AimcPoint:
+               gen_len: int = 16, seed: int = 0, preset: str = PRESET) -> AimcPoint:
     """Simulate ``batch`` sequences of ``prompt_len`` + ``gen_len`` tokens of ``model`` (a zoo
-    name or ModelSpec) on :func:`aimc_chip` (memoised)."""
-    return _aimc_cached(model, int(n_tiers), int(batch), int(prompt_len), int(gen_len), int(seed))
+    name or ModelSpec) on :func:`aimc_chip` of ``preset`` (memoised)."""
+    return _aimc_cached(model, int(n_tiers), int(batch), int(prompt_len), int(gen_len), int(seed),
+                        str(preset))
 
 
 def aimc_sweep(model, n_tiers: int = 64, batches=DEFAULT_BATCHES, prompt_len: int = 16,
-               gen_len: int = 16) -> tuple[AimcPoint, ...]:
+               gen_len: int = 16, preset: str = PRESET) -> tuple[AimcPoint, ...]:
     """:func:`aimc_point` at each batch size."""
-    return tuple(aimc_point(model, n_tiers, b, prompt_len, gen_len) for b in batches)
+    return tuple(aimc_point(model, n_tiers, b, prompt_len, gen_len, preset=preset)
+                 for b in batches)
 
 
 @dataclass(frozen=True)
@@ -142,10 +146,10 @@ class Comparison:
 
 
 def compare(model, gpu="h100", batch: int = 8, n_tiers: int = 64, prompt_len: int = 16,
-            gen_len: int = 16, **roofline_kw) -> Comparison:
-    """The same workload simulated on :func:`aimc_chip` and modelled on the GPU
+            gen_len: int = 16, preset: str = PRESET, **roofline_kw) -> Comparison:
+    """The same workload simulated on :func:`aimc_chip` of ``preset`` and modelled on the GPU
     (:func:`~aimoe_lib.gpu.roofline`)."""
-    a = aimc_point(model, n_tiers, batch, prompt_len, gen_len)
+    a = aimc_point(model, n_tiers, batch, prompt_len, gen_len, preset=preset)
     g = gpu_mod.roofline(model_spec(model), gpu, batch=batch, prompt_len=prompt_len,
                          gen_len=gen_len, **roofline_kw)
     return Comparison(a, g)

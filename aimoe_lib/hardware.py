@@ -58,6 +58,11 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- validation helpers
+MAX_CONSTANT = 1e18
+"""Largest value a cost, area or power constant may take: far beyond any physical value, small
+enough that costs summed over a model and a run stay finite floats."""
+
+
 def _validate_fields(obj, *, integer_fields: tuple[str, ...] = (),
                      positive_fields: tuple[str, ...] = ()) -> None:
     """Check every numeric field and store it normalised (numpy scalars as int/float): integers
@@ -70,10 +75,11 @@ def _validate_fields(obj, *, integer_fields: tuple[str, ...] = (),
             v = checks.integer(cls, f.name, v, minimum=1, maximum=checks.INT32_MAX,
                                fix=f"pass a positive integer {f.name}")
         elif f.name in positive_fields:
-            v = checks.real(cls, f.name, v, minimum=0, strict=True,
-                            fix=f"pass a positive {f.name}")
+            v = checks.real(cls, f.name, v, minimum=0, strict=True, maximum=MAX_CONSTANT,
+                            fix=f"pass a positive {f.name} (at most {MAX_CONSTANT:g})")
         elif f.type in ("float", "int") or (f.type == "float | None" and v is not None):
-            v = checks.real(cls, f.name, v, minimum=0, fix=f"pass a non-negative {f.name}")
+            v = checks.real(cls, f.name, v, minimum=0, maximum=MAX_CONSTANT,
+                            fix=f"pass a non-negative {f.name} (at most {MAX_CONSTANT:g})")
         else:
             continue
         object.__setattr__(obj, f.name, v)

@@ -31,8 +31,8 @@ def test_scaling_chips_are_just_large_enough(e):
     spec = ex.moe_variant(ex.BASE, e)
     label = f"moe|{e}|3d|8"
     chip = next(p.chip for p in ex.scaling_points() if p.label == label)
-    assert chip == mapping.fitting_chip(spec, n_tiles=702, units="per_layer")
-    assert chip.name == "paper"
+    assert chip == mapping.fitting_chip(spec, n_tiles=702, units="per_layer", preset="physical")
+    assert chip.name == ex.PRESET == "physical"
     need = ex.blocks_needed(spec)
     assert chip.n_tiers == math.ceil(need / 702)
     mapping.map_model(spec, chip)

@@ -141,7 +141,7 @@ def test_fuzz_chip_config(name, value):
 @FUZZ
 @given(name=st.sampled_from([f for f in CostModel.__dataclass_fields__]), value=ANY)
 def test_fuzz_cost_model(name, value):
-    kind = {"mvm_input_phases": "int", "mha_cost_model": "str",
+    kind = {"mvm_input_phases": "int", "activation_bits": "int", "mha_cost_model": "str",
             "sampling_latency_ns": "real?", "sampling_energy_pj": "real?"}.get(name, "real")
     cost = _construct(CostModel, {}, name, kind, value)
     if cost is not None:  # every cost of the accepted model is a finite number

@@ -88,8 +88,15 @@ def test_throughput_takeaway_numbers(scaling):
 
 
 def test_dynamic_energy_of_moe_is_flat(scaling):
-    dyn = [r["energy_dynamic_per_token_pj"] for r in vs.series(scaling, "moe", "3d", 256)[1:]]
-    assert max(dyn) / min(dyn) < 1.01
+    """Active parameters are constant, so the MVM energy per token is flat (within 1 %: only the
+    router's E columns grow); the dynamic total grows a few per cent, and most of that growth is
+    communication: the two-die chip's crossings of expert vectors (A-D2D-HOME)."""
+    moe = vs.series(scaling, "moe", "3d", 256)[1:]
+    dyn = [r["energy_dynamic_per_token_pj"] for r in moe]
+    mvm = [r["energy_mvm_pj"] for r in moe]
+    assert max(mvm) / min(mvm) < 1.01 and max(dyn) / min(dyn) < 1.05
+    comm = [r["energy_communication_pj"] / (r["batch"] * r["gen_len"]) for r in moe]
+    assert comm[-1] - comm[0] > 0.8 * (dyn[-1] - dyn[0])
     deep = vs.series(scaling, "dense-deeper", "3d", 256)
     assert deep[-1]["energy_dynamic_per_token_pj"] > 30 * dyn[-1]
 
