@@ -119,7 +119,7 @@ def test_condition_rows_stay_under_their_ceiling(condition_rows):
 def test_condition_ceiling_matches_a_fresh_mapping(condition_rows):
     moe = experiments.moe_variant(experiments.BASE, 64)
     chip = mapping.fitting_chip(moe, n_tiles=experiments.blocks_needed(experiments.BASE),
-                                units="per_layer")
+                                units="per_layer", preset=experiments.PRESET)
     m = mapping.map_model(moe, chip, "in_order")
     rs = RoutingSpec(kind="zipf", zipf_s=1.0)
     w = experiments.WORKLOAD

@@ -25,6 +25,12 @@ those rows (or computes the default ones) so that the book prints and checks the
   :func:`~aimoe_lib.routing_study.condition_rows`.
 * One panel over skew, strategy, tiles and batch: :func:`~aimoe_lib.viz.routing.routing_dashboard`
   over :func:`~aimoe_lib.routing_study.dashboard_numbers`.
+* Trained-router traces: :func:`~aimoe_lib.viz.routing.trace_routing_overview` and
+  :func:`~aimoe_lib.viz.routing.format_trace_summary` over
+  :func:`~aimoe_lib.routing_study.trace_summary`;
+  :func:`~aimoe_lib.viz.routing.trace_strategy_effects` and
+  :func:`~aimoe_lib.viz.routing.format_trace_rows` over
+  :func:`~aimoe_lib.routing_study.trace_strategy_rows`.
 """
 
 from __future__ import annotations
@@ -56,6 +62,11 @@ __all__ = [
     "condition_summary",
     "conditions_overview",
     "routing_dashboard",
+    "C_ROUTING",
+    "format_trace_summary",
+    "trace_routing_overview",
+    "format_trace_rows",
+    "trace_strategy_effects",
 ]
 
 C_STRATEGY = {"in_order": "tab:blue", "balanced": "tab:orange", "random": "tab:olive",
@@ -468,3 +479,194 @@ def routing_dashboard(zipf_s: float = 1.0, strategy: str = "in_order",
                 f"{r.stall_ns / r.generated_tokens / 1e3:.1f} µs per token")
     return finish(fig, f"Skew, mapping and batch: {model.name}", takeaway)
 
+
+
+# ============================================================================ trained-router traces
+C_ROUTING = {"trace": "tab:red", "uniform": "tab:blue", "zipf": "tab:orange",
+             "pairs": "tab:cyan"}
+"""Colour of each routing of :func:`~aimoe_lib.routing_study.trace_strategy_rows`."""
+
+
+def format_trace_summary(rows: Sequence[dict]) -> str:
+    """A few lines per trace of :func:`~aimoe_lib.routing_study.trace_summary`: measured skew, the
+    fitted Zipf exponent and the pair statistics against their references."""
+    def per_layer(a, fmt):
+        return " ".join(fmt.format(v) for v in a)
+    lines = []
+    for r in rows:
+        lines += [
+            f"{r['name']} (E = {r['n_experts']}, top-{r['top_k']}, {r['n_tokens']:,} tokens = "
+            f"{r['n_plan'] + r['n_replay']} windows of {r['window']}; {r['n_plan']} plan, "
+            f"{r['n_replay']} replay)",
+            f"  busiest expert / even share per layer: {per_layer(r['imbalance'], '{:.2f}')} "
+            f"(mean {r['mean_imbalance']:.2f})",
+            f"  Zipf fit (planning windows): s = {r['zipf_s']:.2f} (per layer "
+            f"{per_layer(r['zipf_s_per_layer'], '{:.2f}')}; replay windows "
+            f"{r['zipf_s_replay']:.2f}; uniform routing, as many tokens: {r['zipf_s_noise']:.2f})",
+            f"  rms log error {r['zipf_rms_log']:.3f} (uniform {r['uniform_rms_log']:.3f}); "
+            f"busiest expert under the fit {r['zipf_imbalance']:.2f}x",
+            f"  pairs on the top {study.TOP_PAIR_FRACTION:.0%} of pairs: "
+            f"{per_layer(r['top_pairs'], '{:.0%}')} (uniform {r['top_pairs_uniform']:.0%}, block "
+            f"density {r['top_pairs_block']:.0%}); never together: "
+            f"{per_layer(r['never'], '{:d}')} of {r['n_experts'] * (r['n_experts'] - 1) // 2}",
+            f"  pairs inside the best {r['n_groups']} groups (found on planning windows): "
+            f"{per_layer(r['within'], '{:.0%}')} (uniform {r['within_uniform']:.0%}, independent "
+            f"picks {np.mean(r['within_independent']):.0%}, block density {r['within_block']:.0%})"]
+    return "\n".join(lines)
+
+
+def trace_routing_overview(rows: Sequence[dict] | None = None, layer: int | None = None) -> Figure:
+    """What the trained routers do, over :func:`~aimoe_lib.routing_study.trace_summary`: expert
+    popularity by rank against the fitted Zipf law (every trace); the pair density of one MoE
+    layer of the first trace (replay windows, experts ordered by the groups found on the planning
+    windows; default: the layer with the most pairs inside groups); and the pair concentration of
+    the first trace per layer against uniform routing and the synthetic block density."""
+    rows = study.trace_summary() if rows is None else list(rows)
+    r0 = rows[0]
+    fig = figure(13.5, 4.4)
+    ax_p, ax_c, ax_s = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.0, 1.1]})
+    for j, r in enumerate(rows):
+        e = r["n_experts"]
+        color = [C_MOE, C_ACTIVE, "tab:blue"][j % 3]
+        for li, sh in enumerate(r["sorted_share"]):
+            ax_p.plot(np.arange(e), sh * e, color=color, lw=0.9, alpha=0.6,
+                      label=f"{r['name']}: trace, each layer" if li == 0 else None)
+        ax_p.plot(np.arange(e), r["zipf_share"] * e, "--", color=color, lw=2,
+                  label=f"{r['name']}: Zipf s = {r['zipf_s']:.2f} (fitted)")
+    ax_p.axhline(1.0, color="k", ls=":", lw=1, label="uniform")
+    ax_p.set(xlabel="expert, by popularity rank (0 = most popular)",
+             ylabel="share of expert calls / even share (x)",
+             title="Expert popularity (replay windows)")
+    ax_p.legend(fontsize=FONT_SIZE - 3)
+    ax_p.grid(True, alpha=0.3)
+
+    e = r0["n_experts"]
+    li = int(np.argmax(r0["within"])) if layer is None else int(layer)
+    g = r0["groups"][li]
+    order = np.argsort(g, kind="stable")
+    d = r0["density"][li][np.ix_(order, order)] * e * (e - 1)
+    im = ax_c.imshow(d, cmap="magma", vmin=0)
+    for b in np.flatnonzero(np.diff(g[order])) + 0.5:
+        ax_c.axhline(b, color="w", lw=0.8)
+        ax_c.axvline(b, color="w", lw=0.8)
+    ax_c.set_xticks(range(e), order, fontsize=FONT_SIZE - 4)
+    ax_c.set_yticks(range(e), order, fontsize=FONT_SIZE - 4)
+    ax_c.set(xlabel="expert (ordered by group)", ylabel="expert (ordered by group)",
+             title=f"{r0['name']}, MoE layer {li}: pair frequency")
+    fig.colorbar(im, ax=ax_c, shrink=0.85, label="pair frequency / uniform (x)")
+
+    n_l = len(r0["within"])
+    x = np.arange(n_l)
+    ax_s.bar(x - 0.2, 100 * r0["top_pairs"], width=0.4, color=C_MOE,
+             label=f"top {study.TOP_PAIR_FRACTION:.0%} of pairs")
+    ax_s.bar(x + 0.2, 100 * r0["within"], width=0.4, color=C_ACTIVE,
+             label=f"inside {r0['n_groups']} groups")
+    for v, c, ls, lab in ((r0["top_pairs_block"], C_MOE, "--", "top pairs, block density"),
+                          (r0["top_pairs_uniform"], C_MOE, ":", "top pairs, uniform"),
+                          (r0["within_block"], C_ACTIVE, "--", "in groups, block density"),
+                          (r0["within_uniform"], C_ACTIVE, ":", "in groups, uniform")):
+        ax_s.axhline(100 * v, color=c, ls=ls, lw=1.2, label=lab)
+    ax_s.set_xticks(x, [str(i) for i in x])
+    ax_s.set(xlabel="MoE layer", ylabel="share of the pair probability (%)", ylim=(0, 115),
+             title=f"{r0['name']}: concentration of pairs")
+    ax_s.legend(fontsize=FONT_SIZE - 4, loc="upper left", ncol=2)
+    ax_s.grid(True, axis="y", alpha=0.3)
+    parts = [f"{r['name']} s = {r['zipf_s']:.2f}" for r in rows]
+    takeaway = ("Nearly even load (fitted Zipf " + ", ".join(parts) + f"), but {r0['name']}'s "
+                f"top {study.TOP_PAIR_FRACTION:.0%} of pairs carry {np.min(r0['top_pairs']):.0%}-"
+                f"{np.max(r0['top_pairs']):.0%} of them; its best groups hold "
+                f"{np.min(r0['within']):.0%}-{np.max(r0['within']):.0%}, not "
+                f"{r0['within_block']:.0%}")
+    return finish(fig, "What trained routers do: skew and co-activation of the recorded traces",
+                  takeaway)
+
+
+def format_trace_rows(rows: Sequence[dict]) -> str:
+    """Aligned text table of :func:`~aimoe_lib.routing_study.trace_strategy_rows` (tokens/s as the
+    mean and range over the repeats, the change against uniform routing, energy in µJ)."""
+    base = {(r["model"], r["strategy"]): r["tokens_per_s"] for r in rows
+            if r["routing"] == "uniform"}
+    body = []
+    for r in rows:
+        ref = base.get((r["model"], r["strategy"]))
+        d = "-" if ref is None else f"{r['tokens_per_s'] / ref - 1:+.1%}"
+        body.append([r["case"], r["strategy"], f"{r['n_tiles']}x{r['n_tiers']}",
+                     r["routing_label"], f"{r['tokens_per_s'] / 1e6:.3f}",
+                     f"{r['tokens_per_s_min'] / 1e6:.3f}-{r['tokens_per_s_max'] / 1e6:.3f}", d,
+                     f"{r['of_ceiling']:.0%}", f"{r['conflicts_per_token']:.1f}",
+                     f"{r['energy_per_token_pj'] / 1e6:.1f}"])
+    return table(["model", "mapping", "tiles x tiers", "routing", "M tok/s", "range",
+                  "vs uniform", "of ceiling", "conflicts/token", "µJ/token"], body,
+                 [False, False, True, False, True, True, True, True, True, True])
+
+
+def trace_strategy_effects(rows: Sequence[dict] | None = None) -> Figure:
+    """Over :func:`~aimoe_lib.routing_study.trace_strategy_rows`, one row of panels per traced
+    model, per mapping strategy and routing: throughput (black tick: tile-load ceiling), its
+    change against uniform routing (whiskers: range over the repeats; grey band: the range of the
+    uniform runs themselves), tile conflicts and energy per generated token."""
+    rows = study.trace_strategy_rows() if rows is None else list(rows)
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    routings = list(dict.fromkeys(r["routing"] for r in rows))
+    fig = figure(15.0, 3.5 * len(cases) + 0.7)
+    axes = np.atleast_2d(fig.subplots(len(cases), 4))
+    w = 0.8 / len(routings)
+    uni = {(r["case"], r["strategy"]): r for r in rows if r["routing"] == "uniform"}
+    for ci, case in enumerate(cases):
+        rr = [r for r in rows if r["case"] == case]
+        strategies = list(dict.fromkeys(r["strategy"] for r in rr))
+        x = np.arange(len(strategies))
+        for j, name in enumerate(routings):
+            by = {r["strategy"]: r for r in rr if r["routing"] == name}
+            if not by:
+                continue
+            xs = x + (j - (len(routings) - 1) / 2) * w
+            lab = next(iter(by.values()))["routing_label"]
+            color = C_ROUTING.get(name, C_DENSE)
+
+            def get(key, scale=1.0, by=by, strategies=strategies):
+                return np.array([by[st][key] * scale if st in by else np.nan
+                                 for st in strategies])
+            axes[ci, 0].bar(xs, get("tokens_per_s", 1e-6), width=w, color=color, label=lab)
+            axes[ci, 0].scatter(xs, get("ceiling", 1e-6), marker="_", s=60, color="k",
+                                zorder=3, label="tile-load ceiling" if j == 0 else None)
+            ref = np.array([uni[(case, st)]["tokens_per_s"] if (case, st) in uni else np.nan
+                            for st in strategies])
+            rel = 100 * (get("tokens_per_s") / ref - 1)
+            err = np.vstack([rel - 100 * (get("tokens_per_s_min") / ref - 1),
+                             100 * (get("tokens_per_s_max") / ref - 1) - rel])
+            if name == "uniform":
+                for xi, lo, hi in zip(x, rel - err[0], rel + err[1], strict=True):
+                    axes[ci, 1].fill_between([xi - 0.42, xi + 0.42], lo, hi, color="0.85",
+                                             lw=0)
+            axes[ci, 1].errorbar(xs, rel, yerr=err, fmt="o", color=color, ms=5, capsize=3,
+                                 label=lab)
+            axes[ci, 2].bar(xs, get("conflicts_per_token"), width=w, color=color, label=lab)
+            axes[ci, 3].bar(xs, get("energy_per_token_pj", 1e-6), width=w, color=color,
+                            label=lab)
+        static = 1 - np.mean([r["dynamic_pj_per_token"] / r["energy_per_token_pj"] for r in rr])
+        axes[ci, 1].axhline(0, color="k", lw=0.8)
+        chip = f"{rr[0]['preset']} chips, batch {rr[0]['batch']}"
+        for ax, (ylabel, title) in zip(axes[ci], (
+                ("generated tokens per second (M)", f"{case}: throughput ({chip})"),
+                ("throughput vs uniform routing (%)", f"{case}: change against uniform"),
+                ("tile conflicts per generated token", f"{case}: tier conflicts"),
+                ("energy per generated token (µJ)", f"{case}: energy ({static:.0%} static)")),
+                strict=True):
+            ax.set_xticks(x, strategies, rotation=12)
+            ax.set(xlabel="mapping strategy", ylabel=ylabel, title=title)
+            ax.grid(True, axis="y", alpha=0.3)
+        axes[ci, 0].set_ylim(0, 1.4 * max(r["ceiling"] for r in rr) / 1e6)
+    axes[0, 0].legend(fontsize=FONT_SIZE - 3, ncol=2, loc="upper left")
+    tr = [r for r in rows if r["routing"] == "trace" and (r["case"], r["strategy"]) in uni]
+    if tr:
+        def d(r):
+            return r["tokens_per_s"] / uni[(r["case"], r["strategy"])]["tokens_per_s"] - 1
+        worst = min(tr, key=d)
+        takeaway = (f"The trained routers' traces run within {max(abs(d(r)) for r in tr):.1%} of "
+                    f"uniform routing on every mapping (largest loss: {worst['case']} "
+                    f"{worst['strategy']}, {d(worst):+.1%}); energy per token follows throughput")
+    else:
+        takeaway = "Simulated throughput, conflicts and energy per token under each routing"
+    return finish(fig, "Trained-router traces on a 3D chip: trace vs synthetic routing",
+                  takeaway)
