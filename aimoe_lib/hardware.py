@@ -772,7 +772,7 @@ MOEPIM_STATIC_UNITS = 9
 
 
 def physical_cost(phases: int = 1) -> CostModel:
-    """The 'physical' preset's costs (work in progress): MVMs from [HERMES]
+    """The 'physical' preset's costs, the book's headline constants: MVMs from [HERMES]
     (:func:`hermes_split_cost`), static power of [MOEPIM]'s 0.02412 W per 5 DPUs + 4 attention
     units (2.68 mW per unit instead of [3DSIM]'s 1 W), attention as 2 d MACs per query-key pair
     (linear in d, A-MHA-MACS), off-chip memory one HBM3 stack (819.2 GB/s, A-HBM-ENERGY); the
@@ -785,7 +785,7 @@ def physical_cost(phases: int = 1) -> CostModel:
 
 
 def _physical(n_tiles: int = 100, n_tiers: int = 1024, **kw) -> ChipConfig:
-    """Work in progress toward a physically grounded preset on the 'paper' chip's 100 tiles x
+    """The book's preset for its headline figures, on the 'paper' chip's 100 tiles x
     1024 tiers of 512x512: :func:`physical_cost` (HERMES MVMs, MoEwithPIM static power, attention
     linear in d, KV beyond 2 MB per attention unit spilled to HBM3), partial sums as a tree over
     the layer's DPUs, split into reticle-sized dies (:data:`RETICLE_MM2`) joined by [UCIE] links."""
