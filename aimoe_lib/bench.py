@@ -152,7 +152,16 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Command line; ``argv`` is the list of arguments (None: ``sys.argv[1:]``). Returns the exit
+    status; unknown suites exit with status 2 and a message before anything runs."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if isinstance(argv, str) or not isinstance(argv, list | tuple) \
+            or not all(isinstance(a, str) for a in argv):
+        raise ValueError(f"main(argv={argv!r}): pass a list of argument strings, e.g. "
+                         "['mapping'] (a bare string would be split into letters)")
+    argv = list(argv)
     if argv[:1] == ["_case"]:  # internal: one case, in the subprocess _case starts
         cases = {"mapping": (_run_mapping_case, MAPPING_CASES), "sim": (_run_sim_case, SIM_CASES)}
         if len(argv) != 3 or argv[1] not in cases or argv[2] not in cases[argv[1]][1]:

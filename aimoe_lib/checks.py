@@ -6,6 +6,10 @@ normalised to a plain Python type (a numpy integer becomes an ``int``, a numpy b
 or raises :class:`ValueError` naming ``owner.name``, the value and the fix. Nothing is coerced
 silently: a bool is not a count, a float is not an integer, a string is not a tuple of names.
 
+Paths (:func:`path`) are checked before any work: a folder where a file is expected, a missing
+file or a missing parent folder is refused naming the argument and the path; a missing path
+raises :class:`MissingPathError`, which is both a ValueError and a FileNotFoundError.
+
 Only the standard library and numpy are used (no torch), so every module may import this one.
 """
 
@@ -14,11 +18,14 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 
 __all__ = ["INT32_MAX", "label", "integer", "real", "boolean", "choice", "enum", "names", "seed",
-           "optional_integer"]
+           "optional_integer", "string", "instance", "items", "array", "path", "MissingPathError"]
 
 INT32_MAX = 2**31 - 1
 """Largest count accepted for sizes that end up in int32 arrays (tier shapes, model widths)."""
@@ -43,11 +50,12 @@ def _is_int(value) -> bool:
 
 
 def integer(owner: str, name: str, value, *, minimum: int | None = 0, maximum: int | None = None,
-            fix: str = "") -> int:
-    """A Python or numpy integer (not a bool, not a float) in [minimum, maximum], as an ``int``."""
+            fix: str = "", noun: str = "an integer") -> int:
+    """A Python or numpy integer (not a bool, not a float) in [minimum, maximum], as an ``int``.
+    ``noun`` words the kind in the message ('a whole number')."""
     parts = ([f">= {minimum}"] if minimum is not None else []) \
         + ([f"<= {maximum}"] if maximum is not None else [])
-    what = " ".join(["an integer", " and ".join(parts)]).rstrip()
+    what = " ".join([noun, " and ".join(parts)]).rstrip()
     fix = fix or f"pass {what}"
     if not _is_int(value):
         raise _fail(owner, name, value, f"must be {what} (got {type(value).__name__})", fix)
@@ -174,3 +182,129 @@ def seed(owner: str, name: str, value) -> int:
     the call draws any random numbers, so an invalid seed fails the same way everywhere."""
     return integer(owner, name, value, minimum=0, fix=f"pass e.g. {name}=0")
 
+
+
+def string(owner: str, name: str, value, *, empty: bool = True, fix: str = "") -> str:
+    """A ``str`` (a numpy string becomes a ``str``); not empty unless ``empty``. Nothing else is
+    turned into text (no ``str(3)``, no ``str(None)``)."""
+    if not isinstance(value, str):
+        raise _fail(owner, name, value, f"must be a string (got {type(value).__name__})",
+                    fix or f"pass {name} as text")
+    if not empty and not value:
+        raise _fail(owner, name, value, "must not be empty", fix or f"pass a non-empty {name}")
+    return str(value)
+
+
+def instance(owner: str, name: str, value, cls, *, fix: str = ""):
+    """``value`` itself when it is an instance of ``cls`` (a class or a tuple of classes)."""
+    if not isinstance(value, cls):
+        kinds = " or ".join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))
+        kinds = ("an " if kinds[0].lower() in "aeiou" else "a ") + kinds
+        shown = value if value is None or isinstance(value, numbers.Number | str) \
+            else _Shown(type(value).__name__)
+        raise _fail(owner, name, shown, f"must be {kinds} (got {type(value).__name__})",
+                    fix or f"pass {kinds}")
+    return value
+
+
+class _Shown:
+    """Stands for a value in a message by its type name (no long repr of a big object)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"<{self.text}>"
+
+
+def items(owner: str, name: str, value, *, nonempty: bool = True, fix: str = "") -> tuple:
+    """The items of a list, tuple, range, set, generator or 1-D numpy array, as a tuple. A bare
+    string, bytes, a mapping or a scalar is refused (a string is not a list of its characters);
+    so is an empty collection when ``nonempty``."""
+    fix = fix or f"pass a list of values for {name}"
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        shown = value if isinstance(value, str | bytes | numbers.Number | None) \
+            else _Shown(type(value).__name__)
+        raise _fail(owner, name, shown, f"must be a list (got {type(value).__name__})", fix)
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise _fail(owner, name, _Shown(f"array of shape {value.shape}"),
+                    "must be a list or a 1-D array", fix)
+    out = tuple(value)
+    if nonempty and not out:
+        raise _fail(owner, name, value, "is empty", fix)
+    return out
+
+
+_KIND_NAMES = {"b": "booleans", "i": "integers", "u": "integers", "f": "real numbers",
+               "c": "complex numbers", "U": "strings", "S": "bytes", "O": "objects",
+               "M": "dates", "m": "time spans", "V": "records"}
+
+
+def array(owner: str, name: str, value, *, kinds: str = "iuf", ndim: int | tuple | None = None,
+          dtype=None, fix: str = "") -> np.ndarray:
+    """``np.asarray(value)`` whose dtype kind is one of ``kinds`` ('iuf': integers and real
+    numbers; no booleans, complex numbers, strings or objects) and whose number of dimensions is
+    ``ndim`` (one or a tuple of allowed counts), cast to ``dtype`` if given. Ragged nested lists,
+    strings and other non-numeric input are refused naming the argument."""
+    want = " or ".join(dict.fromkeys(_KIND_NAMES[k] for k in kinds))
+    fix = fix or f"pass an array of {want}"
+    if isinstance(value, str | bytes) or value is None:
+        raise _fail(owner, name, value, f"must be an array of {want}", fix)
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged lists
+        raise _fail(owner, name, _Shown(type(value).__name__),
+                    f"is not a rectangular array ({e})", fix) from None
+    shown = _Shown(f"array(shape={a.shape}, dtype={a.dtype})")
+    if a.dtype.kind not in kinds:
+        raise _fail(owner, name, shown,
+                    f"holds {_KIND_NAMES.get(a.dtype.kind, a.dtype.kind)}, not {want}", fix)
+    if ndim is not None and a.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        dims = " or ".join(str(n) for n in (ndim if isinstance(ndim, tuple) else (ndim,)))
+        raise _fail(owner, name, shown, f"has {a.ndim} dimensions, not {dims}", fix)
+    return a if dtype is None else a.astype(dtype)
+
+
+class MissingPathError(FileNotFoundError, ValueError):
+    """A path that does not exist: a ValueError naming the argument (as every check raises) and
+    still a FileNotFoundError for code that catches that."""
+
+
+def path(owner: str, name: str, value, *, kind: str = "file", fix: str = "") -> Path:
+    """``value`` (a ``str`` or ``os.PathLike``, not empty) as a :class:`~pathlib.Path`, checked
+    before any work:
+
+    * ``kind='file'``: an existing file (not a folder); a missing one raises
+      :class:`MissingPathError`;
+    * ``kind='folder'``: an existing folder or none at all (it will be created), not a file;
+    * ``kind='new_file'``: a file to write: not a folder, in a folder that exists.
+    """
+    if kind not in ("file", "folder", "new_file"):
+        raise AssertionError(kind)
+    if not isinstance(value, str | os.PathLike) or isinstance(value, bytes):
+        raise _fail(owner, name, value, f"must be a path (got {type(value).__name__})",
+                    fix or "pass a str or pathlib.Path")
+    p = Path(value)
+    shown = str(p)
+    if isinstance(value, str) and not value:
+        raise _fail(owner, name, value, "is an empty path", fix or "pass a file or folder name")
+    if kind == "file":
+        if p.is_dir():
+            raise _fail(owner, name, shown, "is a folder, not a file", fix or "pass a file path")
+        if not p.is_file():
+            raise MissingPathError(f"{label(owner, name, shown)}: does not exist; "
+                                   f"{fix or 'pass the path of an existing file'}")
+    elif kind == "folder":
+        if p.exists() and not p.is_dir():
+            raise _fail(owner, name, shown, "is a file, not a folder",
+                        fix or "pass a folder (it is created if missing)")
+    else:
+        if p.is_dir():
+            raise _fail(owner, name, shown, "is a folder, not a file",
+                        fix or f"pass a file path inside it, e.g. {str(p / 'out')!r}")
+        parent = p.parent
+        if not parent.is_dir():
+            why = "is a file, not a folder" if parent.exists() else "does not exist"
+            raise _fail(owner, name, shown, f"its folder {str(parent)!r} {why}",
+                        fix or "create the folder first or pass a path in an existing folder")
+    return p

@@ -54,14 +54,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import checks
 from .mapping import Mapping
 from .models import ModelSpec, Role
-from .routing import RoutingSpec
+from .routing import MAX_RESULT_VALUES, RoutingSpec
+from .routing import _as_spec as _routing_spec
+from .routing import _check_model as _check_moe_model
 from .routing import expert_probs as _routing_expert_probs
 from .routing import moe_layer_keys as _moe_layer_keys
 from .simulator import Workload
@@ -120,16 +122,51 @@ class SetDistribution:
     probs: np.ndarray | None = None
     """(n_sets,) probability of each set."""
 
+    def __post_init__(self) -> None:
+        o = "SetDistribution"
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        set_("n_experts", _check_e(self.n_experts, o))
+        set_("top_k", _check_k(self.n_experts, self.top_k, o))
+        set_("uniform", checks.boolean(o, "uniform", self.uniform))
+        if self.uniform:
+            if self.sets is not None or self.probs is not None:
+                raise ValueError("SetDistribution(uniform=True): leave sets and probs None; "
+                                 "every k-subset is equally likely")
+            return
+        fix = "pass sets (n_sets, k) of expert ids with probs (n_sets,) summing to 1 (or use " \
+              "conflicts.set_distribution)"
+        sets = checks.array(o, "sets", self.sets, kinds="iu", ndim=2, fix=fix)
+        probs = checks.array(o, "probs", self.probs, ndim=1, dtype=float, fix=fix)
+        if sets.shape[1] != self.top_k or sets.shape[0] != probs.shape[0] or not len(probs):
+            raise ValueError(f"SetDistribution(sets shape {sets.shape}, probs shape "
+                             f"{probs.shape}, top_k={self.top_k}): need one row of top_k "
+                             f"experts per probability; {fix}")
+        if sets.min() < 0 or sets.max() >= self.n_experts:
+            raise ValueError(f"SetDistribution.sets: expert ids must be in 0..{self.n_experts - 1}"
+                             f"; {fix}")
+        if not np.all(np.isfinite(probs)) or probs.min() < 0 \
+                or not math.isclose(float(probs.sum()), 1.0, abs_tol=_SUM_ATOL):
+            raise ValueError(f"SetDistribution.probs: must be non-negative and sum to 1; {fix}")
+        set_("sets", sets.astype(np.int64, copy=False))
+        set_("probs", probs)
 
-def _check_k(n_experts: int, top_k) -> int:
-    if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) \
-            or not 1 <= top_k <= n_experts:
-        raise ValueError(f"top_k={top_k!r}: must be an integer in 1..n_experts={n_experts}")
+
+def _check_e(n_experts, owner: str = "") -> int:
+    return checks.integer(owner, "n_experts", n_experts, minimum=1, maximum=MAX_RESULT_VALUES,
+                          fix="pass the model's number of experts")
+
+
+def _check_k(n_experts: int, top_k, owner: str = "") -> int:
+    if not checks._is_int(top_k) or not 1 <= top_k <= n_experts:
+        raise ValueError(f"{checks.label(owner, 'top_k', top_k)}: must be an integer in "
+                         f"1..n_experts={n_experts}")
     return int(top_k)
 
 
 def _check_probs(expert_probs, top_k) -> np.ndarray:
-    p = np.asarray(expert_probs, dtype=float)
+    p = checks.array("", "expert_probs", expert_probs, dtype=float,
+                     fix="pass a probability vector over the experts, e.g. "
+                         "routing.expert_probs(model, spec, layer)")
     if p.ndim != 1 or p.size < 1 or not np.all(np.isfinite(p)) or np.any(p < 0) \
             or not math.isclose(float(p.sum()), 1.0, abs_tol=_SUM_ATOL):
         raise ValueError(f"expert_probs={_short(p)}: must be a probability vector over the "
@@ -156,10 +193,8 @@ def set_distribution(n_experts: int, top_k: int, expert_probs=None,
     :data:`~aimoe_lib.conflicts.MAX_TERMS` terms to enumerate (e.g. E = 64, k = 8): use uniform
     routing, k <= 4, or :func:`~aimoe_lib.mapping.expected_conflicts` instead.
     """
-    if not isinstance(n_experts, numbers.Integral) or isinstance(n_experts, bool) \
-            or n_experts < 1:
-        raise ValueError(f"n_experts={n_experts!r}: must be an integer >= 1")
-    e, k = int(n_experts), _check_k(int(n_experts), top_k)
+    e = _check_e(n_experts)
+    k = _check_k(e, top_k)
     if pair_density is not None:
         if expert_probs is not None:
             raise ValueError("pass expert_probs= or pair_density=, not both: a pair density "
@@ -200,7 +235,8 @@ def _pair_law(e: int, k: int, pair_density) -> SetDistribution:
     if k != 2:
         raise ValueError(f"pair_density= fixes the law of expert pairs, which is the whole law of "
                          f"a token's set only for top_k=2 (got top_k={k}); use expert_probs=")
-    c = np.asarray(pair_density, dtype=float)
+    c = checks.array("", "pair_density", pair_density, dtype=float,
+                     fix="pass an (E, E) pair density, e.g. routing.coactivation_density(...)[0]")
     if c.shape != (e, e):
         raise ValueError(f"pair_density has shape {c.shape}; expected ({e}, {e}) (one layer)")
     if not np.all(np.isfinite(c)) or c.min() < 0 \
@@ -217,6 +253,8 @@ def _pair_law(e: int, k: int, pair_density) -> SetDistribution:
 
 def inclusion_probs(dist: SetDistribution) -> np.ndarray:
     """pi_e: probability that expert e is among a token's k experts (length E, sums to k)."""
+    checks.instance("inclusion_probs()", "dist", dist, SetDistribution,
+                    fix="pass a conflicts.set_distribution(...)")
     if dist.uniform:
         return np.full(dist.n_experts, dist.top_k / dist.n_experts)
     pi = np.zeros(dist.n_experts)
@@ -226,8 +264,14 @@ def inclusion_probs(dist: SetDistribution) -> np.ndarray:
 
 def miss_probability(dist: SetDistribution, members) -> np.ndarray:
     """P(a token's k experts avoid every expert of S), for each row S of the boolean matrix
-    ``members`` (n_sets, E). A row with no expert gives 1."""
-    m = np.atleast_2d(np.asarray(members, dtype=bool))
+    ``members`` (n_sets, E) (booleans, or 0 / 1). A row with no expert gives 1."""
+    checks.instance("miss_probability()", "dist", dist, SetDistribution,
+                    fix="pass a conflicts.set_distribution(...)")
+    fix = "pass a boolean matrix (n_sets, n_experts): True where the set holds the expert"
+    m = checks.array("miss_probability()", "members", members, kinds="biu", ndim=(1, 2), fix=fix)
+    if m.dtype.kind != "b" and not np.isin(m, (0, 1)).all():
+        raise ValueError(f"miss_probability(members=...): holds values other than 0 and 1; {fix}")
+    m = np.atleast_2d(m.astype(bool))
     if m.shape[1] != dist.n_experts:
         raise ValueError(f"members has {m.shape[1]} columns; expected n_experts="
                          f"{dist.n_experts} (one per expert)")
@@ -248,9 +292,13 @@ def layer_probs(model: ModelSpec, spec="uniform", seed: int = 0):
     popularity permutation, as :func:`~aimoe_lib.routing.route` draws) and ``trace`` (the
     recorded load / k; an approximation for k > 1). ``coactivation`` raises ValueError: pass its
     density as ``pair_density=``."""
-    rs = spec if isinstance(spec, RoutingSpec) else RoutingSpec(kind=spec)
+    checks.instance("layer_probs()", "model", model, ModelSpec,
+                    fix="pass a models.ModelSpec (e.g. zoo.get(name))")
+    rs = _routing_spec(spec)
+    seed = checks.seed("layer_probs()", "seed", seed)
     if rs.kind == "uniform" or (rs.kind == "zipf" and rs.zipf_s == 0.0):
-        return None
+        return None  # also for a dense model: nothing to weight
+    _check_moe_model(model)  # a dense model has no experts to weight
     if rs.kind == "coactivation":
         raise ValueError("layer_probs: a coactivation spec is a pair law, not per-expert "
                          "probabilities; pass pair_density=spec.coactivation instead")
@@ -327,9 +375,13 @@ def expected_intra_token_conflicts(mapping: Mapping, expert_probs=None, *, pair_
         raise ValueError(f"count={count!r}: choose 'blocks' (waiting tier MVMs, as "
                          "mapping.expected_conflicts) or 'starts' (waiting operations per tile, "
                          "as the simulator's tile conflicts)")
-    stages = (stages,) if isinstance(stages, str) else tuple(stages)
-    if not stages or any(s not in STAGES for s in stages):
-        raise ValueError(f"stages={stages!r}: choose from {STAGES} (gate/up MVMs, down MVMs)")
+    if isinstance(stages, str):
+        stages = (stages,)
+    if not isinstance(stages, list | tuple | set | frozenset) or not stages \
+            or any(s not in STAGES for s in stages):
+        raise ValueError(f"stages={stages!r}: choose from {STAGES} (gate/up MVMs, down MVMs), "
+                         "e.g. stages=('up',)")
+    stages = tuple(stages)
     laws = _layer_laws(model, expert_probs, pair_density)
     out = []
     for glayer, law in zip(_global_layers(model), laws, strict=True):
@@ -357,6 +409,11 @@ def stacked_conflicts(model: ModelSpec, tier_rows: int = 512, tier_cols: int = 5
     ``moe_stacked`` mapping whose experts fit one block per slab tile (blocks per expert <=
     tiles), whatever the routing: every slab tile holds one block of every expert, so the k
     chosen experts meet on each of the expert's tiles."""
+    checks.instance("stacked_conflicts()", "model", model, ModelSpec,
+                    fix="pass a models.ModelSpec (e.g. zoo.get(name))")
+    tier_rows, tier_cols = (checks.integer("stacked_conflicts()", n, v, minimum=1,
+                                           maximum=checks.INT32_MAX, fix="pass the tier shape")
+                            for n, v in (("tier_rows", tier_rows), ("tier_cols", tier_cols)))
     if not model.is_moe:
         raise ValueError(f"{model.name} is dense: it has no experts to stack")
     mats = [m for m in model.matrices() if m.is_routed_expert and m.expert == 0
@@ -392,6 +449,9 @@ def expected_tile_busy_ns(mapping: Mapping, expert_probs=None, *, pair_density=N
         raise TypeError(f"mapping must be a Mapping (mapping.map_model), got "
                         f"{type(mapping).__name__}")
     model, n_tiles = mapping.model, mapping.chip.n_tiles
+    if not model.is_moe and (expert_probs is not None or pair_density is not None):
+        raise ValueError(f"{model.name} is dense: it has no experts, so expert_probs= and "
+                         "pair_density= do not apply; leave them None")
     lat = mapping.chip.cost.tier_mvm_latency_ns
     bm = mapping.block_matrix
     weight = np.ones(len(mapping.matrices))
@@ -438,10 +498,10 @@ def tpot_asymptote_ns(mapping: Mapping, batch: int, tpot_alone_ns: float, expert
     With expected loads standing for realised ones it is an estimate, not a strict bound; the
     waiting it implies per output token is the returned value minus ``tpot_alone_ns``.
     """
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise ValueError(f"batch={batch!r}: must be an integer >= 1 (sequences in flight)")
-    if not (isinstance(tpot_alone_ns, numbers.Real) and tpot_alone_ns > 0):
-        raise ValueError(f"tpot_alone_ns={tpot_alone_ns!r}: must be > 0 (the time per output "
-                         "token of one sequence alone, e.g. from a batch-1 simulation)")
+    batch = checks.integer("", "batch", batch, minimum=1,
+                           fix="the sequences in flight: an integer >= 1")
+    tpot_alone_ns = checks.real("", "tpot_alone_ns", tpot_alone_ns, minimum=0, strict=True,
+                                fix="the time per output token of one sequence alone (> 0), "
+                                    "e.g. from a batch-1 simulation")
     load = expected_tile_busy_ns(mapping, expert_probs, pair_density=pair_density)
     return max(float(tpot_alone_ns), batch * load.decode_pass_ns)

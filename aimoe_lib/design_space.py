@@ -23,13 +23,15 @@ import argparse
 import dataclasses
 import json
 import math
+import numbers
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from . import experiments, hardware, sweep, zoo
-from .mapping import fitting_chip
+from . import checks, experiments, hardware, sweep, zoo
+from .mapping import DIGITAL_PARTS, fitting_chip
 from .models import ModelSpec
 from .routing import RoutingSpec
 from .shipped import data_path
@@ -84,8 +86,20 @@ def design_space_points(models=None, tiers=TIERS, tier_sizes=TIER_SIZES, batches
     """Every model on chips of each tier count and tier shape (just enough tiles, digital units
     provisioned per layer: :func:`~aimoe_lib.mapping.fitting_chip`), each strategy that applies
     (dense: ``in_order``; MoE: ``in_order``, ``balanced`` and, with more than one tier per tile,
-    ``moe_stacked``), at each batch size. Labels: model|T<tiers>|<size>|strategy|b<batch>."""
-    models = design_space_models() if models is None else list(models)
+    ``moe_stacked``), at each batch size. Labels: model|T<tiers>|<size>|strategy|b<batch>.
+    Each of ``models``, ``tiers``, ``tier_sizes`` and ``batches`` is a non-empty list."""
+    o = "design_space_points()"
+    if models is None:
+        models = design_space_models()
+    else:
+        models = checks.items(o, "models", models, fix="pass a list of models.ModelSpec")
+        for m in models:
+            checks.instance(o, "models", m, ModelSpec, fix="pass a list of models.ModelSpec")
+    tiers = checks.items(o, "tiers", tiers, fix="pass a list of tier counts, e.g. (1, 8, 64)")
+    tier_sizes = checks.items(o, "tier_sizes", tier_sizes,
+                              fix="pass a list of tier sizes, e.g. (256, 512)")
+    batches = checks.items(o, "batches", batches, fix="pass a list of batch sizes, e.g. (8, 64)")
+    checks.instance(o, "workload", workload, Workload, fix="pass a simulator.Workload")
     pts = []
     for spec in models:
         for t in tiers:
@@ -103,9 +117,12 @@ def design_space_points(models=None, tiers=TIERS, tier_sizes=TIER_SIZES, batches
 def run(out: Path | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
         progress: bool = True) -> Path:
     """Run :func:`design_space_points` with :func:`~aimoe_lib.sweep.sweep` (cached in
-    ``cache_dir``) and write data/design_space.json."""
+    ``cache_dir``) and write data/design_space.json. ``out`` is checked before the sweep runs."""
+    out = checks.path("run()", "out", experiments.DATA_DIR / "design_space.json"
+                      if out is None else out, kind="new_file",
+                      fix="pass a .json file path in an existing folder")
+    progress = checks.boolean("run()", "progress", progress)
     rows = sweep.sweep(design_space_points(), cache_dir=cache_dir, progress=progress)
-    out = out or experiments.DATA_DIR / "design_space.json"
     out.write_text(json.dumps({"experiment": "design_space",
                                "command": "python -m aimoe_lib.design_space",
                                "objectives": OBJECTIVES, "rows": rows}, indent=0))
@@ -115,21 +132,39 @@ def run(out: Path | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
 def load(path: Path | None = None) -> list[dict]:
     """Rows of the shipped sweep (data/design_space.json, read with
     :func:`~aimoe_lib.shipped.data_path`), with :func:`with_derived` columns."""
-    path = path or data_path("design_space.json")
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: regenerate it with "
-                                "python -m aimoe_lib.design_space")
-    return with_derived(json.loads(path.read_text())["rows"])
+    fix = "regenerate it with python -m aimoe_lib.design_space"
+    path = checks.path("load()", "path", data_path("design_space.json") if path is None else path,
+                       kind="file", fix=fix)  # missing: MissingPathError, a FileNotFoundError
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        if not isinstance(rows, list):
+            raise TypeError(f"'rows' is a {type(rows).__name__}, not a list")
+        return with_derived(rows)
+    except (ValueError, TypeError, KeyError) as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"load(path={str(path)!r}): not a design-space sweep file "
+                         f"({type(e).__name__}: {e}); {fix}") from None
 
 
 def with_derived(rows: list[dict]) -> list[dict]:
     """Copies of ``rows`` with ``generated_tokens``, ``energy_dynamic_per_token_pj`` (energy
     without the passive part, per generated token) and ``conflicts_per_token`` added (rows
     that did not map are copied unchanged)."""
+    fix = "pass rows of sweep.sweep(...) or sweep.run_point(...)"
+    rows = checks.items("with_derived()", "rows", rows, nonempty=False, fix=fix)
     out = []
-    for r in rows:
+    for i, r in enumerate(rows):
+        checks.instance("with_derived()", f"rows[{i}]", r, Mapping, fix=fix)
         r = dict(r)
         if not r.get("error"):
+            need = ("batch", "gen_len", "energy_pj", "energy_passive_pj", "tile_conflicts")
+            missing = [k for k in need if k not in r]
+            if missing:
+                raise ValueError(f"with_derived(rows[{i}]): a row without error lacks "
+                                 f"{', '.join(missing)}; {fix}")
+            for k in need:
+                checks.real("with_derived()", f"rows[{i}][{k!r}]", r[k], minimum=0, fix=fix)
+            for k in ("batch", "gen_len"):
+                checks.integer("with_derived()", f"rows[{i}][{k!r}]", r[k], minimum=1, fix=fix)
             n = r["batch"] * r["gen_len"]
             r["generated_tokens"] = n
             r["energy_dynamic_per_token_pj"] = (r["energy_pj"] - r["energy_passive_pj"]) / n
@@ -140,9 +175,15 @@ def with_derived(rows: list[dict]) -> list[dict]:
 
 # ============================================================================ Pareto fronts
 def _senses(objectives) -> list[tuple[str, float]]:
-    items = objectives.items() if isinstance(objectives, dict) else objectives
+    fix = "pass {column: 'min' or 'max'} or (column, sense) pairs, e.g. {'tokens_per_s': 'max'}"
+    items = objectives.items() if isinstance(objectives, Mapping) else checks.items(
+        "pareto_front()", "objectives", objectives, nonempty=False, fix=fix)
     out = []
-    for name, sense in items:
+    for pair in items:
+        if isinstance(pair, str) or not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ValueError(f"pareto_front(objectives=...): {pair!r} is not a (column, sense) "
+                             f"pair; {fix}")
+        name, sense = pair
         if sense not in ("min", "max"):
             raise ValueError(f"pareto_front: objective {name!r} has sense {sense!r}; use 'min' "
                              "or 'max'")
@@ -153,10 +194,27 @@ def _senses(objectives) -> list[tuple[str, float]]:
     return out
 
 
+def _finite_number(v) -> bool:
+    """A real number (not a bool) that is finite as a float."""
+    if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
 def dominates(a, b) -> bool:
     """True when cost vector ``a`` (lower is better in every entry) dominates ``b``: no worse in
-    any entry and better in at least one."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
+    any entry and better in at least one. Both are non-empty 1-D vectors of the same length,
+    without NaN."""
+    fix = "pass two cost vectors of the same length (lower is better)"
+    a = checks.array("dominates()", "a", a, ndim=1, dtype=float, fix=fix)
+    b = checks.array("dominates()", "b", b, ndim=1, dtype=float, fix=fix)
+    if a.size == 0 or a.shape != b.shape:
+        raise ValueError(f"dominates(a, b): a has {a.size} entries and b {b.size}; {fix}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError(f"dominates(a, b): a cost is NaN; {fix}")
     return bool(np.all(a <= b) and np.any(a < b))
 
 
@@ -169,13 +227,15 @@ def pareto_front(rows, objectives=OBJECTIVES) -> list[dict]:
     kept. Rows with an ``error`` or a missing or non-finite objective value take no part.
     """
     senses = _senses(objectives)
-    rows = list(rows)
+    fix = "pass rows of sweep.sweep(...) (dicts)"
+    rows = checks.items("pareto_front()", "rows", rows, nonempty=False, fix=fix)
     valid, costs = [], []
-    for r in rows:
+    for i, r in enumerate(rows):
+        checks.instance("pareto_front()", f"rows[{i}]", r, Mapping, fix=fix)
         if r.get("error"):
             continue
         vals = [r.get(name) for name, _ in senses]
-        if any(v is None or isinstance(v, (bool, str)) or not math.isfinite(v) for v in vals):
+        if not all(_finite_number(v) for v in vals):  # missing, text, nan: no part
             continue
         valid.append(r)
         costs.append([s * v for (_, s), v in zip(senses, vals)])
@@ -213,7 +273,17 @@ def custom_model(d_model: int = 1024, n_layers: int = 12, n_heads: int = 16, d_f
                  n_experts: int = 0, top_k: int = 1, vocab_size: int = 32000,
                  ffn: str = "gelu") -> ModelSpec:
     """A GPT-style model of your sizes (LayerNorm, no biases); ``n_experts`` >= 2 makes every FFN
-    an MoE of experts ``d_ff`` wide, top-``top_k`` routed."""
+    an MoE of experts ``d_ff`` wide, top-``top_k`` routed (0 is dense; 1 expert is refused).
+    A ``top_k`` above ``n_experts`` is lowered to ``n_experts`` (the playground's sliders move
+    independently); ``top_k`` is unused by a dense model but must still be an integer >= 1."""
+    o = "custom_model()"
+    n_experts = checks.integer(o, "n_experts", n_experts, minimum=0, maximum=checks.INT32_MAX,
+                               fix="pass 0 for a dense model or >= 2 experts")
+    if n_experts == 1:
+        raise ValueError("custom_model(n_experts=1): one expert is no mixture; pass 0 for a "
+                         "dense model or >= 2 experts")
+    top_k = checks.integer(o, "top_k", top_k, minimum=1, maximum=checks.INT32_MAX,
+                           fix="pass the experts each token uses (>= 1)")
     moe = n_experts >= 2
     return ModelSpec(name="custom-moe" if moe else "custom-dense", d_model=d_model,
                      n_layers=n_layers, n_heads=n_heads, d_ff=d_ff, vocab_size=vocab_size, ffn=ffn,
@@ -241,7 +311,10 @@ def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = "paper", 
     spec = model_preset(model) if isinstance(model, str) else model
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"build_point(model={model!r}): give a model name or a ModelSpec")
-    digital = tuple(digital)
+    digital = checks.names("build_point()", "digital", digital, DIGITAL_PARTS)
+    provision = checks.boolean("build_point()", "provision", provision)
+    zipf_s = checks.real("build_point()", "zipf_s", zipf_s, minimum=0,
+                         fix="use 0 for uniform routing, about 1 for a classic Zipf law")
     overrides = {k: v for k, v in (("mvm_latency_ns", mvm_latency_ns),
                                    ("mvm_energy_pj", mvm_energy_pj),
                                    ("unit_passive_power_w", unit_passive_power_w),
@@ -264,6 +337,16 @@ def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = "paper", 
 
 def format_result(row: dict) -> str:
     """A few readable lines of a :func:`~aimoe_lib.sweep.run_point` row."""
+    checks.instance("format_result()", "row", row, Mapping,
+                    fix="pass a row of sweep.run_point(...)")
+    try:
+        return _format_result(row)
+    except KeyError as e:
+        raise ValueError(f"format_result(row): the row lacks the column {e.args[0]!r}; pass a "
+                         "row of sweep.run_point(...)") from None
+
+
+def _format_result(row) -> str:
     head = (f"{row['model']} ({row['total_params'] / 1e9:.3f}B total, "
             f"{row['active_params'] / 1e9:.3f}B active) on {row['chip']}: {row['n_tiles']:,} tiles "
             f"x {row['n_tiers']} tiers of {row['tier_rows']}x{row['tier_cols']}, "
@@ -394,7 +477,14 @@ def to_python(point: sweep.Point) -> str:
 
 
 # ============================================================================ command line
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Command line; ``argv`` is the list of arguments (None: ``sys.argv[1:]``)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if isinstance(argv, str) or not isinstance(argv, list | tuple) \
+            or not all(isinstance(a, str) for a in argv):
+        raise ValueError(f"main(argv={argv!r}): pass a list of argument strings, e.g. "
+                         "['--no-cache'] (a bare string would be split into letters)")
     ap = argparse.ArgumentParser(prog="python -m aimoe_lib.design_space",
                                  description="Run the design-space sweep of chapter 9 and write "
                                              "data/design_space.json.")

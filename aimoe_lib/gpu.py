@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,13 +165,18 @@ class GPUSpec:
     """Where the numbers come from."""
 
     def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        for f in ("name", "label"):
+            set_(f, checks.string("GPUSpec", f, getattr(self, f), empty=False))
+        for f in ("process", "source"):
+            set_(f, checks.string("GPUSpec", f, getattr(self, f)))
         for f in ("hbm_bandwidth_gb_s", "bf16_tflops", "int8_tops", "memory_gb", "tdp_w",
                   "nvlink_gb_s", "allreduce_bus_gb_s", "allreduce_latency_us", "internode_gb_s",
                   "die_area_mm2"):
-            _check_positive(f"GPUSpec.{f}", getattr(self, f))
-        _check_nonneg("GPUSpec.fp8_tflops", self.fp8_tflops)
+            set_(f, _check_positive(f"GPUSpec.{f}", getattr(self, f)))
+        set_("fp8_tflops", _check_nonneg("GPUSpec.fp8_tflops", self.fp8_tflops))
         for f in ("bw_efficiency", "flop_efficiency"):
-            _check_fraction(f"GPUSpec.{f}", getattr(self, f))
+            set_(f, _check_fraction(f"GPUSpec.{f}", getattr(self, f)))
 
     def peak_tflops(self, compute: str = "bf16") -> float:
         """Dense tensor-core peak for ``compute`` ('bf16', 'fp8' or 'int8'), TFLOP/s (TOP/s)."""
@@ -302,9 +308,22 @@ def _check_compute(compute) -> str:
                          fix=f"choose one of {', '.join(COMPUTE_KINDS)}")
 
 
+def _check_routing(routing):
+    """``routing`` as given when it is a kind name of :data:`aimoe_lib.routing.KINDS` or a
+    RoutingSpec (a name is checked by building its RoutingSpec); ValueError otherwise."""
+    if isinstance(routing, routing_mod.RoutingSpec):
+        return routing
+    if not isinstance(routing, str):
+        raise ValueError(f"routing={routing!r}: must be a routing kind name "
+                         f"({', '.join(routing_mod.KINDS)}) or a routing.RoutingSpec (got "
+                         f"{type(routing).__name__}); e.g. routing='zipf'")
+    return checks.choice("", "routing", routing, routing_mod.KINDS, what="routing kind",
+                         fix=f"use one of {', '.join(routing_mod.KINDS)} or a routing.RoutingSpec")
+
+
 def _as_model(spec) -> ModelSpec:
     if isinstance(spec, str):
-        return zoo.get(spec)
+        spec = zoo._lookup(spec, f"spec={spec!r}").spec
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec or a zoo name, got {type(spec).__name__}")
     if spec.is_encoder_decoder:
@@ -368,7 +387,7 @@ def _param_split(spec: ModelSpec) -> tuple[int, int, int, int]:
 def _inclusion_probs(spec: ModelSpec, routing, seed: int, n_sample: int) -> np.ndarray:
     """Per MoE layer and expert, the probability that one token uses the expert, (n_moe, E)."""
     rs = routing if isinstance(routing, routing_mod.RoutingSpec) else routing_mod.RoutingSpec(
-        kind=str(routing))
+        kind=routing)
     n = rs.trace.shape[0] if rs.kind == "trace" else n_sample
     choices = routing_mod.route(spec, n, rs, seed=seed)
     return routing_mod.expert_load(choices, spec.n_experts)
@@ -388,6 +407,7 @@ def weight_traffic(spec, tokens: float, routing="uniform", seed: int = 0,
     closed form again.
     """
     spec = _as_model(spec)
+    routing = _check_routing(routing)
     tokens = checks.real("", "tokens", tokens, minimum=0, maximum=1e18,
                          fix="pass the tokens of one step (a finite number >= 0)")
     seed = checks.seed("", "seed", seed)
@@ -599,7 +619,8 @@ def fewest_gpus(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len
 
 def _phase_time(nbytes: float, flops: float, comm_s: float, bw: float, fl: float
                 ) -> tuple[np.ndarray, np.ndarray]:
-    t_mem, t_comp = np.asarray(nbytes / bw), np.asarray(flops / fl)
+    with np.errstate(over="ignore"):  # absurd GPUSpec rates: refused by roofline as not finite
+        t_mem, t_comp = np.asarray(nbytes / bw), np.asarray(flops / fl)
     return np.maximum(t_mem, t_comp) + comm_s, t_comp > t_mem
 
 
@@ -637,6 +658,7 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     of a few layers scaled to the whole model, :class:`~aimoe_lib.gpu.MeasuredRow`).
     """
     spec, g = _as_model(spec), get(gpu)
+    routing = _check_routing(routing)
     batch = _check_int("batch", batch, 1)
     prompt_len = _check_int("prompt_len", prompt_len, 1)
     gen_len = _check_int("gen_len", gen_len, 1, MAX_GEN_LEN)
@@ -667,6 +689,11 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
                              f"usable; use n_gpus >= {need} or n_gpus=None")
     bw = n * g.hbm_bandwidth_gb_s * 1e9 * eb
     fl = n * peak * 1e12 * ef
+    if not (0 < bw < math.inf and 0 < fl < math.inf):
+        raise ValueError(f"gpu={g.name!r}: {n} GPUs of {g.hbm_bandwidth_gb_s:g} GB/s x "
+                         f"{eb:g} and {peak:g} TFLOP/s x {ef:g} give a rate of {bw:g} B/s and "
+                         f"{fl:g} FLOP/s, not finite positive numbers; give the GPUSpec "
+                         "realistic bandwidth and peak figures")
     L, d = spec.n_layers, spec.d_model
     kv_tok = L * spec.kv_cache_elements_per_token * kv_bytes  # bytes per token, all layers
     att = _attention_flops_per_key(spec) * L                  # FLOPs per (query, key) pair
@@ -690,6 +717,11 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     dec_comm = 2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES)
     t_dec, dec_cb = _phase_time(dec_w + dec_kv, dec_flops, dec_comm, bw, fl)
     decode_time = float(t_dec.sum()) if gen_len > 1 else 0.0
+    if not all(0 < t < math.inf for t in (float(t_pre), float(t_dec.mean()))) \
+            or not math.isfinite(decode_time):
+        raise ValueError(f"gpu={g.name!r}: the roofline times ({float(t_pre):g} s to first token, "
+                         f"{float(t_dec.mean()):g} s per output token) are not finite positive "
+                         "numbers; give the GPUSpec realistic bandwidth and peak figures")
 
     return RooflineResult(
         model=spec.name, gpu=g.label, n_gpus=n, batch=batch, prompt_len=prompt_len,
@@ -711,11 +743,19 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
 def sweep_batches(spec, gpu="h100", batches=(1, 2, 4, 8, 16, 32, 64), **kwargs
                   ) -> tuple[RooflineResult, ...]:
     """:func:`~aimoe_lib.gpu.roofline` at each batch size (other arguments as for
-    :func:`~aimoe_lib.gpu.roofline`)."""
+    :func:`~aimoe_lib.gpu.roofline`). Every batch size is checked before the first roofline."""
+    fix = "give at least one batch size, e.g. batches=(1, 2, 4)"
     if isinstance(batches, str) or not isinstance(batches, Iterable):
-        raise ValueError(f"sweep_batches(batches={batches!r}): must be a sequence of batch sizes, "
-                         "e.g. (1, 2, 4)")
-    return tuple(roofline(spec, gpu, batch=b, **kwargs) for b in batches)
+        raise ValueError(f"sweep_batches(batches={batches!r}): must be a sequence of batch sizes; "
+                         f"{fix}")
+    bs = checks.items("sweep_batches()", "batches", batches, fix=fix)
+    bs = tuple(checks.integer("sweep_batches()", "batches", b, minimum=1,
+                              maximum=checks.INT32_MAX, fix=f"each entry is a batch size; {fix}")
+               for b in bs)
+    if "batch" in kwargs:
+        raise ValueError(f"sweep_batches(batch={kwargs['batch']!r}): the batch sizes come from "
+                         "batches=; pass batches=(...) instead of batch=")
+    return tuple(roofline(spec, gpu, batch=b, **kwargs) for b in bs)
 
 
 # =================================================================================== published data
@@ -763,6 +803,33 @@ class Measurement:
     source: str
     """Where it is published."""
 
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        for f in ("label", "figure", "source"):
+            set_(f, checks.string("Measurement", f, getattr(self, f)))
+        set_("model", checks.string("Measurement", "model", self.model, empty=False))
+        if self.model != "llama-3.3-70b" and self.model.lower() not in zoo._REGISTRY:
+            zoo._lookup(self.model, f"Measurement.model={self.model!r}")  # names the choices
+        set_("gpu", checks.string("Measurement", "gpu", self.gpu, empty=False))
+        if self.gpu not in _PRESETS:
+            try:
+                get(self.gpu)  # an unknown preset is refused here, not at predict()
+            except ValueError as e:
+                raise ValueError(f"Measurement.{e}") from None
+        for f in ("n_gpus", "batch", "prompt_len"):
+            set_(f, checks.integer("Measurement", f, getattr(self, f), minimum=1,
+                                   maximum=checks.INT32_MAX))
+        set_("gen_len", checks.integer("Measurement", "gen_len", self.gen_len, minimum=1,
+                                       maximum=MAX_GEN_LEN))
+        set_("bytes_per_param", checks.real("Measurement", "bytes_per_param",
+                                            self.bytes_per_param, minimum=0, strict=True))
+        checks.choice("Measurement", "compute", self.compute, COMPUTE_KINDS, what="precision")
+        checks.choice("Measurement", "metric", self.metric, ("tpot_s", "ttft_s"), what="metric",
+                      fix="use 'tpot_s' (time per output token) or 'ttft_s' (time to first "
+                          "token)")
+        set_("value", checks.real("Measurement", "value", self.value, minimum=0, strict=True,
+                                  fix="pass the measured time in s (> 0)"))
+
     def spec(self) -> ModelSpec:
         """The ModelSpec of the measured model."""
         if self.model == "llama-3.3-70b":
@@ -771,7 +838,15 @@ class Measurement:
         return zoo.get(self.model)
 
     def predict(self, **overrides) -> float:
-        """The roofline's value of ``metric`` for this setup."""
+        """The roofline's value of ``metric`` for this setup; ``overrides`` are further
+        arguments of :func:`~aimoe_lib.gpu.roofline` (not those the measurement fixes)."""
+        fixed = {"spec", "gpu", "batch", "prompt_len", "gen_len", "n_gpus", "bytes_per_param",
+                 "compute"}
+        for k, v in overrides.items():
+            if k in fixed:
+                raise ValueError(f"Measurement.predict({k}={v!r}): {k} is fixed by the "
+                                 "measurement; override only other roofline arguments (e.g. "
+                                 "bw_efficiency, kv_bytes, routing)")
         r = roofline(self.spec(), self.gpu, batch=self.batch, prompt_len=self.prompt_len,
                      gen_len=self.gen_len, n_gpus=self.n_gpus,
                      bytes_per_param=self.bytes_per_param, compute=self.compute, **overrides)
@@ -818,6 +893,12 @@ class ValidationRow:
     predicted: float
     """Roofline value of the metric, s."""
 
+    def __post_init__(self) -> None:
+        checks.instance("ValidationRow", "measurement", self.measurement, Measurement)
+        object.__setattr__(self, "predicted", checks.real(
+            "ValidationRow", "predicted", self.predicted, minimum=0, strict=True,
+            fix="pass the roofline's time in s (Measurement.predict())"))
+
     @property
     def error(self) -> float:
         """(predicted - measured) / measured: negative when the roofline is faster than measured."""
@@ -827,13 +908,24 @@ class ValidationRow:
 def validation_table(measurements=MEASUREMENTS, **overrides) -> tuple[ValidationRow, ...]:
     """The roofline against each published measurement (``overrides`` go to
     :func:`~aimoe_lib.gpu.roofline`)."""
-    return tuple(ValidationRow(m, m.predict(**overrides)) for m in measurements)
+    ms = checks.items("validation_table()", "measurements", measurements, nonempty=False,
+                      fix="pass a list of gpu.Measurement (default gpu.MEASUREMENTS)")
+    for m in ms:
+        checks.instance("validation_table()", "measurements", m, Measurement,
+                        fix="pass a list of gpu.Measurement (default gpu.MEASUREMENTS)")
+    return tuple(ValidationRow(m, m.predict(**overrides)) for m in ms)
 
 
 def format_validation_table(rows=None) -> str:
     """A plain-text table of :func:`~aimoe_lib.gpu.validation_table`: setup, metric, measured,
     roofline, error."""
-    rows = validation_table() if rows is None else rows
+    if rows is None:
+        rows = validation_table()
+    else:
+        fix = "pass the rows of gpu.validation_table() (or None for the default table)"
+        rows = checks.items("format_validation_table()", "rows", rows, nonempty=False, fix=fix)
+        for r in rows:
+            checks.instance("format_validation_table()", "rows", r, ValidationRow, fix=fix)
     head = f"{'data point':38} {'metric':6} {'measured':>10} {'roofline':>10} {'error':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -885,6 +977,28 @@ class MeasuredRow:
     dry_run: bool
     """True for the CPU dry run (numbers meaningless)."""
 
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        set_("gpu_name", checks.string("MeasuredRow", "gpu_name", self.gpu_name, empty=False))
+        set_("model", checks.string("MeasuredRow", "model", self.model, empty=False))
+        for f in ("batch", "prompt_len", "decode_steps", "layers_run", "layers_model"):
+            set_(f, checks.integer("MeasuredRow", f, getattr(self, f), minimum=1,
+                                   maximum=checks.INT32_MAX))
+        if self.layers_run > self.layers_model:
+            raise ValueError(f"MeasuredRow.layers_run={self.layers_run}: more than "
+                             f"layers_model={self.layers_model}; the harness times at most the "
+                             "model's layers")
+        for f in ("prefill_s_model", "decode_step_s_model"):
+            set_(f, float(checks.real("MeasuredRow", f, getattr(self, f), minimum=0,
+                                      strict=True, fix="pass the measured time in s (> 0)")))
+        for f in ("distinct_experts_per_layer", "avg_power_w"):  # nan: not measured
+            v = getattr(self, f)
+            if not (isinstance(v, float | np.floating) and math.isnan(v)):
+                v = checks.real("MeasuredRow", f, v, minimum=0,
+                                fix="pass a number >= 0, or nan when it was not measured")
+            set_(f, float(v))
+        set_("dry_run", checks.boolean("MeasuredRow", "dry_run", self.dry_run))
+
     def roofline(self, gpu="h100", **kwargs) -> RooflineResult:
         """The roofline of the same workload (the decode steps at this row's contexts) on one GPU
         of preset ``gpu`` whether or not the model fits it (the harness times a few layers on one
@@ -899,29 +1013,54 @@ def _float(v: str) -> float:
     return float(v) if v not in ("", None) else math.nan
 
 
+def _bool(v: str) -> bool:
+    if v not in ("True", "False"):
+        raise ValueError(f"{v!r} is not True or False")
+    return v == "True"
+
+
 def load_measured(path) -> tuple[MeasuredRow, ...]:
-    """Read a CSV written by ``python -m aimoe_lib.gpu_measure`` (see its ``COLUMNS``)."""
+    """Read a CSV written by ``python -m aimoe_lib.gpu_measure`` (see its ``COLUMNS``). A folder,
+    a missing file or a file that is not such a CSV (a bad cell is named by its line and column)
+    raises ValueError naming the path."""
+    fix = "pass the CSV written by python -m aimoe_lib.gpu_measure --out PATH"
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise ValueError(f"load_measured(path={path!r}): must be a path (got "
+                         f"{type(path).__name__}); {fix}")
     path = Path(path)
     if not path.is_file():
         why = "is a folder" if path.is_dir() else "does not exist"
-        raise ValueError(f"load_measured(path={str(path)!r}): {why}; pass the CSV written by "
-                         "python -m aimoe_lib.gpu_measure --out PATH")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"gpu_name", "model", "batch", "prompt_len", "decode_steps", "layers_run",
-                "layers_model", "prefill_s_model", "decode_step_s_model",
-                "distinct_experts_per_layer", "avg_power_w", "dry_run"}
-        missing = need - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"path={str(path)!r}: not a gpu_measure CSV (missing "
-                             f"{', '.join(sorted(missing))}); write it with "
-                             "python -m aimoe_lib.gpu_measure")
-        return tuple(MeasuredRow(
-            gpu_name=r["gpu_name"], model=r["model"], batch=int(r["batch"]),
-            prompt_len=int(r["prompt_len"]), decode_steps=int(r["decode_steps"]),
-            layers_run=int(r["layers_run"]), layers_model=int(r["layers_model"]),
-            prefill_s_model=_float(r["prefill_s_model"]),
-            decode_step_s_model=_float(r["decode_step_s_model"]),
-            distinct_experts_per_layer=_float(r["distinct_experts_per_layer"]),
-            avg_power_w=_float(r["avg_power_w"]), dry_run=r["dry_run"] == "True")
-            for r in reader)
+        err = ValueError if path.is_dir() else checks.MissingPathError
+        raise err(f"load_measured(path={str(path)!r}): {why}; {fix}")
+    parse = {"gpu_name": str, "model": str, "batch": int, "prompt_len": int,
+             "decode_steps": int, "layers_run": int, "layers_model": int,
+             "prefill_s_model": _float, "decode_step_s_model": _float,
+             "distinct_experts_per_layer": _float, "avg_power_w": _float, "dry_run": _bool}
+    rows = []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = set(parse) - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"path={str(path)!r}: not a gpu_measure CSV (missing "
+                                 f"{', '.join(sorted(missing))}); write it with "
+                                 "python -m aimoe_lib.gpu_measure")
+            for r in reader:
+                kw = {}
+                for col, conv in parse.items():
+                    try:
+                        kw[col] = conv(r[col])
+                    except (ValueError, TypeError):
+                        raise ValueError(f"load_measured(path={str(path)!r}): line "
+                                         f"{reader.line_num}, column {col} holds {r[col]!r}, not "
+                                         f"{'a number' if conv is not _bool else 'True/False'}"
+                                         f"; {fix}") from None
+                try:
+                    rows.append(MeasuredRow(**kw))
+                except ValueError as e:
+                    raise ValueError(f"load_measured(path={str(path)!r}): line "
+                                     f"{reader.line_num}: {e}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"load_measured(path={str(path)!r}): not a text CSV ({e}); "
+                         f"{fix}") from None
+    return tuple(rows)

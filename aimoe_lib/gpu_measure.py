@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import zoo
+from . import checks, zoo
 from .models import AttentionKind, ModelSpec, NormKind
 
 __all__ = ["COLUMNS", "MeasureSettings", "tiny_like", "measure", "write_csv", "main"]
@@ -52,8 +52,9 @@ COLUMNS = (
 """Columns of the CSV the harness writes, in order."""
 
 
-class HarnessError(RuntimeError):
-    """A condition the harness reports as a message and exit status, not a traceback."""
+class HarnessError(RuntimeError, ValueError):
+    """A condition the harness reports as a message and exit status, not a traceback. A
+    RuntimeError (as before) and a ValueError (as every refused argument of the library)."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,33 @@ class MeasureSettings:
     seed: int = 0
     """Seed of the random weights and inputs."""
 
+    def __post_init__(self) -> None:
+        """Types and ranges of every field (the model, device and dtype against the machine are
+        checked by :func:`measure`)."""
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        o = "MeasureSettings"
+        set_("model", checks.string(o, "model", self.model, empty=False,
+                                    fix="pass a zoo model name, e.g. 'mixtral-8x7b'"))
+        set_("layers", checks.integer(o, "layers", self.layers, minimum=1,
+                                      maximum=checks.INT32_MAX))
+        fix = "give batch sizes >= 1, e.g. batches=(1, 2, 4, 8)"
+        batches = checks.items(o, "batches", self.batches, fix=fix)
+        set_("batches", tuple(checks.integer(o, "batches", b, minimum=1, maximum=2**20, fix=fix)
+                              for b in batches))
+        for f in ("prompt_len", "decode_steps", "repeats"):
+            set_(f, checks.integer(o, f, getattr(self, f), minimum=1, maximum=2**20))
+        set_("warmup", checks.integer(o, "warmup", self.warmup, minimum=0, maximum=2**20))
+        checks.choice(o, "dtype", self.dtype, ("bfloat16", "float16", "float32"), what="dtype")
+        set_("device", checks.string(o, "device", self.device, empty=False,
+                                     fix="pass 'cuda', 'cuda:N' or 'cpu'"))
+        set_("dry_run", checks.boolean(o, "dry_run", self.dry_run))
+        set_("seed", checks.seed(o, "seed", self.seed))
+
 
 def tiny_like(spec: ModelSpec) -> ModelSpec:
     """A tiny model of the same kind as ``spec`` (dense or MoE, FFN kind, GQA ratio, shared
     experts) for the CPU dry run: d_model 64, 4 query heads, FFN 128, experts of 64."""
+    checks.instance("tiny_like()", "spec", spec, ModelSpec, fix="pass a models.ModelSpec")
     kv = max(1, 4 * spec.n_kv_heads // spec.n_heads)
     while 4 % kv:
         kv -= 1
@@ -293,10 +317,10 @@ def _environment(device) -> dict:
 
 
 def _check_settings(s: MeasureSettings) -> ModelSpec:
-    try:
-        spec = zoo.get(s.model)
-    except KeyError as err:
-        raise HarnessError(str(err.args[0])) from None
+    if not isinstance(s, MeasureSettings):
+        raise ValueError(f"measure(settings={type(s).__name__}): pass a "
+                         "gpu_measure.MeasureSettings")
+    spec = zoo._lookup(s.model, f"MeasureSettings.model={s.model!r}").spec  # ValueError
     if spec.attention is AttentionKind.MLA or spec.is_encoder_decoder:
         raise HarnessError(f"--model {s.model}: the harness builds standard (GQA) attention "
                            "decoder-only layers; MLA and encoder-decoder models are not supported")
@@ -405,9 +429,23 @@ def measure(settings: MeasureSettings) -> list[dict]:
 
 def write_csv(rows: list[dict], path) -> Path:
     """Write ``rows`` with the header :data:`~aimoe_lib.gpu_measure.COLUMNS`; creates the parent
-    directory."""
+    directory. A folder or a file where a folder should be is refused (ValueError)."""
+    fix = "pass the rows of gpu_measure.measure() (dicts over COLUMNS)"
+    rows = checks.items("write_csv()", "rows", rows, nonempty=False, fix=fix)
+    for r in rows:
+        checks.instance("write_csv()", "rows", r, dict, fix=fix)
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes) or path == "":
+        raise ValueError(f"write_csv(path={path!r}): must be a file path (a str or "
+                         "pathlib.Path), e.g. 'data/gpu_h100.csv'")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ValueError(f"write_csv(path={str(path)!r}): is a folder; pass a CSV file path, e.g. "
+                         f"{str(path / 'gpu.csv')!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"write_csv(path={str(path)!r}): its folder cannot be made ({e}); pass "
+                         "a writable CSV path") from e
     with path.open("w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=COLUMNS)
         wr.writeheader()
@@ -470,15 +508,21 @@ def _check_out(out: str | None) -> None:
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 2 a reported problem). The output
     path is checked before anything is measured."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if isinstance(argv, str) or not isinstance(argv, list | tuple) \
+            or not all(isinstance(a, str) for a in argv):
+        raise ValueError(f"main(argv={argv!r}): pass a list of argument strings, e.g. "
+                         "['--device', 'cpu', '--dry-run'] (a bare string would be split into letters)")
     try:
-        settings, out = _parse(argv)
+        settings, out = _parse(list(argv))
         _check_out(out)
         rows = measure(settings)
         if out is None:
             name = rows[0]["gpu_name"].lower().replace(" ", "_") if rows else "unknown"
             out = f"data/gpu_{name}.csv"
         path = write_csv(rows, out)
-    except HarnessError as err:
+    except (HarnessError, ValueError) as err:  # refused settings or machine: a message
         print(f"gpu_measure: {err}", file=sys.stderr)
         return 2
     print(f"gpu_measure: wrote {len(rows)} rows to {path}")

@@ -12,7 +12,6 @@ inputs and produces ``out_features`` outputs.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
@@ -141,6 +140,24 @@ class WeightMatrix:
     """True for the always-active shared experts (DeepSeek, Qwen1.5-MoE)."""
     bias: bool = False
     """Whether a bias vector of length out_features belongs to this matrix (counted in params)."""
+
+    def __post_init__(self) -> None:
+        if (type(self.in_features) is int and type(self.out_features) is int  # fast path
+                and type(self.layer) is int and type(self.expert) is int
+                and self.in_features > 0 and self.out_features > 0
+                and self.layer >= -1 and self.expert >= -1 and type(self.name) is str
+                and type(self.stack) is Stack and type(self.role) is Role
+                and type(self.shared) is bool and type(self.bias) is bool):
+            return
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        checks.string("WeightMatrix", "name", self.name, empty=False)
+        set_("stack", checks.enum("WeightMatrix", "stack", self.stack, Stack))
+        set_("role", checks.enum("WeightMatrix", "role", self.role, Role))
+        for f, lo in (("layer", -1), ("in_features", 1), ("out_features", 1), ("expert", -1)):
+            set_(f, checks.integer("WeightMatrix", f, getattr(self, f), minimum=lo,
+                                   maximum=checks.INT32_MAX))
+        for f in ("shared", "bias"):
+            set_(f, checks.boolean("WeightMatrix", f, getattr(self, f)))
 
     @property
     def params(self) -> int:
@@ -378,11 +395,21 @@ class ModelSpec:
         return self._moe_layers(self.n_layers)
 
     def is_moe_layer(self, layer: int, stack: Stack = Stack.DECODER) -> bool:
-        """Whether ``layer`` of ``stack`` has an MoE FFN (constant time: no list of layers)."""
-        if not isinstance(layer, numbers.Integral) or isinstance(layer, bool):
-            return layer in self._moe_layers(self._n_stack_layers(stack))
+        """Whether ``layer`` (0 .. layers of the stack - 1) of ``stack`` (a :class:`Stack` or
+        ``'encoder'`` / ``'decoder'``) has an MoE FFN, in constant time (no list of layers).
+        A layer outside the stack, a non-integer layer or an unknown stack is refused."""
+        if type(stack) is not Stack:
+            stack = checks.enum("ModelSpec.is_moe_layer()", "stack", stack, Stack)
+        n = self._n_stack_layers(stack)
+        if not n:
+            raise ValueError(f"ModelSpec.is_moe_layer(stack={stack.value!r}): {self.name!r} has "
+                             f"no {stack.value} layers; use stack='decoder'")
+        if type(layer) is not int or not 0 <= layer < n:
+            layer = checks.integer(
+                "ModelSpec.is_moe_layer()", "layer", layer, minimum=0, maximum=n - 1,
+                fix=f"pass a layer index 0..{n - 1} of the {stack.value} stack ({n} layers)")
         fd, every = self.first_dense, self.moe_every
-        return (bool(self.n_experts) and fd <= layer < self._n_stack_layers(stack)
+        return (bool(self.n_experts) and fd <= layer
                 and (layer - fd) % every == every - 1)
 
     @property
@@ -562,6 +589,12 @@ class ModelSpec:
         """A copy with some fields changed (validated again). Fields that were left to their
         derived default (n_kv_heads, head_dim, d_expert, d_shared_expert) are derived again from
         the new values unless given."""
+        fields = [f.name for f in dataclasses.fields(self) if f.init]
+        for k, v in changes.items():
+            if k not in fields:
+                raise ValueError(f"{checks.label('ModelSpec.replace()', k, v)}: unknown field"
+                                 f"{checks._suggest(k, fields)}; change one of the fields "
+                                 f"{', '.join(fields)}")
         for f in self._derived:
             changes.setdefault(f, None)
         return dataclasses.replace(self, **changes)

@@ -38,8 +38,8 @@ with :func:`load_trace`.
 from __future__ import annotations
 
 import hashlib
-import math
 import numbers
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -64,6 +64,7 @@ __all__ = [
     "distinct_experts_expected",
     "save_trace",
     "load_trace",
+    "MAX_RESULT_VALUES",
 ]
 
 KINDS = ("uniform", "zipf", "coactivation", "trace")
@@ -83,6 +84,11 @@ space instead of exponential races; both give the same order."""
 _TRACE_FORMAT = 1
 """Version of the file layout written by :func:`save_trace`."""
 
+MAX_RESULT_VALUES = 2**27
+"""Most values (per-expert probabilities, loads, pair densities) one statistics call returns:
+1 GiB of float64. A larger request (an n_experts of billions) is refused up front instead of
+failing inside numpy."""
+
 
 def _err(field_: str, value, why: str, fix: str) -> ValueError:
     shown = _short(value) if isinstance(value, np.ndarray) else repr(value)
@@ -99,6 +105,8 @@ def moe_layer_keys(model: ModelSpec) -> list[tuple[str, int]]:
     """The MoE layers of ``model`` as ``(stack, layer)`` pairs in routing order: encoder MoE layers
     first (encoder-decoder models), then decoder MoE layers. The index into this list is the
     ``layer`` axis of a routing array (the same order as ``mapping``'s MoE layers)."""
+    checks.instance("moe_layer_keys()", "model", model, ModelSpec,
+                    fix="pass a models.ModelSpec (e.g. zoo.get(name))")
     stacks = (Stack.ENCODER, Stack.DECODER) if model.is_encoder_decoder else (Stack.DECODER,)
     keys = []
     for stack in stacks:
@@ -248,9 +256,13 @@ class RoutingSpec:
 
 def _check_density(c) -> np.ndarray:
     """Model-independent checks of a pair density; returns a read-only float64 copy."""
-    a = np.asarray(c)
-    if not np.issubdtype(a.dtype, np.number) or a.dtype == bool:
-        raise _err("coactivation", a, "must be a numeric array",
+    try:
+        a = np.asarray(c)
+    except (ValueError, TypeError):  # ragged nested lists
+        raise _err("coactivation", c, "is not a rectangular array",
+                   "pass an (E, E) float array") from None
+    if a.dtype.kind not in "iuf":  # no bools, complex numbers (imaginary parts), strings
+        raise _err("coactivation", a, "must be a numeric array of real numbers",
                    "pass an (E, E) float array")
     arr = a.astype(float, copy=True)
     shape = arr.shape
@@ -281,7 +293,11 @@ def _check_density(c) -> np.ndarray:
 
 def _check_choices(choices, what: str) -> np.ndarray:
     """Model-independent checks of a routing array; returns a read-only int32 copy."""
-    a = np.asarray(choices)
+    try:
+        a = np.asarray(choices)
+    except (ValueError, TypeError):  # ragged nested lists
+        raise ValueError(f"{what}: is not a rectangular array; pass (n_tokens, n_moe_layers, "
+                         "top_k) expert ids, the same k for every token and layer") from None
     if a.ndim != 3:
         raise ValueError(f"{what}={_short(a)}: has {a.ndim} dimensions, expected 3; pass "
                          "(n_tokens, n_moe_layers, top_k) expert ids")
@@ -362,15 +378,22 @@ def zipf_probs(n_experts: int, s: float) -> np.ndarray:
     ``permute=False``; :func:`expert_probs` gives the same vector), and the form
     :func:`~aimoe_lib.mapping.expected_conflicts` takes as ``expert_probs``.
     """
-    if (isinstance(n_experts, bool) or not isinstance(n_experts, numbers.Integral)
-            or n_experts < 1):
-        raise ValueError(f"zipf_probs(n_experts={n_experts!r}): must be an integer >= 1; pass "
-                         "the model's n_experts")
-    if (isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s)
-            or s < 0):
-        raise ValueError(f"zipf_probs(s={s!r}): the Zipf exponent must be a finite number >= 0; "
-                         "use 0 for uniform popularity, about 1 for a classic Zipf law")
-    return np.exp(_zipf_log_of_ranks(np.arange(int(n_experts)), float(s)))
+    n_experts = _check_n_experts("zipf_probs()", n_experts, 1)
+    s = checks.real("zipf_probs()", "s", s, minimum=0,
+                    fix="the Zipf exponent: use 0 for uniform popularity, about 1 for a classic "
+                        "Zipf law")
+    return np.exp(_zipf_log_of_ranks(np.arange(n_experts), float(s)))
+
+
+def _check_n_experts(owner: str, n_experts, per_expert: int = 1) -> int:
+    """n_experts as an int >= 1 whose result (``per_expert`` values per expert) stays within
+    :data:`MAX_RESULT_VALUES`."""
+    top = max(1, MAX_RESULT_VALUES // max(per_expert, 1))
+    return checks.integer(owner, "n_experts", n_experts, minimum=1, maximum=top,
+                          fix="pass the model's n_experts" + (
+                              f" (the result would hold {per_expert:,} values per expert, at most "
+                              f"{MAX_RESULT_VALUES:,} in all)" if per_expert > 1 else
+                              f" (at most {top:,})"))
 
 
 def coactivation_from_probs(p) -> np.ndarray:
@@ -383,8 +406,10 @@ def coactivation_from_probs(p) -> np.ndarray:
     which shifts pair probabilities slightly away from the most popular experts. A recorded routing
     trace gives the exact density.
     """
-    p = np.asarray(p, dtype=float)
-    if p.ndim != 1 or p.size < 2 or not np.all(np.isfinite(p)) or np.any(p < 0) \
+    p = checks.array("coactivation_from_probs()", "p", p, ndim=1, dtype=float,
+                     fix="pass a probability vector over the experts, e.g. "
+                         "routing.zipf_probs(n_experts, s)")
+    if p.size < 2 or not np.all(np.isfinite(p)) or np.any(p < 0) \
             or not np.isclose(p.sum(), 1.0):
         raise ValueError("coactivation_from_probs(p): p must be a probability vector over at "
                          "least 2 experts (non-negative, summing to 1)")
@@ -415,16 +440,17 @@ def expert_probs(model: ModelSpec, spec="uniform", layer_index: int = 0,
     """
     spec = _as_spec(spec).validate(model)
     n_moe = len(moe_layer_keys(model))
-    if (not isinstance(layer_index, numbers.Integral) or isinstance(layer_index, bool)
+    if (not isinstance(layer_index, numbers.Integral) or isinstance(layer_index, bool | np.bool_)
             or not 0 <= layer_index < n_moe):
         raise ValueError(f"layer_index={layer_index!r}: {model.name!r} has {n_moe} MoE layers; "
                          f"pass 0..{n_moe - 1} (an index into routing.moe_layer_keys(model))")
+    layer_index = int(layer_index)
     seed = _check_seed(seed)
     e = model.n_experts
     if spec.kind == "uniform":
         return np.full(e, 1.0 / e)
     if spec.kind == "zipf":
-        return np.exp(_zipf_logprobs(e, spec.zipf_s, spec.permute, seed, int(layer_index)))
+        return np.exp(_zipf_logprobs(e, spec.zipf_s, spec.permute, seed, layer_index))
     if spec.kind == "coactivation":
         c = spec.coactivation
         c = c[layer_index] if c.ndim == 3 else c
@@ -565,21 +591,23 @@ def route(model: ModelSpec, n_tokens: int, spec="uniform", seed: int = 0) -> np.
 
 
 # ----------------------------------------------------------------------------- statistics
-def _check_stats_input(choices, n_experts, what="choices") -> np.ndarray:
+def _check_stats_input(choices, n_experts, what="choices", owner="",
+                       per_expert=lambda a: 1) -> tuple[np.ndarray, int]:
+    """(choices as checked int32 array, n_experts as an int); ``per_expert(a)`` is how many
+    result values each expert adds (bounded by :data:`MAX_RESULT_VALUES`)."""
     a = _check_choices(choices, what)
-    if not isinstance(n_experts, numbers.Integral) or isinstance(n_experts, bool) or n_experts < 1:
-        raise ValueError(f"n_experts={n_experts!r}: must be an integer >= 1; pass the model's "
-                         "n_experts")
+    n_experts = _check_n_experts(owner, n_experts, per_expert(a))
     if a.max() >= n_experts:
         raise ValueError(f"{what}={_short(a)}: expert id {int(a.max())} is out of range for "
                          f"n_experts={n_experts}; pass the model's n_experts")
-    return a
+    return a, n_experts
 
 
 def expert_load(choices, n_experts: int) -> np.ndarray:
     """Fraction of tokens routed to each expert, shape ``(n_moe_layers, n_experts)``; each row
     sums to k (every token uses k experts). Uniform routing gives k/E everywhere."""
-    a = _check_stats_input(choices, n_experts)
+    a, n_experts = _check_stats_input(choices, n_experts, owner="",
+                                      per_expert=lambda a: a.shape[1])
     n, n_moe, _ = a.shape
     flat = (a + (np.arange(n_moe) * n_experts)[None, :, None]).ravel()
     counts = np.bincount(flat, minlength=n_moe * n_experts).reshape(n_moe, n_experts)
@@ -592,8 +620,14 @@ def coactivation_density(choices, n_experts: int) -> np.ndarray:
     normalised to sum 1. Symmetric with a zero diagonal: the input :func:`route` and
     ``mapping.map_model(..., 'coactivation', coactivation=...)`` take. k = 1 has no pairs and
     raises ValueError."""
-    a = _check_stats_input(choices, n_experts)
+    a, n_experts = _check_stats_input(choices, n_experts, owner="",
+                                      per_expert=lambda a: a.shape[1])
     n, n_moe, k = a.shape
+    if n_moe * n_experts * n_experts > MAX_RESULT_VALUES:
+        raise ValueError(f"coactivation_density(n_experts={n_experts}): the density would hold "
+                         f"{n_moe} MoE layers x {n_experts}^2 = {n_moe * n_experts**2:,} values, "
+                         f"more than MAX_RESULT_VALUES={MAX_RESULT_VALUES:,}; pass the model's "
+                         "n_experts")
     if k < 2:
         raise ValueError(f"choices={_short(a)}: k=1 expert per token has no pairs of co-selected "
                          "experts; a co-activation density needs top_k >= 2 (use expert_load)")
@@ -615,16 +649,40 @@ def distinct_experts_expected(n_experts: int, top_k: int, batch):
     (1 - k/E)^B. B = 1 gives k; B -> infinity gives E. ``batch`` may be an array or ``np.inf``;
     returns a float (or an array of the shape of ``batch``).
     """
-    for name, v, lo in (("n_experts", n_experts, 1), ("top_k", top_k, 1)):
-        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
-            raise ValueError(f"{name}={v!r}: must be an integer >= {lo}")
+    n_experts = checks.integer("", "n_experts", n_experts, minimum=1, maximum=checks.INT32_MAX,
+                               fix="pass the model's n_experts")
+    top_k = checks.integer("", "top_k", top_k, minimum=1, fix="pass the model's top_k")
     if top_k > n_experts:
-        raise ValueError(f"top_k={top_k!r}: must be <= n_experts={n_experts}")
-    b = np.asarray(batch, dtype=float)
-    if np.any(np.isnan(b)) or np.any(b < 0):
-        raise ValueError(f"batch={batch!r}: must be >= 0 (tokens per batch; np.inf allowed)")
+        raise ValueError(f"top_k={top_k!r}: must be <= n_experts={n_experts}; pass the model's "
+                         "top_k and n_experts")
+    b = _check_batch_sizes(batch)
     out = n_experts * (1.0 - np.power(1.0 - top_k / n_experts, b))
     return float(out) if out.ndim == 0 else out
+
+
+def _check_batch_sizes(batch) -> np.ndarray:
+    """``batch`` of :func:`distinct_experts_expected` as a float array: numbers >= 0 (np.inf
+    allowed), no bools or strings, also inside a list."""
+    def bad(why: str) -> ValueError:
+        shown = _short(batch) if isinstance(batch, np.ndarray) else repr(batch)
+        return ValueError(f"batch={shown}: must be >= 0 (tokens per batch; np.inf allowed){why}; "
+                          "pass a number of tokens or an array of them")
+    if isinstance(batch, str | bytes) or batch is None:
+        raise bad(f" (got {type(batch).__name__})")
+    if isinstance(batch, list | tuple):  # each entry checked: no bools or strings in a list
+        for v in np.asarray(batch, dtype=object).ravel():
+            if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
+                raise bad(f" (it holds {v!r})")
+    try:
+        b = np.asarray(batch)
+    except (ValueError, TypeError):
+        raise bad(" (not a rectangular array)") from None
+    if b.dtype.kind not in "iuf":
+        raise bad(f" (got {type(batch).__name__}" + (f" of {b.dtype}" if b.ndim else "") + ")")
+    b = b.astype(float)
+    if np.any(np.isnan(b)) or np.any(b < 0):
+        raise bad("")
+    return b
 
 
 def distinct_experts(choices, batch: int, n_experts: int | None = None) -> np.ndarray:
@@ -634,9 +692,10 @@ def distinct_experts(choices, batch: int, n_experts: int | None = None) -> np.nd
     a = _check_choices(choices, "choices")
     if n_experts is None:
         n_experts = int(a.max()) + 1
-    a = _check_stats_input(a, n_experts)
-    if not isinstance(batch, numbers.Integral) or isinstance(batch, bool) or batch < 1:
-        raise ValueError(f"batch={batch!r}: must be an integer >= 1 (tokens per batch)")
+    batch = checks.integer("", "batch", batch, minimum=1, fix="pass the tokens per batch")
+    a, n_experts = _check_stats_input(
+        a, n_experts, owner="",
+        per_expert=lambda a: max(1, a.shape[0] // batch) * a.shape[1])
     n, n_moe, k = a.shape
     nb = n // batch
     if nb == 0:
@@ -663,7 +722,10 @@ class Trace(NamedTuple):
 def save_trace(path, choices, model_name) -> Path:
     """Write a routing trace with ``np.savez_compressed``: arrays ``choices`` (int16/int32),
     ``model_name`` and ``format``. ``model_name`` may be a ModelSpec (its name is stored and the
-    trace is checked against it). Returns the path written (numpy adds ``.npz`` if missing)."""
+    trace is checked against it). Returns the path written (numpy adds ``.npz`` if missing).
+
+    ``path`` is a file in an existing folder (not a folder itself); what cannot be written is
+    refused with a ValueError naming the path."""
     if isinstance(model_name, ModelSpec):
         model = model_name
         a = _check_choices(choices, "choices")
@@ -674,12 +736,18 @@ def save_trace(path, choices, model_name) -> Path:
     if not isinstance(model_name, str) or not model_name:
         raise ValueError(f"model_name={model_name!r}: must be a non-empty string; pass the name "
                          "of the model the trace was recorded with")
-    dtype = np.int16 if a.max() <= np.iinfo(np.int16).max else np.int32
-    path = Path(path)
+    path = checks.path("save_trace()", "path", path, kind="new_file",
+                       fix="pass a file path such as 'trace.npz' in an existing folder")
     if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
-    np.savez_compressed(path, choices=a.astype(dtype), model_name=np.array(model_name),
-                        format=np.array(_TRACE_FORMAT))
+        path = checks.path("save_trace()", "path", path.with_name(path.name + ".npz"),
+                           kind="new_file", fix="numpy adds .npz to the name; pass a free name")
+    dtype = np.int16 if a.max() <= np.iinfo(np.int16).max else np.int32
+    try:
+        np.savez_compressed(path, choices=a.astype(dtype), model_name=np.array(model_name),
+                            format=np.array(_TRACE_FORMAT))
+    except OSError as e:
+        raise ValueError(f"save_trace(path={str(path)!r}): cannot be written ({e}); pass a "
+                         "writable file path") from e
     return path
 
 
@@ -689,22 +757,59 @@ def load_trace(path, model: ModelSpec | None = None, *, check_name: bool = True)
     With ``model``, the trace must fit it (MoE layers, top_k, expert ids) and, unless
     ``check_name=False``, have been recorded with a model of the same name (case-insensitive).
     Use ``RoutingSpec(kind='trace', trace=load_trace(p, model).choices)`` to replay it.
+
+    A folder, a missing file (:class:`~aimoe_lib.checks.MissingPathError`, also a
+    FileNotFoundError) or a file that is not such a trace raises ValueError naming the path.
     """
-    with np.load(Path(path), allow_pickle=False) as f:
-        missing = {"choices", "model_name"} - set(f.files)
-        if missing:
-            raise ValueError(f"path={str(path)!r}: not a routing trace (missing "
-                             f"{', '.join(sorted(missing))}); write traces with "
-                             "routing.save_trace")
-        fmt = int(f["format"]) if "format" in f.files else _TRACE_FORMAT
-        if fmt > _TRACE_FORMAT:
-            raise ValueError(f"path={str(path)!r}: trace format {fmt} is newer than this library "
-                             f"reads ({_TRACE_FORMAT}); update aimoe_lib")
-        a = _check_choices(f["choices"], "choices")
-        name = str(f["model_name"])
+    path = checks.path("load_trace()", "path", path, kind="file",
+                       fix="pass the .npz file written by routing.save_trace")
+    if model is not None:
+        checks.instance("load_trace()", "model", model, ModelSpec,
+                        fix="pass the models.ModelSpec the trace was recorded with, or None")
+    check_name = checks.boolean("load_trace()", "check_name", check_name)
+    where = f"load_trace(path={str(path)!r})"
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError("a single array (.npy), not an .npz archive of arrays")
+        with f:
+            missing = {"choices", "model_name"} - set(f.files)
+            if missing:
+                raise ValueError(f"missing {', '.join(sorted(missing))}")
+            fmt = _member(f, "format") if "format" in f.files else np.array(_TRACE_FORMAT)
+            if fmt.ndim != 0 or fmt.dtype.kind not in "iu":
+                raise ValueError(f"format is {_short(fmt)}, not a version number")
+            fmt = int(fmt)
+            if fmt > _TRACE_FORMAT:
+                raise _NewerFormat(f"{where}: trace format {fmt} is newer than this library "
+                                   f"reads ({_TRACE_FORMAT}); update aimoe_lib")
+            name = _member(f, "model_name")
+            if name.ndim != 0 or name.dtype.kind != "U":
+                raise ValueError(f"model_name is {_short(name)}, not a name")
+            name = str(name)
+            raw = _member(f, "choices")
+    except _NewerFormat:
+        raise
+    except (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{where}: not a routing trace ({e}); write traces with "
+                         "routing.save_trace") from None
+    a = _check_choices(raw, f"trace {str(path)!r}")
     if model is not None:
         _check_choices_fit(a, model, f"trace {str(path)!r}", _check_model(model))
         if check_name and name.lower() != model.name.lower():
             raise ValueError(f"trace {str(path)!r} was recorded with model_name={name!r}, not "
                              f"{model.name!r}; pass the matching model or check_name=False")
     return Trace(a, name)
+
+
+def _member(f, key: str) -> np.ndarray:
+    """Array ``key`` of an opened .npz; numpy hands back raw bytes for a member that is not an
+    .npy array, refused here."""
+    a = f[key]
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{key} is not an array")
+    return a
+
+
+class _NewerFormat(ValueError):
+    """A trace written by a newer library (passed through load_trace's catch-all)."""

@@ -35,9 +35,11 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,13 +106,24 @@ class Point:
 
 
 def grid(models, chips, strategies=("in_order",), workloads=(Workload(),), **point_kw) -> list[Point]:
-    """Every combination of the given models, chips, strategies and workloads."""
+    """Every combination of the given models, chips, strategies and workloads (each a non-empty
+    list; a single model, chip, strategy name or workload is refused: wrap it in a list)."""
+    seqs = []
     for name, seq in (("models", models), ("chips", chips), ("strategies", strategies),
                       ("workloads", workloads)):
-        if isinstance(seq, (str, ModelSpec, ChipConfig, Workload)) or not len(seq):
-            raise ValueError(f"grid({name}=...): pass a non-empty list")
+        fix = f"pass a non-empty list, e.g. {name}=[...]"
+        if isinstance(seq, (str, ModelSpec, ChipConfig, Workload)):
+            raise ValueError(f"grid({name}=...): is a single {type(seq).__name__}, not a list; "
+                             f"{fix}")
+        seqs.append(checks.items("grid()", name, seq, fix=fix))
+    fields = [f.name for f in dataclasses.fields(Point) if f.name not in
+              ("model", "chip", "strategy", "workload")]
+    for k, v in point_kw.items():
+        if k not in fields:
+            raise ValueError(f"{checks.label('grid()', k, v)}: not a field of sweep.Point"
+                             f"{checks._suggest(k, fields)}; pass one of {', '.join(fields)}")
     return [Point(model=m, chip=c, strategy=s, workload=w, **point_kw)
-            for m, c, s, w in itertools.product(models, chips, strategies, workloads)]
+            for m, c, s, w in itertools.product(*seqs)]
 
 
 # ----------------------------------------------------------------------------- keys
@@ -153,6 +166,10 @@ def _code_hash() -> str:
 def point_key(point: Point, code_hash: str | None = None) -> str:
     """SHA-256 of the point's full configuration and of the code that computes it (the free-text
     ``label`` is not part of the configuration)."""
+    checks.instance("point_key()", "point", point, Point, fix="pass a sweep.Point")
+    if code_hash is not None:
+        checks.string("point_key()", "code_hash", code_hash, empty=False,
+                      fix="pass None (the hash of this library's code) or a hash string")
     conf = _canonical(point)
     conf.pop("label")
     blob = json.dumps({"point": conf, "code": code_hash or _code_hash()},
@@ -226,6 +243,8 @@ def run_point(point: Point, on_error: str = "record") -> dict:
     a row with the message in ``error`` and no result columns (``on_error='record'``), or is
     raised (``on_error='raise'``).
     """
+    checks.instance("run_point()", "point", point, Point,
+                    fix="pass a sweep.Point (sweep.Point(model, chip, ...) or sweep.grid(...))")
     if on_error not in ("record", "raise"):
         raise ValueError(f"run_point(on_error={on_error!r}): use 'record' or 'raise'")
     return _run(point, on_error)[0]
@@ -370,9 +389,15 @@ def sweep(points, *, cache_dir=None, executor: Executor | None = None, progress:
     """
     from tqdm.auto import tqdm
 
-    points = list(points) if not isinstance(points, Point) else [points]
+    if isinstance(points, Point):
+        points = [points]
+    elif isinstance(points, str) or not isinstance(points, Iterable):
+        raise ValueError(f"sweep(points={points!r}): must be a list of sweep.Point; build points "
+                         "with sweep.grid(...)")
+    points = list(points)
     if not points:
         raise ValueError("sweep(points=[]): nothing to run; build points with sweep.grid(...)")
+    progress = checks.boolean("sweep()", "progress", progress)
     bad = [i for i, p in enumerate(points) if not isinstance(p, Point)]
     if bad:
         raise ValueError(f"sweep: points[{bad[0]}] is a {type(points[bad[0]]).__name__}, not a "
@@ -385,6 +410,10 @@ def sweep(points, *, cache_dir=None, executor: Executor | None = None, progress:
                          "client's get_executor())")
     cache = None
     if cache_dir is not None:
+        if not isinstance(cache_dir, str | os.PathLike) or isinstance(cache_dir, bytes) \
+                or cache_dir == "":
+            raise ValueError(f"sweep(cache_dir={cache_dir!r}): must be a folder path (a str or "
+                             "pathlib.Path), or None to run without a cache")
         cache = Path(cache_dir)
         if cache.exists() and not cache.is_dir():
             raise ValueError(f"sweep(cache_dir={str(cache_dir)!r}): exists and is not a directory")
@@ -459,10 +488,19 @@ def _as_completed(futs):
 
 
 def columns(rows: list[dict]) -> dict[str, np.ndarray]:
-    """Rows -> {column: numpy array} (missing values as nan) for plotting."""
+    """Rows -> {column: numpy array} (missing values as nan) for plotting: a float array where
+    every value is a number (or None), else an object array of the values as they are."""
+    fix = "pass the rows of sweep.sweep(...) (a list of dicts)"
+    rows = checks.items("columns()", "rows", rows, nonempty=False, fix=fix)
+    for r in rows:
+        checks.instance("columns()", "rows", r, dict, fix=fix)
     keys = list(dict.fromkeys(k for r in rows for k in r))
     out = {}
     for k in keys:
         vals = [r.get(k, math.nan) for r in rows]
-        out[k] = np.array(vals, dtype=object if any(isinstance(v, str) for v in vals) else float)
+        if all(v is None or isinstance(v, numbers.Real) for v in vals):
+            out[k] = np.array(vals, dtype=float)
+        else:  # text or other values: one object per row (lists are not unpacked)
+            out[k] = np.empty(len(vals), dtype=object)
+            out[k][:] = vals
     return out

@@ -5,17 +5,32 @@ parameter counts its authors published (and the counting convention they used).
 >>> spec = zoo.get("Mixtral-8x7B")          # case-insensitive
 >>> round(spec.total_params / 1e9, 1), round(spec.active_params / 1e9, 1)
 (46.7, 12.9)
+
+An unknown name raises :class:`UnknownModelError`, a ValueError that is also a KeyError (what
+earlier versions raised), naming the value, the closest names and every known one.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Callable
 
+from . import checks
 from .models import ModelSpec
 
-__all__ = ["Convention", "Published", "ZooEntry", "get", "entry", "names", "entries", "families"]
+__all__ = ["Convention", "Published", "ZooEntry", "UnknownModelError", "get", "entry", "names",
+           "entries", "families"]
+
+
+class UnknownModelError(KeyError, ValueError):
+    """A name that is not a zoo preset. A ValueError (as every refused argument) and a KeyError
+    (as a failed lookup, for code written against earlier versions); its text is the plain
+    message (a KeyError alone would print it in quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,11 @@ class Convention:
     """LM head counted (with tied embeddings it is the same matrix, counted once)."""
     label: str
     """How the vendor words it."""
+
+    def __post_init__(self) -> None:
+        for f in ("embedding", "head"):
+            object.__setattr__(self, f, checks.boolean("Convention", f, getattr(self, f)))
+        checks.string("Convention", "label", self.label)
 
 
 ALL = Convention(True, True, "embedding and LM head included")
@@ -53,8 +73,11 @@ class Published:
     def __post_init__(self) -> None:
         if self.quantity not in ("total", "active"):
             raise ValueError(f"Published.quantity={self.quantity!r}: use 'total' or 'active'")
-        if not re.fullmatch(r"\d+(\.\d+)?[KMBT]", self.figure):
+        if not isinstance(self.figure, str) or not re.fullmatch(r"\d+(\.\d+)?[KMBT]", self.figure):
             raise ValueError(f"Published.figure={self.figure!r}: write it as printed, e.g. '46.7B'")
+        checks.instance("Published", "convention", self.convention, Convention,
+                        fix="pass zoo.ALL, zoo.HEAD_ONLY, zoo.NON_EMBEDDING or a Convention")
+        checks.string("Published", "source", self.source)
 
     @property
     def value(self) -> float:
@@ -81,6 +104,8 @@ class Published:
         0 when ``count`` rounds to the printed figure; e.g. 2.4513B against '2.4B' gives
         (2.4513 - 2.45) / 2.4 = 0.05%.
         """
+        count = checks.real("Published.relative_error()", "count", count, minimum=0,
+                            fix="pass a parameter count (e.g. ZooEntry.count(published))")
         lo, hi = self.value - self.half_unit, self.value + self.half_unit
         return max(lo - count, count - hi, 0.0) / self.value
 
@@ -93,6 +118,17 @@ class ZooEntry:
     family: str
     published: tuple[Published, ...]
     notes: str = ""
+
+    def __post_init__(self) -> None:
+        checks.instance("ZooEntry", "spec", self.spec, ModelSpec)
+        checks.string("ZooEntry", "family", self.family, empty=False)
+        pub = checks.items("ZooEntry", "published", self.published, nonempty=False,
+                           fix="pass a tuple of zoo.Published")
+        for p in pub:
+            checks.instance("ZooEntry", "published", p, Published,
+                            fix="pass a tuple of zoo.Published")
+        object.__setattr__(self, "published", pub)
+        checks.string("ZooEntry", "notes", self.notes)
 
     def count(self, p: Published) -> int:
         """Our parameter count in the convention of the published figure ``p``."""
@@ -313,19 +349,41 @@ def names() -> tuple[str, ...]:
     return tuple(_CANONICAL.values())
 
 
-def entry(name: str) -> ZooEntry:
-    """The preset ``name`` (case-insensitive) with its published figures."""
-    key = str(name).lower()
+def _lookup(name, label: str) -> ZooEntry:
+    """The preset ``name``, or :class:`UnknownModelError` whose message starts with ``label``
+    (how the caller names the argument, e.g. ``'zoo.get(name='gpt-5')'``)."""
+    known = ", ".join(names())
+    if not isinstance(name, str):
+        raise UnknownModelError(f"{label}: a zoo model name must be a string (got "
+                                f"{type(name).__name__}); pass one of {known} "
+                                "(case-insensitive)")
+    key = name.lower()
     if key not in _REGISTRY:
-        close = [n for n in names() if key.split("-")[0] in n]
+        family = key.split("-")[0]
+        close = [n for n in names() if family and family in n] \
+            or difflib.get_close_matches(key, names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"zoo: unknown model {name!r}.{hint} Known: {', '.join(names())}")
+        raise UnknownModelError(f"{label}: unknown model.{hint} Known zoo models: {known} "
+                                "(case-insensitive)")
     return _REGISTRY[key]()
 
 
+def entry(name: str) -> ZooEntry:
+    """The preset ``name`` (case-insensitive) with its published figures;
+    :class:`UnknownModelError` (a ValueError and a KeyError) for an unknown name."""
+    return _lookup(name, f"zoo.entry(name={_shown(name)})")
+
+
 def get(name: str) -> ModelSpec:
-    """The ModelSpec of preset ``name`` (case-insensitive)."""
-    return entry(name).spec
+    """The ModelSpec of preset ``name`` (case-insensitive); :class:`UnknownModelError` (a
+    ValueError and a KeyError) for an unknown name."""
+    return _lookup(name, f"zoo.get(name={_shown(name)})").spec
+
+
+def _shown(name) -> str:
+    """``repr`` of a name; a non-string by its type (no long repr of e.g. a ModelSpec)."""
+    return repr(name) if isinstance(name, str | int | float | type(None)) \
+        else f"<{type(name).__name__}>"
 
 
 def entries() -> tuple[ZooEntry, ...]:

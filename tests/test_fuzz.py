@@ -11,16 +11,28 @@ aimoe_lib.checks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimoe_lib import gpu, hardware, mapping, routing
+from aimoe_lib import (
+    conflicts,
+    design_space,
+    gpu,
+    gpu_measure,
+    hardware,
+    mapping,
+    routing,
+    sweep,
+    zoo,
+)
 from aimoe_lib.analog import config as analog_config
 from aimoe_lib.hardware import AreaModel, ChipConfig, CostModel, Dataflow
 from aimoe_lib.models import ModelSpec
@@ -60,10 +72,14 @@ def _meant(kind: str, v):
         return (True, int(v)) if _is_int(v) else (False, None)
     if kind == "int?":
         return (True, None) if v is None else _meant("int", v)
+    if kind == "int|None":  # None kept as None (e.g. an ideal converter)
+        return (True, None) if v is None else _meant("int", v)
     if kind == "real":
         return (True, v) if _is_real(v) and not math.isnan(v) else (False, None)
     if kind == "real?":
         return (True, None) if v is None else _meant("real", v)
+    if kind == "real|nan":  # a number, nan meaning 'not measured'
+        return (True, v) if _is_real(v) else (False, None)
     if kind == "bool":
         return (True, bool(v)) if isinstance(v, bool | np.bool_) else (False, None)
     if kind == "str?":
@@ -78,7 +94,9 @@ def _check_stored(kind: str, given, stored) -> None:
     assert ok, f"{given!r} was accepted for a {kind} argument (stored {stored!r})"
     if kind == "int?" and meant is None:  # None asks for the derived default
         assert type(stored) is int, (given, stored)
-    elif kind in ("int", "int?"):
+    elif kind == "int|None" and meant is None:
+        assert stored is None, (given, stored)
+    elif kind in ("int", "int?", "int|None"):
         assert type(stored) is int and stored == meant, (given, stored)
     elif kind == "bool":
         assert type(stored) is bool and stored is meant, (given, stored)
@@ -86,6 +104,9 @@ def _check_stored(kind: str, given, stored) -> None:
         assert stored.value == meant.lower(), (given, stored)
     elif kind in ("real", "real?") and meant is not None:
         assert stored == meant and not isinstance(stored, bool), (given, stored)
+    elif kind == "real|nan":
+        assert (math.isnan(stored) if math.isnan(meant) else stored == meant), (given, stored)
+        assert not isinstance(stored, bool), (given, stored)
     else:
         assert stored == meant, (given, stored)
 
@@ -513,3 +534,376 @@ def test_fuzz_gpu_fewest_gpus(name, value):
 def test_load_measured_names_a_missing_or_folder_path(tmp_path, make, says):
     with pytest.raises(ValueError, match=f"load_measured\\(path=.*{says}"):
         gpu.load_measured(make(tmp_path))
+
+
+# ------------------------------------------------------------------------- more entry points
+# (issue 15: the public functions of zoo, routing, gpu, gpu_measure, sweep, design_space,
+# conflicts and analog.config, one argument at a time, with the same oracle)
+def _accepted(kind: str, value, what: str) -> None:
+    assert _meant(kind, value)[0], f"{what} accepted {value!r}"
+
+
+def _ints_meant(value) -> bool:
+    """A list/tuple of integers (no bools, no floats), not a bare string or scalar."""
+    return isinstance(value, list | tuple) and len(value) > 0 and all(_is_int(v) for v in value)
+
+
+@FUZZ
+@given(value=ANY)
+def test_fuzz_zoo_get(value):
+    """Only a name of the zoo (any case) is a model; anything else is a ValueError that is still
+    a KeyError (what earlier versions raised)."""
+    try:
+        spec = zoo.get(value)
+    except KeyError as e:
+        assert isinstance(e, ValueError) and "zoo.get(name=" in str(e)
+        assert not str(e).startswith(("'", '"'))  # the message itself, not its repr
+        return
+    assert isinstance(value, str) and value.lower() in zoo.names()
+    assert isinstance(spec, ModelSpec)
+
+
+IS_MOE_ARGS = {"layer": "int", "stack": "enum"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(IS_MOE_ARGS)), value=ANY)
+def test_fuzz_is_moe_layer(name, value):
+    kw = {"layer": 1, "stack": "decoder", name: value}
+    out = _call(TINY.is_moe_layer, kw["layer"], kw["stack"])
+    if out is not None:
+        _accepted(IS_MOE_ARGS[name], value, f"is_moe_layer({name}=)")
+        assert type(out) is bool
+        if name == "layer":
+            assert 0 <= value < TINY.n_layers
+
+
+@FUZZ
+@given(name=st.sampled_from(["active", "embedding", "head"]), value=ANY)
+def test_fuzz_model_params_flags(name, value):
+    out = _call(TINY.params, **{name: value})
+    if out is not None:
+        _accepted("bool", value, f"params({name}=)")
+        assert out == TINY.params(**{name: bool(value)})
+
+
+SMALL_RESULTS = (mock.patch.object(routing, "MAX_RESULT_VALUES", 2**16),
+                 mock.patch.object(conflicts, "MAX_RESULT_VALUES", 2**16))
+"""Result-size caps lowered in the fuzz tests, so that an accepted random n_experts allocates
+little (the caps are what refuses billions of experts)."""
+
+ROUTING_CALLS = {
+    "zipf_probs.n_experts": ("int", lambda v: routing.zipf_probs(v, 1.0)),
+    "zipf_probs.s": ("real", lambda v: routing.zipf_probs(4, v)),
+    "expert_load.n_experts": ("int", lambda v: routing.expert_load(ROUTED, v)),
+    "coactivation_density.n_experts": ("int", lambda v: routing.coactivation_density(ROUTED, v)),
+    "distinct_experts.batch": ("int", lambda v: routing.distinct_experts(ROUTED, v)),
+    "distinct_experts.n_experts": ("int?", lambda v: routing.distinct_experts(ROUTED, 2, v)),
+    "distinct_experts_expected.n_experts": ("int",
+                                            lambda v: routing.distinct_experts_expected(v, 1, 4)),
+    "distinct_experts_expected.top_k": ("int",
+                                        lambda v: routing.distinct_experts_expected(8, v, 4)),
+    "distinct_experts_expected.batch": ("reals",  # a number or a list of numbers
+                                        lambda v: routing.distinct_experts_expected(8, 2, v)),
+    "expert_probs.layer_index": ("int", lambda v: routing.expert_probs(TINY, "zipf", v)),
+    "expert_probs.seed": ("int", lambda v: routing.expert_probs(TINY, "zipf", 0, v)),
+    "coactivation_from_probs.p": ("array", lambda v: routing.coactivation_from_probs(v)),
+    "moe_layer_keys.model": ("model", lambda v: routing.moe_layer_keys(v)),
+    "load_trace.path": ("path", lambda v: routing.load_trace(v)),
+}
+ROUTED = routing.route(TINY, 8)
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(ROUTING_CALLS)), value=ANY)
+def test_fuzz_routing_functions(name, value):
+    kind, call = ROUTING_CALLS[name]
+    with SMALL_RESULTS[0], SMALL_RESULTS[1]:
+        out = _call(call, value)
+    if out is None:
+        return
+    if kind in ("model", "path"):
+        raise AssertionError(f"{name} accepted {value!r}")
+    if kind == "array":  # a list of numbers summing to 1, not a string or a scalar
+        assert isinstance(value, list) and all(_is_real(v) for v in value), value
+        return
+    if kind == "reals":
+        values = value if isinstance(value, list) else [value]
+        assert all(_is_real(v) and v >= 0 for v in values), value  # inf allowed, not nan
+        return
+    _accepted(kind, value, name)
+    if kind == "real":
+        assert not math.isnan(value) and value >= 0
+    if kind == "int":
+        assert value >= 0
+
+
+def test_fuzz_trace_check_name_is_a_bool(tmp_path):
+    path = routing.save_trace(tmp_path / "t.npz", ROUTED, TINY)
+    for value in ("no", 0, 1, None, "False"):
+        with pytest.raises(ValueError, match=r"load_trace\(check_name="):
+            routing.load_trace(path, TINY, check_name=value)
+    assert routing.load_trace(path, TINY, check_name=np.bool_(False)).model_name == "tiny-moe"
+
+
+GPU_FIELDS = {**{f: "real" for f in ("hbm_bandwidth_gb_s", "bf16_tflops", "fp8_tflops", "int8_tops",
+                                     "memory_gb", "tdp_w", "nvlink_gb_s", "allreduce_bus_gb_s",
+                                     "allreduce_latency_us", "internode_gb_s", "die_area_mm2",
+                                     "bw_efficiency", "flop_efficiency")},
+              **{f: "str" for f in ("name", "label", "process", "source")}}
+H100 = {f.name: getattr(gpu.h100(), f.name) for f in dataclasses.fields(gpu.GPUSpec)}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(GPU_FIELDS)), value=ANY)
+def test_fuzz_gpu_spec(name, value):
+    g = _construct(gpu.GPUSpec, H100, name, GPU_FIELDS[name], value)
+    if g is not None:
+        r = _call(gpu.roofline, TINY, g, n_gpus=1, gen_len=2)  # finite times or a refusal
+        if r is not None:
+            assert 0 < r.ttft_s < math.inf and 0 < r.time_per_output_token_s < math.inf
+
+
+TRAFFIC_ARGS = {"tokens": "real", "seed": "int", "n_sample": "int", "routing": "str"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(TRAFFIC_ARGS)), value=ANY)
+def test_fuzz_weight_traffic(name, value):
+    kw = {"tokens": 4, "routing": "uniform", name: value}
+    w = _call(gpu.weight_traffic, TINY, **kw)
+    if w is not None:
+        _accepted(TRAFFIC_ARGS[name], value, f"weight_traffic({name}=)")
+        assert math.isfinite(w.params_read) and type(w.tokens) is float
+        if name == "routing":
+            assert value in routing.KINDS
+
+
+@FUZZ
+@given(value=ANY, wrap=st.booleans())
+def test_fuzz_sweep_batches(value, wrap):
+    batches = [value] if wrap else value
+    out = _call(gpu.sweep_batches, TINY, "h100", batches, n_gpus=1, gen_len=2)
+    if out is not None:
+        assert _ints_meant(batches) and all(b >= 1 for b in batches), batches
+        assert [r.batch for r in out] == [int(b) for b in batches]
+
+
+MEAS = gpu.MEASUREMENTS[0]
+MEAS_FIELDS = {"n_gpus": "int", "batch": "int", "prompt_len": "int", "gen_len": "int",
+               "bytes_per_param": "real", "value": "real", "compute": "str", "metric": "str",
+               "label": "str", "model": "str", "gpu": "str", "figure": "str", "source": "str"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(MEAS_FIELDS)), value=ANY)
+def test_fuzz_measurement(name, value):
+    base = {f.name: getattr(MEAS, f.name) for f in dataclasses.fields(gpu.Measurement)}
+    m = _construct(gpu.Measurement, base, name, MEAS_FIELDS[name], value)
+    if m is not None and name == "value":
+        assert math.isfinite(gpu.ValidationRow(m, 0.01).error)
+
+
+ROW = gpu.MeasuredRow("cpu", "llama-2-7b", 1, 5, 3, 1, 32, 1.0, 0.5, math.nan, math.nan, False)
+ROW_FIELDS = {"gpu_name": "str", "model": "str", "batch": "int", "prompt_len": "int",
+              "decode_steps": "int", "layers_run": "int", "layers_model": "int",
+              "prefill_s_model": "real", "decode_step_s_model": "real",
+              "distinct_experts_per_layer": "real|nan", "avg_power_w": "real|nan",
+              "dry_run": "bool"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(ROW_FIELDS)), value=ANY)
+def test_fuzz_measured_row(name, value):
+    base = {f.name: getattr(ROW, f.name) for f in dataclasses.fields(gpu.MeasuredRow)}
+    _construct(gpu.MeasuredRow, base, name, ROW_FIELDS[name], value)
+
+
+SETTINGS_FIELDS = {"model": "str", "layers": "int", "prompt_len": "int", "decode_steps": "int",
+                   "warmup": "int", "repeats": "int", "dtype": "str", "device": "str",
+                   "dry_run": "bool", "seed": "int"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(SETTINGS_FIELDS) + ["batches"]), value=ANY)
+def test_fuzz_measure_settings(name, value):
+    if name == "batches":
+        s = _call(gpu_measure.MeasureSettings, batches=value)
+        if s is not None:
+            assert _ints_meant(value) and s.batches == tuple(int(b) for b in value)
+        return
+    _construct(gpu_measure.MeasureSettings, {}, name, SETTINGS_FIELDS[name], value)
+
+
+SWEEP_CALLS = {
+    "grid.models": lambda v: sweep.grid(v, [TINY_CHIP]),
+    "grid.strategies": lambda v: sweep.grid([TINY], [TINY_CHIP], v),
+    "run_point.point": lambda v: sweep.run_point(v),
+    "run_point.on_error": lambda v: sweep.run_point(sweep.Point(TINY, TINY_CHIP), v),
+    "point_key.code_hash": lambda v: sweep.point_key(sweep.Point(TINY, TINY_CHIP), v),
+    "columns.rows": lambda v: sweep.columns(v),
+    "sweep.points": lambda v: sweep.sweep(v, progress=False),
+    "sweep.progress": lambda v: sweep.sweep([sweep.Point(TINY, TINY_CHIP)], progress=v),
+    "sweep.cache_dir": lambda v: sweep.sweep([sweep.Point(TINY, TINY_CHIP)], progress=False,
+                                             cache_dir=v if not isinstance(v, str) else None),
+}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(SWEEP_CALLS)), value=ANY)
+def test_fuzz_sweep_functions(name, value):
+    out = _call(SWEEP_CALLS[name], value)
+    if out is None:
+        return
+    if name in ("grid.models", "run_point.point", "sweep.points", "sweep.cache_dir"):
+        raise AssertionError(f"{name} accepted {value!r}")  # ANY holds no model, point or path
+    if name == "grid.strategies":
+        assert isinstance(value, list | tuple) and all(v in mapping.STRATEGIES for v in value)
+    elif name == "run_point.on_error":
+        assert value in ("record", "raise")
+    elif name == "point_key.code_hash":
+        assert isinstance(value, str) and value
+    elif name == "columns.rows":
+        assert isinstance(value, list | tuple) and not value  # ANY holds no dict
+    elif name == "sweep.progress":
+        _accepted("bool", value, "sweep(progress=)")
+
+
+CUSTOM_ARGS = {"d_model": "int", "n_layers": "int", "n_heads": "int", "d_ff": "int",
+               "n_experts": "int", "top_k": "int", "vocab_size": "int", "ffn": "enum"}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(CUSTOM_ARGS)), value=ANY)
+def test_fuzz_custom_model(name, value):
+    spec = _call(design_space.custom_model, **{name: value})
+    if spec is not None:
+        _accepted(CUSTOM_ARGS[name], value, f"custom_model({name}=)")
+        if name == "n_experts":
+            assert spec.n_experts == (value if value >= 2 else 0) and value != 1
+
+
+BUILD_ARGS = {"n_tiers": "int", "n_tiles": "int?", "tier_size": "int", "provision": "bool",
+              "mvm_latency_ns": "real?", "strategy": "str", "batch": "int", "prompt_len": "int",
+              "gen_len": "int", "kv_cache": "bool", "zipf_s": "real", "seed": "int",
+              "digital": "names", "chip": "str"}
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(BUILD_ARGS)), value=ANY)
+def test_fuzz_build_point(name, value):
+    kw = {"n_tiers": 4, "tier_size": 16, name: value}
+    p = _call(design_space.build_point, TINY, **kw)
+    if p is None:
+        return
+    if name == "digital":
+        parts = (value,) if isinstance(value, str) else tuple(value)
+        assert isinstance(value, str | list | tuple) and p.digital == parts, value
+    else:
+        _accepted(BUILD_ARGS[name], value, f"build_point({name}=)")
+
+
+DESIGN_CALLS = {
+    "pareto_front.rows": lambda v: design_space.pareto_front(v),
+    "pareto_front.objectives": lambda v: design_space.pareto_front([{"a": 1}], v),
+    "dominates.a": lambda v: design_space.dominates(v, [1, 2]),
+    "with_derived.rows": lambda v: design_space.with_derived(v),
+    "format_result.row": lambda v: design_space.format_result(v),
+    "design_space_points.tiers": lambda v: design_space.design_space_points([TINY], v, (16,),
+                                                                            (1,)),
+    "to_python.point": lambda v: design_space.to_python(v),
+    "load.path": lambda v: design_space.load(v),
+}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(DESIGN_CALLS)), value=ANY)
+def test_fuzz_design_space_functions(name, value):
+    out = _call(DESIGN_CALLS[name], value)
+    if out is None:
+        return
+    if name in ("pareto_front.rows", "with_derived.rows"):
+        assert isinstance(value, list | tuple) and not value, value  # ANY holds no dict
+    elif name == "dominates.a":
+        assert isinstance(value, list) and len(value) == 2 and all(_is_real(v) for v in value)
+    elif name == "design_space_points.tiers":
+        assert _ints_meant(value) and all(v >= 1 for v in value), value
+    elif name == "load.path":
+        assert value is None and len(out) > 0  # None: the shipped sweep
+    else:
+        raise AssertionError(f"{name} accepted {value!r}")
+
+
+CONFLICT_CALLS = {
+    "set_distribution.n_experts": ("int", lambda v: conflicts.set_distribution(v, 1)),
+    "set_distribution.top_k": ("int", lambda v: conflicts.set_distribution(8, v)),
+    "set_distribution.expert_probs": ("array", lambda v: conflicts.set_distribution(2, 1, v)),
+    "stacked_conflicts.tier_rows": ("int", lambda v: conflicts.stacked_conflicts(TINY, v)),
+    "tpot_asymptote_ns.batch": ("int", lambda v: conflicts.tpot_asymptote_ns(TINY_MAP, v, 1.0)),
+    "tpot_asymptote_ns.tpot_alone_ns": ("real", lambda v: conflicts.tpot_asymptote_ns(
+        TINY_MAP, 2, v)),
+    "layer_probs.seed": ("int", lambda v: conflicts.layer_probs(TINY, "zipf", v)),
+    "layer_probs.spec": ("str", lambda v: conflicts.layer_probs(TINY, v)),
+    "expected_intra_token_conflicts.count": ("str", lambda v: (
+        conflicts.expected_intra_token_conflicts(TINY_MAP, count=v))),
+    "expected_intra_token_conflicts.stages": ("names", lambda v: (
+        conflicts.expected_intra_token_conflicts(TINY_MAP, stages=v))),
+    "inclusion_probs.dist": ("dist", lambda v: conflicts.inclusion_probs(v)),
+    "miss_probability.members": ("array", lambda v: conflicts.miss_probability(
+        conflicts.set_distribution(2, 1), v)),
+}
+TINY_MAP = mapping.map_model(TINY, TINY_CHIP)
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(CONFLICT_CALLS)), value=ANY)
+def test_fuzz_conflicts_functions(name, value):
+    kind, call = CONFLICT_CALLS[name]
+    with SMALL_RESULTS[0], SMALL_RESULTS[1]:
+        out = _call(call, value)
+    if out is None:
+        return
+    if kind == "dist":
+        raise AssertionError(f"{name} accepted {value!r}")
+    if kind == "array":  # None for expert_probs: uniform routing
+        assert (value is None and name == "set_distribution.expert_probs") or (
+            isinstance(value, list) and all(_is_real(v) for v in value)), value
+    elif kind == "names":
+        parts = (value,) if isinstance(value, str) else value
+        assert isinstance(value, str | list | tuple) and parts and set(parts) <= {"up", "down"}
+    else:
+        _accepted(kind, value, name)
+        if kind == "real":
+            assert 0 < value < math.inf
+        if kind == "str":
+            assert value in ("blocks", "starts") + routing.KINDS
+
+
+TRAIN_FIELDS = {**{f: "int" for f in ("pretrain_steps", "finetune_steps", "batch",
+                                      "warmup_steps", "seed", "threads")},
+                **{f: "real" for f in ("lr", "finetune_lr", "weight_decay", "aux_loss")}}
+HWA_FIELDS = {**{f: "real" for f in ("weight_noise", "out_noise", "clip_sigma",
+                                    "init_std_alpha")}, "init_from_data": "int"}
+PERIPHERY_FIELDS = {"inp_bits": "int|None", "out_bits": "int|None", "out_bound": "real"}
+
+
+@FUZZ
+@given(which=st.sampled_from(["train", "hwa", "periphery"]), data=st.data())
+def test_fuzz_analog_configs(which, data):
+    cls, fields = {"train": (analog_config.TrainConfig, TRAIN_FIELDS),
+                   "hwa": (analog_config.HWAConfig, HWA_FIELDS),
+                   "periphery": (analog_config.Periphery, PERIPHERY_FIELDS)}[which]
+    name = data.draw(st.sampled_from(sorted(fields)))
+    value = data.draw(ANY)
+    obj = _construct(cls, {}, name, fields[name], value)
+    if obj is not None and fields[name] == "real":
+        assert math.isfinite(getattr(obj, name)) and getattr(obj, name) >= 0
+
+
+@FUZZ
+@given(name=st.sampled_from(["models", "train", "hwa", "periphery"]), value=ANY)
+def test_fuzz_analog_settings(name, value):
+    s = _call(analog_config.Settings, **{name: value})
+    assert s is None, f"Settings accepted {name}={value!r}"  # ANY holds no config object

@@ -136,7 +136,14 @@ def model_config(name: str) -> LMConfig:
     for m in MODELS:
         if m.name == name:
             return m
-    raise ValueError(f"model={name!r}: choose from {', '.join(m.name for m in MODELS)}")
+    close = checks._suggest(name, [m.name for m in MODELS]) if isinstance(name, str) else ""
+    raise ValueError(f"model={name!r}: unknown model{close}; choose from "
+                     f"{', '.join(m.name for m in MODELS)}")
+
+
+MAX_BATCH = 2**16
+"""Most sequences per training step :class:`TrainConfig` accepts (a step holds batch x context
+activations of every layer in memory)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,25 @@ class TrainConfig:
     threads: int = 1
     """torch threads per training process (two processes share the 2 cores of CI)."""
 
+    def __post_init__(self) -> None:
+        o, set_ = "TrainConfig", lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        for f in ("pretrain_steps", "finetune_steps"):
+            set_(f, checks.integer(o, f, getattr(self, f), minimum=1, noun="a whole number",
+                                   fix=f"pass the number of {f.split('_')[0]} steps"))
+        set_("batch", checks.integer(o, "batch", self.batch, minimum=1, maximum=MAX_BATCH,
+                                     noun="a whole number",
+                                     fix="pass the sequences per step (memory grows with it)"))
+        set_("warmup_steps", checks.integer(o, "warmup_steps", self.warmup_steps, minimum=0,
+                                            noun="a whole number"))
+        set_("seed", checks.seed(o, "seed", self.seed))
+        set_("threads", checks.integer(o, "threads", self.threads, minimum=1, maximum=1024,
+                                       noun="a whole number"))
+        for f in ("lr", "finetune_lr"):
+            set_(f, checks.real(o, f, getattr(self, f), minimum=0, strict=True,
+                                fix=f"pass a positive learning rate, e.g. {f}=1e-3"))
+        for f in ("weight_decay", "aux_loss"):
+            set_(f, checks.real(o, f, getattr(self, f), minimum=0))
+
 
 @dataclass(frozen=True)
 class HWAConfig:
@@ -189,6 +215,17 @@ class HWAConfig:
     """Forward passes that initialise each input range from data (A-HWA-IR)."""
     init_std_alpha: float = 3.0
     """Initial input range = this many standard deviations of the layer's input."""
+
+    def __post_init__(self) -> None:
+        o, set_ = "HWAConfig", lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        for f in ("weight_noise", "out_noise"):
+            set_(f, checks.real(o, f, getattr(self, f), minimum=0,
+                                fix="pass a relative noise std >= 0 (0: no noise)"))
+        for f in ("clip_sigma", "init_std_alpha"):
+            set_(f, checks.real(o, f, getattr(self, f), minimum=0, strict=True,
+                                fix="pass a number of standard deviations > 0"))
+        set_("init_from_data", checks.integer(o, "init_from_data", self.init_from_data,
+                                              minimum=0, maximum=checks.INT32_MAX))
 
 
 @dataclass(frozen=True)
@@ -234,3 +271,23 @@ class Settings:
     train: TrainConfig = field(default_factory=TrainConfig)
     hwa: HWAConfig = field(default_factory=HWAConfig)
     periphery: Periphery = field(default_factory=Periphery)
+
+    def __post_init__(self) -> None:
+        o = "Settings"
+        fix = "pass a tuple of LMConfig with distinct names, e.g. config.MODELS"
+        if isinstance(self.models, LMConfig):
+            raise ValueError(f"Settings.models={self.models.name!r}: is one LMConfig, not a "
+                             f"tuple; write models=(config,)")
+        models = checks.items(o, "models", self.models, fix=fix)
+        for m in models:
+            checks.instance(o, "models", m, LMConfig, fix=fix)
+        names = [m.name for m in models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"Settings.models: the name(s) {', '.join(map(repr, dup))} appear "
+                             f"more than once; {fix}")
+        object.__setattr__(self, "models", models)
+        checks.instance(o, "train", self.train, TrainConfig, fix="pass a config.TrainConfig")
+        checks.instance(o, "hwa", self.hwa, HWAConfig, fix="pass a config.HWAConfig")
+        checks.instance(o, "periphery", self.periphery, Periphery,
+                        fix="pass a config.Periphery")
