@@ -265,6 +265,15 @@ def array(owner: str, name: str, value, *, kinds: str = "iuf", ndim: int | tuple
     return a if dtype is None else a.astype(dtype)
 
 
+class UnknownKeyError(KeyError, ValueError):
+    """A name a lookup does not know: a ValueError (as every refused argument) and a KeyError
+    (a failed lookup, for code written against earlier versions); its text is the plain message
+    (a KeyError alone prints it in quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class MissingPathError(FileNotFoundError, ValueError):
     """A path that does not exist: a ValueError naming the argument (as every check raises) and
     still a FileNotFoundError for code that catches that."""

@@ -179,13 +179,16 @@ class Mapping:
         return int(self.tile.size)
 
     def matrix_index(self, name: str) -> int:
-        """Index of an analog matrix by name; KeyError names digital ones."""
+        """Index of an analog matrix by name; an unknown or digital name raises
+        :class:`~aimoe_lib.checks.UnknownKeyError` (a KeyError and a ValueError)."""
         try:
             return self._index[name]
         except KeyError:
             if any(m.name == name for m in self.digital):
-                raise KeyError(f"matrix {name!r} runs on digital units, not on tiles") from None
-            raise KeyError(f"no matrix {name!r} in {self.model.name}") from None
+                raise checks.UnknownKeyError(f"matrix {name!r} runs on digital units, not on tiles; its "
+                                             "cost is a DPU task") from None
+            raise checks.UnknownKeyError(f"no matrix {name!r} in {self.model.name}; names look like "
+                                         f"{self.matrices[0].name!r}") from None
 
     def blocks(self, name: str) -> dict[str, np.ndarray]:
         """Blocks of one matrix: arrays tile, tier, rows (used), cols (used), row_block, col_block."""

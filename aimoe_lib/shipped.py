@@ -74,7 +74,9 @@ def data_path(*parts: str) -> pathlib.Path:
     res = _root().joinpath(*parts) if parts else _root()
     rel = "/".join(("data", *parts))
     if not (res.is_file() or res.is_dir()):
-        raise FileNotFoundError(
+        from .checks import MissingPathError
+
+        raise MissingPathError(
             f"shipped data file {rel!r} not found (looked at {str(res)!r}); the data ships with "
             "the aimoe_lib package: reinstall it (pip install aimoe_lib-*.whl, or "
             "pip install --no-deps -e . from the repository), or regenerate the file with the "

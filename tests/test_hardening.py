@@ -692,3 +692,32 @@ def test_check_helpers():
 def test_a_workload_is_not_a_list_of_workloads():
     with pytest.raises(ValueError, match=r"grid\(workloads=\.\.\.\): is a single Workload"):
         sweep.grid([TINY], [CHIP], workloads=Workload())
+
+
+# ---------------------------------------------------------------- lookups outside the audit
+def test_an_unknown_or_digital_matrix_name_is_a_value_error_and_a_key_error():
+    from aimoe_lib import checks, hardware, mapping
+    from aimoe_lib.models import ModelSpec
+    spec = ModelSpec(d_model=16, n_layers=1, n_heads=1, d_ff=16, vocab_size=16, name="one")
+    m = mapping.map_model(spec, hardware.ChipConfig(n_tiles=8, n_tiers=1, tier_rows=16,
+                                                    tier_cols=16))
+    for name, says in (("nope", "no matrix 'nope' in one; names look like"),
+                       ("embedding", "runs on digital units")):
+        with pytest.raises(checks.UnknownKeyError, match=says) as err:
+            m.matrix_index(name)
+        assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError)
+        assert not str(err.value).startswith("'")  # plain text, not a quoted KeyError
+
+
+def test_a_missing_shipped_file_is_a_value_error_and_a_file_not_found_error():
+    from aimoe_lib import checks, shipped
+    with pytest.raises(checks.MissingPathError, match="shipped data file 'data/nope.json'"):
+        shipped.data_path("nope.json")
+    assert issubclass(checks.MissingPathError, FileNotFoundError)
+
+
+def test_training_run_checks_accept_numpy_integers():
+    from aimoe_lib.analog import train
+    assert train._positive_int(np.int64(2)) and train._positive_int(2)
+    assert not train._positive_int(np.bool_(True)) and not train._positive_int(True)
+    assert not train._positive_int(np.int64(0)) and not train._positive_int(2.0)

@@ -39,6 +39,7 @@ with contextlib.redirect_stdout(io.StringIO()):
         WeightNoiseInjectionType,
     )
 
+from ..checks import UnknownKeyError
 from .config import PARTS, HWAConfig, Periphery, check_analog
 from .models import TinyLM
 
@@ -124,7 +125,7 @@ def set_input_ranges(model, ranges: dict[str, float]) -> None:
             if mod.input_range is None:
                 continue
             if name not in ranges:
-                raise KeyError(f"no input range for analog layer {name!r}; calibrate the model "
+                raise UnknownKeyError(f"no input range for analog layer {name!r}; calibrate the model "
                                "(hwa.calibrate) or train it with HWA")
             mod.input_range.fill_(ranges[name])
 

@@ -28,6 +28,7 @@ import argparse
 import copy
 import json
 import math
+import numbers
 import os
 import sys
 import tempfile
@@ -325,7 +326,8 @@ def _worker(args):
 
 
 def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+            and value >= 1)
 
 
 def _not_a_file(path: Path, name: str) -> None:

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from ..analog.config import PARTS
 from ..analog.live import MODEL_NAMES, TRAININGS, live_evaluate
 from ..analog.pcm import TIMES_S, PCMNoise, programming_noise_std_us, time_label
+from ..checks import UnknownKeyError
 from ..shipped import data_path
 from .style import FONT_SIZE, figure, finish
 
@@ -74,7 +75,7 @@ def find(res: dict, model: str, training: str, noise: str, level: float = 0.0, a
                 and np.isclose(r["level"], level) and r["analog"] == analog
                 and (compensate is None or r["compensate"] == compensate)):
             return r
-    raise KeyError(f"no record for model={model!r} training={training!r} noise={noise!r} "
+    raise UnknownKeyError(f"no record for model={model!r} training={training!r} noise={noise!r} "
                    f"level={level!r} analog={analog!r} compensate={compensate!r}")
 
 
