@@ -82,9 +82,11 @@ def _strategies(spec: ModelSpec, n_tiers: int) -> tuple[str, ...]:
 
 
 def design_space_points(models=None, tiers=TIERS, tier_sizes=TIER_SIZES, batches=BATCHES,
-                        workload: Workload = WORKLOAD) -> list[sweep.Point]:
-    """Every model on chips of each tier count and tier shape (just enough tiles, digital units
-    provisioned per layer: :func:`~aimoe_lib.mapping.fitting_chip`), each strategy that applies
+                        workload: Workload = WORKLOAD,
+                        preset: str = experiments.PRESET) -> list[sweep.Point]:
+    """Every model on chips of ``preset`` (default the book's) of each tier count and tier shape
+    (just enough tiles, digital units provisioned per layer:
+    :func:`~aimoe_lib.mapping.fitting_chip`), each strategy that applies
     (dense: ``in_order``; MoE: ``in_order``, ``balanced`` and, with more than one tier per tile,
     ``moe_stacked``), at each batch size. Labels: model|T<tiers>|<size>|strategy|b<batch>.
     Each of ``models``, ``tiers``, ``tier_sizes`` and ``batches`` is a non-empty list."""
@@ -105,7 +107,7 @@ def design_space_points(models=None, tiers=TIERS, tier_sizes=TIER_SIZES, batches
         for t in tiers:
             for size in tier_sizes:
                 chip = fitting_chip(spec, n_tiers=t, tier_rows=size, tier_cols=size,
-                                    units="per_layer")
+                                    units="per_layer", preset=preset)
                 for strat in _strategies(spec, t):
                     for b in batches:
                         w = dataclasses.replace(workload, batch=b)
@@ -125,6 +127,7 @@ def run(out: Path | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR,
     rows = sweep.sweep(design_space_points(), cache_dir=cache_dir, progress=progress)
     out.write_text(json.dumps({"experiment": "design_space",
                                "command": "python -m aimoe_lib.design_space",
+                               "preset": experiments.PRESET,
                                "objectives": OBJECTIVES, "rows": rows}, indent=0))
     return out
 
@@ -291,7 +294,8 @@ def custom_model(d_model: int = 1024, n_layers: int = 12, n_heads: int = 16, d_f
                      top_k=min(top_k, n_experts) if moe else 0)
 
 
-def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = "paper", n_tiers: int = 8,
+def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = experiments.PRESET,
+                n_tiers: int = 8,
                 n_tiles: int | None = None, tier_size: int = 512, provision: bool = True,
                 mvm_latency_ns: float | None = None, mvm_energy_pj: float | None = None,
                 unit_passive_power_w: float | None = None,
@@ -300,10 +304,12 @@ def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = "paper", 
                 kv_cache: bool = True, zipf_s: float = 0.0, seed: int = 0) -> sweep.Point:
     """One configuration from the playground's knobs.
 
-    The chip is :func:`~aimoe_lib.hardware.preset` ``chip`` (its costs, area model and units)
-    with ``n_tiers`` tiers of ``tier_size`` x ``tier_size`` per tile and ``n_tiles`` tiles (None:
-    just enough for the model's analog blocks, :func:`~aimoe_lib.mapping.fitting_chip`); the cost
-    overrides replace the preset's values;
+    The chip is :func:`~aimoe_lib.hardware.preset` ``chip`` (default the book's; its costs, area
+    model and units) with ``n_tiers`` tiers of ``tier_size`` x ``tier_size`` per tile and
+    ``n_tiles`` tiles (None: just enough for the model's analog blocks,
+    :func:`~aimoe_lib.mapping.fitting_chip`); the cost overrides replace the preset's values,
+    ``mvm_energy_pj`` being the energy of one full-tier MVM (the preset's split of it into fixed,
+    per-row, per-column and per-cell parts is kept);
     with ``provision`` the digital units are built per layer
     (:meth:`~aimoe_lib.hardware.ChipConfig.provisioned`). ``zipf_s`` > 0 routes tokens with a
     Zipf law of that exponent, 0 uniformly.
@@ -316,11 +322,19 @@ def build_point(model: str | ModelSpec = "moe-8e-top1", *, chip: str = "paper", 
     zipf_s = checks.real("build_point()", "zipf_s", zipf_s, minimum=0,
                          fix="use 0 for uniform routing, about 1 for a classic Zipf law")
     overrides = {k: v for k, v in (("mvm_latency_ns", mvm_latency_ns),
-                                   ("mvm_energy_pj", mvm_energy_pj),
                                    ("unit_passive_power_w", unit_passive_power_w),
                                    ("tile_passive_power_w", tile_passive_power_w))
                  if v is not None}
-    cost = dataclasses.replace(hardware.preset(chip).cost, **overrides)
+    base = hardware.preset(chip).cost
+    if mvm_energy_pj is not None:  # a full tier's MVM energy; the preset's split is kept
+        mvm_energy_pj = checks.real("build_point()", "mvm_energy_pj", mvm_energy_pj, minimum=0,
+                                    maximum=hardware.MAX_CONSTANT,
+                                    fix="pass the energy of one full-tier MVM in pJ")
+        f = mvm_energy_pj / base.mvm(tier_size, tier_size).energy_pj
+        overrides.update({k: getattr(base, k) * f for k in (
+            "mvm_energy_pj", "mvm_energy_pj_per_row", "mvm_energy_pj_per_column",
+            "mvm_energy_pj_per_cell")})
+    cost = dataclasses.replace(base, **overrides)
     if n_tiles is None:
         c = fitting_chip(spec, n_tiers=n_tiers, tier_rows=tier_size, tier_cols=tier_size,
                          digital=digital, preset=chip, units="per_layer" if provision else "pool",
@@ -390,6 +404,7 @@ def _same(a, b) -> bool:
 
 _CTOR = {ModelSpec: "ModelSpec", hardware.ChipConfig: "hardware.ChipConfig",
          hardware.CostModel: "hardware.CostModel", hardware.AreaModel: "hardware.AreaModel",
+         hardware.Dataflow: "hardware.Dataflow",
          Workload: "Workload", RoutingSpec: "RoutingSpec"}
 
 
@@ -430,6 +445,23 @@ def _ctor_src(obj, indent: int) -> str:
     return f"{_CTOR[cls]}(\n" + "".join(f"{pad}{a},\n" for a in args) + " " * indent + ")"
 
 
+def _chip_src(chip: hardware.ChipConfig) -> str:
+    """``hardware.preset(name, ...)`` with the fields that differ from the preset when the chip
+    keeps its preset's costs, dataflow and area model; else the full constructor."""
+    if chip.name in hardware.preset_names():
+        base = hardware.preset(chip.name)
+        if all(_same(getattr(chip, k), getattr(base, k)) for k in ("cost", "dataflow", "area")):
+            args = [repr(chip.name)] + [
+                f"{f.name}={_src(getattr(chip, f.name), 4)}" for f in dataclasses.fields(chip)
+                if f.init and f.name not in ("cost", "dataflow", "area", "name")
+                and not _same(getattr(chip, f.name), getattr(base, f.name))]
+            one = f"hardware.preset({', '.join(args)})"
+            if len(one) <= 96:
+                return one
+            return "hardware.preset(\n" + "".join(f"    {a},\n" for a in args) + ")"
+    return _ctor_src(chip, 0)
+
+
 def _model_src(spec: ModelSpec) -> str:
     try:
         if _same(zoo.get(spec.name), spec):
@@ -450,7 +482,7 @@ def to_python(point: sweep.Point) -> str:
         raise ValueError(f"to_python(point={type(point).__name__}): pass a sweep.Point")
     body = [
         f"model = {_model_src(point.model)}",
-        f"chip = {_ctor_src(point.chip, 0)}",
+        f"chip = {_chip_src(point.chip)}",
         f"workload = {_ctor_src(point.workload, 0)}",
     ]
     extra = []
