@@ -111,6 +111,11 @@ def test_matrix_placement_reports_the_mvm_depth():
     assert m.mvm_depth("lm_head") == 3
     assert "504 blocks on 174 tiles" in fig.get_supxlabel()
     assert "3 x 100 ns = 300 ns" in fig.get_supxlabel()
+    # the same mapping on the physical preset's chip: HERMES's 131,072 ops / (63.1 TOPS / 64)
+    # = 132.94 ns per tier MVM, 3 x 132.94 = 398.8 ns
+    chip = mapping.fitting_chip(mx, n_tiers=1024, preset="physical")
+    fig = vmap.matrix_placement(mapping.map_model(mx, chip, "in_order"), "lm_head")
+    assert "3 x 132.9 ns = 399 ns instead of 132.9 ns" in fig.get_supxlabel()
 
 
 def test_invalid_arguments_name_the_field(small):

@@ -455,8 +455,8 @@ def matrix_placement(mapping: Mapping, name: str) -> Figure:
              ylabel="blocks on the tile (serial tier MVMs)",
              title=f"MVM depth {depth}: busiest tile")
     takeaway = (f"{name}: {per_tile.sum()} blocks on {tiles.size} tiles; the busiest holds "
-                f"{depth}, so one MVM of this matrix takes {depth} x {lat:g} ns = "
-                f"{depth * lat:,.0f} ns instead of {lat:g} ns on {per_tile.sum()} tiles")
+                f"{depth}, so one MVM of this matrix takes {depth} x {lat:.4g} ns = "
+                f"{depth * lat:,.0f} ns instead of {lat:.4g} ns on {per_tile.sum()} tiles")
     return finish(fig, f"Placement of one matrix ({mapping.strategy}, {mapping.model.name})",
                   takeaway)
 
