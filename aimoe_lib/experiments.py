@@ -328,7 +328,8 @@ def strategy_table(model: ModelSpec, chip: hardware.ChipConfig, strategies: Sequ
 
 
 def fitted_mapping(model: str | ModelSpec = "small-moe", strategy: str = "in_order",
-                   n_tiers: int = 16, tier_size: int = 512, zipf_s: float = ZIPF_S) -> mapping.Mapping:
+                   n_tiers: int = 16, tier_size: int = 512, zipf_s: float = ZIPF_S,
+                   preset: str = PRESET) -> mapping.Mapping:
     """``model`` (a zoo name, ``'small-moe'`` for :func:`~aimoe_lib.teaching.mapping_moe`, or a
     ModelSpec) mapped with ``strategy`` on the chip of ``n_tiers`` tiers of ``tier_size`` x
     ``tier_size`` just large enough for it (:func:`~aimoe_lib.mapping.fitting_chip`, named
@@ -341,7 +342,7 @@ def fitted_mapping(model: str | ModelSpec = "small-moe", strategy: str = "in_ord
     else:
         spec = model
     chip = fitting_chip(spec, n_tiers=n_tiers, tier_rows=tier_size, tier_cols=tier_size,
-                        name="fitted")
+                        name="fitted", preset=preset)
     coact = (coactivation_from_probs(zipf_probs(spec.n_experts, zipf_s))
              if strategy == "coactivation" and spec.is_moe else None)
     return mapping.map_model(spec, chip, strategy, coactivation=coact)

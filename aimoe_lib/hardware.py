@@ -406,7 +406,7 @@ def hermes_split_cost(phases: int = 1) -> CostModel:
     and per-row, per-column and per-cell terms of a 256 x 256 core, so that
     ``mvm(256, 256)`` gives back 13.43 nJ and smaller MVMs cost less. ``phases`` = 4 is the
     four-phase mode (4 x latency and energy: 531.6 ns and 53.7 nJ against HERMES' 16.1 TOPS and
-    2.48 TOPS/W, i.e. 521.0 ns and 52.9 nJ per core MVM, +2.0 % and +1.6 %)."""
+    2.48 TOPS/W, i.e. 521.0 ns and 52.9 nJ per core MVM, +2.1 % and +1.6 %)."""
     ref = hermes_mvm_cost()
     e, n = ref.energy_pj, 256
     return CostModel(mvm_latency_ns=ref.latency_ns,

@@ -84,8 +84,10 @@ def blocks_needed(model: ModelSpec, tier_rows: int = 512, tier_cols: int = 512,
 
 
 def moe_stacked_min_tiers(model: ModelSpec) -> int:
-    """Tiers per tile the ``moe_stacked`` strategy needs at least: 2 E (expert e's up/gate blocks
-    and its down blocks each take one tier of the layer's shared tiles), 1 for a dense model."""
+    """Tiers per tile with which ``moe_stacked`` always fits: 2 E (expert e's up/gate blocks and
+    its down blocks each take one tier of the layer's slab of tiles when the slab is as wide as
+    an expert's blocks), 1 for a dense model. A sizing rule, not a requirement: a narrower slab
+    stacks E x ceil(blocks per expert / slab tiles) tiers."""
     return max(1, 2 * model.n_experts)
 
 
