@@ -280,7 +280,7 @@ class MissingPathError(FileNotFoundError, ValueError):
 
 
 def path(owner: str, name: str, value, *, kind: str = "file", fix: str = "") -> Path:
-    """``value`` (a ``str`` or ``os.PathLike``, not empty) as a :class:`~pathlib.Path`, checked
+    """``value`` (a ``str`` or ``os.PathLike``, not empty) as a ``pathlib.Path``, checked
     before any work:
 
     * ``kind='file'``: an existing file (not a folder); a missing one raises

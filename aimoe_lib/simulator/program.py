@@ -312,7 +312,7 @@ class Program:
     chip_area_mm2: float
     """Area of the chip that runs the program, mm²."""
     n_dies: int
-    """Dies the chip is split into (1 without a reticle limit, :attr:`ChipConfig.n_dies`)."""
+    """Dies the chip is split into (1 without a reticle limit, :attr:`~aimoe_lib.hardware.ChipConfig.n_dies`)."""
     peak_scratchpad_bytes: int
     """On-chip SRAM the run needs at its peak."""
 
