@@ -3,24 +3,30 @@ every number the chapter's figures draw, computed here and returned as plain dic
 
 The chapter's model is :func:`~aimoe_lib.teaching.routing_moe` (16 GELU experts of width 1024,
 top-2; on 512 x 512 tiers an expert is 4 blocks). Its chips (:func:`routing_chip`) are sized by
-:func:`~aimoe_lib.mapping.fitting_chip`: the ``paper`` preset with digital units provisioned per
-layer, as many tiles as the dense twin of the model has blocks (34) times a multiplier, and as many
-tiers as the MoE then needs (at least :func:`~aimoe_lib.mapping.moe_stacked_min_tiers` for
-``moe_stacked``), as in :func:`~aimoe_lib.experiments.condition_points`.
+:func:`~aimoe_lib.mapping.fitting_chip`: the book's preset (:data:`~aimoe_lib.experiments.PRESET`,
+``physical``) with digital units provisioned per layer, as many tiles as the dense twin of the
+model has blocks (34) times a multiplier, and as many tiers as the MoE then needs (at least
+:func:`~aimoe_lib.mapping.moe_stacked_min_tiers` for ``moe_stacked``), as in
+:func:`~aimoe_lib.experiments.condition_points`.
 
 * Skew: :func:`load_imbalance`, :func:`layer_load`; co-activation: :func:`block_coactivation`,
   :func:`block_share`, :func:`measured_coactivation`.
 * Simulated live: :func:`strategy_rows`, :func:`conflict_checks`, :func:`batch_rows`,
   :func:`dashboard_numbers`, :func:`stacked_under_skew`, :func:`trace_round_trip`.
 * The 64-expert model of the shipped ``data/conditions.json`` with analytic ceilings:
-  :func:`condition_rows`.
+  :func:`condition_rows`; why its strategies rank as they do on the sweep's chips:
+  :func:`equal_capacity_rows`.
 * Trained-router traces (chapter 8's MoEs, :mod:`aimoe_lib.analog.traces`, loaded without torch):
   :func:`trace_case` splits a trace into planning and replay windows; :func:`expert_popularity`,
   :func:`fit_zipf`, :func:`coactivation_summary` and :func:`trace_summary` measure it;
   :func:`trace_strategy_rows` simulates the traced model on its chips under the trace, uniform,
   the fitted Zipf law and the trace's pair law (:func:`replay_windows` makes every simulated
   sequence replay one recorded window). The chips come from :func:`routing_chip` with a ``preset``
-  argument (default ``paper``).
+  argument (default :data:`~aimoe_lib.experiments.PRESET`, the book's ``physical``).
+
+Every function that sizes a chip takes ``preset=`` (default :data:`~aimoe_lib.experiments.PRESET`,
+so the live simulations and the shipped ``data/conditions.json`` use the same costs); pass
+``preset="paper"`` to reproduce the earlier line of work's constants.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from . import conflicts as cf
 from . import experiments, routing
 from .analog import traces
 from .analog.config import model_config
+from .experiments import PRESET
 from .hardware import ChipConfig
 from .mapping import STRATEGIES, Mapping, expected_conflicts, fitting_chip, map_model
 from .models import ModelSpec
@@ -48,7 +55,8 @@ __all__ = ["ZIPF_VALUES", "WORKLOAD", "PLAN_SEED_OFFSET", "PLAN_TOKENS", "DEFAUL
            "block_coactivation", "block_share", "analytic_routing", "load_imbalance",
            "layer_load", "measured_coactivation", "strategy_rows", "conflict_checks",
            "batch_rows", "condition_rows", "dashboard_numbers", "stacked_under_skew",
-           "trace_round_trip", "TRACE_MODELS", "TRACE_PLAN_SHARE", "TRACE_WORKLOAD",
+           "EQUAL_CAPACITY_CONFIGS", "equal_capacity_rows", "trace_round_trip", "TRACE_MODELS",
+           "TRACE_PLAN_SHARE", "TRACE_WORKLOAD",
            "TRACE_REPEATS", "TRACE_STRATEGIES", "TRACE_ROUTINGS", "ZIPF_FIT_MAX_S",
            "ZIPF_FIT_STEP", "GROUPING_RESTARTS", "TOP_PAIR_FRACTION", "TraceCase", "trace_case",
            "expert_popularity", "zipf_shares", "fit_zipf", "default_groups",
@@ -90,11 +98,12 @@ def config_label(strategy: str, tiles_multiplier: float) -> str:
 
 
 def routing_chip(model: ModelSpec | None = None, strategy: str = "in_order",
-                 tiles_multiplier: float = 1.0, preset: str = "paper") -> ChipConfig:
+                 tiles_multiplier: float = 1.0, preset: str = PRESET) -> ChipConfig:
     """The chip a ``strategy`` runs ``model`` (default :func:`~aimoe_lib.teaching.routing_moe`)
     on: :func:`~aimoe_lib.mapping.fitting_chip` of the chip ``preset`` (a name of
-    :func:`~aimoe_lib.hardware.preset`) with tiles = blocks of the model's dense twin x
-    ``tiles_multiplier``, tiers as needed, digital units per layer."""
+    :func:`~aimoe_lib.hardware.preset`; default the book's :data:`~aimoe_lib.experiments.PRESET`)
+    with tiles = blocks of the model's dense twin x ``tiles_multiplier``, tiers as needed, digital
+    units per layer."""
     model = routing_moe() if model is None else model
     if not (isinstance(tiles_multiplier, int | float) and tiles_multiplier > 0):
         raise ValueError(f"tiles_multiplier={tiles_multiplier!r}: must be a number > 0 "
@@ -111,10 +120,11 @@ def _plan_density(model: ModelSpec, spec, seed: int) -> np.ndarray:
 
 
 def mapped(model: ModelSpec, strategy: str, tiles_multiplier: float, spec,
-           seed: int = 0) -> tuple[ChipConfig, Mapping]:
-    """(:func:`routing_chip`, its mapping with ``strategy``); ``coactivation`` plans with the
-    density measured from :data:`PLAN_TOKENS` tokens routed with ``spec`` and another seed."""
-    chip = routing_chip(model, strategy, tiles_multiplier)
+           seed: int = 0, preset: str = PRESET) -> tuple[ChipConfig, Mapping]:
+    """(:func:`routing_chip` of ``preset``, its mapping with ``strategy``); ``coactivation`` plans
+    with the density measured from :data:`PLAN_TOKENS` tokens routed with ``spec`` and another
+    seed."""
+    chip = routing_chip(model, strategy, tiles_multiplier, preset)
     coact = _plan_density(model, spec, seed) if strategy == "coactivation" else None
     return chip, map_model(model, chip, strategy, coactivation=coact)
 
@@ -219,10 +229,12 @@ def load_imbalance(models: Sequence[ModelSpec], s_values=ZIPF_VALUES, n_tokens: 
 
 # ============================================================================ strategies
 def strategy_rows(model: ModelSpec | None = None, routings: dict | None = None,
-                  configs=DEFAULT_CONFIGS, workload: Workload = WORKLOAD) -> list[dict]:
-    """Live simulations of ``model`` under every routing (name -> RoutingSpec) and mapping config.
+                  configs=DEFAULT_CONFIGS, workload: Workload = WORKLOAD,
+                  preset: str = PRESET) -> list[dict]:
+    """Live simulations of ``model`` under every routing (name -> RoutingSpec) and mapping config,
+    on the chips of :func:`routing_chip` of ``preset``.
 
-    Row keys: routing, strategy, tiles_multiplier, batch, label, n_tiles, n_tiers, area_mm2;
+    Row keys: preset, routing, strategy, tiles_multiplier, batch, label, n_tiles, n_tiers, area_mm2;
     ``intra_token`` (closed-form waiting tier MVMs per token and MoE layer,
     :func:`~aimoe_lib.conflicts.expected_intra_token_conflicts`); the simulated
     ``tokens_per_s``, ``conflicts_per_token`` and ``stall_ns_per_token`` (per generated token,
@@ -240,14 +252,15 @@ def strategy_rows(model: ModelSpec | None = None, routings: dict | None = None,
     for rname, spec in routings.items():
         ana = analytic_routing(model, spec, workload.seed)
         for strategy, mult in configs:
-            chip, m = mapped(model, strategy, mult, spec, workload.seed)
+            chip, m = mapped(model, strategy, mult, spec, workload.seed, preset)
             r = _run(model, chip, m, spec, workload)
             w = Workload(batch=workload.batch, prompt_len=workload.prompt_len,
                          gen_len=workload.gen_len, kv_cache=workload.kv_cache, routing=spec)
             ceil = cf.throughput_ceiling(m, w, **ana)
             n = r.generated_tokens
             rows.append({
-                "routing": rname, "strategy": strategy, "tiles_multiplier": float(mult),
+                "preset": preset, "routing": rname, "strategy": strategy,
+                "tiles_multiplier": float(mult),
                 "batch": workload.batch,
                 "label": config_label(strategy, mult), "n_tiles": chip.n_tiles,
                 "n_tiers": chip.n_tiers, "area_mm2": chip.area_mm2,
@@ -262,8 +275,9 @@ def strategy_rows(model: ModelSpec | None = None, routings: dict | None = None,
 # ============================================================================ checks
 def conflict_checks(model: ModelSpec | None = None, routings: dict | None = None,
                     configs=DEFAULT_CONFIGS[:4], n_tokens: int = 2000, n_seeds: int = 8,
-                    n_isolated: int = 2000) -> list[dict]:
-    """Closed form against sampling and simulation, per routing and mapping config.
+                    n_isolated: int = 2000, preset: str = PRESET) -> list[dict]:
+    """Closed form against sampling and simulation, per routing and mapping config (chips of
+    :func:`routing_chip` of ``preset``).
 
     Row keys: routing, label; ``closed`` (waiting tier MVMs per token and MoE layer,
     ``count="blocks"``), ``mc`` and ``mc_se`` (mean and standard error over ``n_seeds`` runs of
@@ -284,7 +298,7 @@ def conflict_checks(model: ModelSpec | None = None, routings: dict | None = None
     for rname, spec in routings.items():
         ana = analytic_routing(model, spec, 0)
         for strategy, mult in configs:
-            chip, m = mapped(model, strategy, mult, spec, 0)
+            chip, m = mapped(model, strategy, mult, spec, 0, preset)
             closed = float(cf.expected_intra_token_conflicts(m, **ana).mean())
             mc = se = math.nan
             if "pair_density" not in ana:
@@ -317,21 +331,21 @@ def _mc(m: Mapping, probs, n_tokens: int, seed: int) -> float:
 # ============================================================================ batch
 def batch_rows(model: ModelSpec | None = None, configs=DEFAULT_BATCH_CONFIGS,
                batches=(1, 2, 4, 8, 16, 32, 64, 128, 256), prompt_len: int = 4,
-               gen_len: int = 16) -> list[dict]:
+               gen_len: int = 16, preset: str = PRESET) -> list[dict]:
     """Simulated throughput and time per output token against batch for each (strategy, Zipf s)
-    config on the base chip, with their asymptotes. The default generates 16 tokens per sequence
-    (not the 4 of :data:`WORKLOAD`) so that the decode steps, not the prefill, set the mean time
-    per output token. Row keys: strategy, zipf_s, label, batch,
-    tokens_per_s, ceiling (:func:`~aimoe_lib.conflicts.throughput_ceiling`), latency_bound (batch
-    x the tokens/s of batch 1: no sequence finishes faster than alone), tpot_ns (simulated mean),
-    tpot_asymptote_ns (:func:`~aimoe_lib.conflicts.tpot_asymptote_ns` from the batch-1 tpot),
-    stall_ns_per_token and conflicts_per_token (per generated token)."""
+    config on the base chip of ``preset``, with their asymptotes. The default generates 16 tokens
+    per sequence (not the 4 of :data:`WORKLOAD`) so that the decode steps, not the prefill, set the
+    mean time per output token. Row keys: strategy, zipf_s, label, batch, tokens_per_s, ceiling
+    (:func:`~aimoe_lib.conflicts.throughput_ceiling`), latency_bound (batch x the tokens/s of
+    batch 1: no sequence finishes faster than alone), tpot_ns (simulated mean), tpot_asymptote_ns
+    (:func:`~aimoe_lib.conflicts.tpot_asymptote_ns` from the batch-1 tpot), stall_ns_per_token
+    and conflicts_per_token (per generated token)."""
     model = routing_moe() if model is None else model
     rows = []
     for strategy, s in configs:
         spec = zipf(s)
         ana = analytic_routing(model, spec)
-        chip, m = mapped(model, strategy, 1.0, spec, 0)
+        chip, m = mapped(model, strategy, 1.0, spec, 0, preset)
         alone = simulate(model, chip, m, Workload(batch=1, prompt_len=prompt_len, gen_len=gen_len,
                                                   routing=spec))
         tpot1 = alone.tpot_stats_ns()["mean"]
@@ -397,16 +411,17 @@ def condition_rows(rows: Sequence[dict] | None = None) -> list[dict]:
 # ============================================================================ dashboard
 def dashboard_numbers(zipf_s: float = 1.0, strategy: str = "in_order",
                       tiles_multiplier: float = 1.0, batch: int = 64, seed: int = 0,
-                      model: ModelSpec | None = None) -> dict:
+                      model: ModelSpec | None = None, preset: str = PRESET) -> dict:
     """Everything :func:`~aimoe_lib.viz.routing.routing_dashboard` draws, for one setting: the
-    chip and mapping, the routed load of MoE layer 0 (``load``, fraction of tokens per expert)
-    and its expectation (``pi``), simulated and expected per-tile busy fractions, the simulated
-    result at ``batch`` and at batch 1, the ceiling and the closed-form intra-token conflicts."""
+    chip (of ``preset``) and mapping, the routed load of MoE layer 0 (``load``, fraction of tokens
+    per expert) and its expectation (``pi``), simulated and expected per-tile busy fractions, the
+    simulated result at ``batch`` and at batch 1, the ceiling and the closed-form intra-token
+    conflicts."""
     model = routing_moe() if model is None else model
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r}: choose one of {', '.join(STRATEGIES)}")
     spec = zipf(zipf_s)
-    chip, m = mapped(model, strategy, tiles_multiplier, spec, seed)
+    chip, m = mapped(model, strategy, tiles_multiplier, spec, seed, preset)
     w = Workload(batch=batch, prompt_len=WORKLOAD.prompt_len, gen_len=WORKLOAD.gen_len,
                  routing=spec, seed=seed)
     r = simulate(model, chip, m, w)
@@ -429,12 +444,86 @@ def dashboard_numbers(zipf_s: float = 1.0, strategy: str = "in_order",
             "intra_token": float(cf.expected_intra_token_conflicts(m, **ana).mean())}
 
 
-def stacked_under_skew(s_values=(0.0, 2.0), batch: int = 256) -> dict:
+EQUAL_CAPACITY_CONFIGS = (("moe|tiles|1", "in_order"), ("moe|tiles|1", "balanced"),
+                          ("moe|strategy|in_order", "in_order"),
+                          ("moe|strategy|balanced", "balanced"),
+                          ("moe|strategy|moe_stacked", "moe_stacked"),
+                          ("moe|tiles|4", "in_order"))
+"""(label of a point of :func:`~aimoe_lib.experiments.condition_points` without its batch, the
+strategy to map its chip with) pairs of :func:`equal_capacity_rows`: the smallest chip of the sweep
+(702 tiles x 36 tiers) with in_order and balanced, the one equal-capacity chip of the strategy rows
+(the 128 tiers ``moe_stacked`` needs) with all three strategies, and in_order on 4x the tiles."""
+
+
+def _group(m) -> str:
+    if m.is_routed_expert:
+        return "expert"
+    if m.role.is_attention:
+        return "attention"
+    return m.role.value.replace("_", "-")
+
+
+def equal_capacity_rows(batch: int = 256, configs=EQUAL_CAPACITY_CONFIGS,
+                        simulate_configs=(("moe|tiles|1", "balanced"), ("moe|tiles|4", "in_order")),
+                        preset: str = PRESET) -> list[dict]:
+    """Why the 64-expert MoE's mapping strategies rank as they do on the chips of
+    :func:`~aimoe_lib.experiments.condition_points` (uniform routing, ``batch``).
+
+    Per (point label, strategy) of ``configs``: ``fill`` (blocks / tiers of the chip),
+    ``max_always_active`` (the most blocks of always-active matrices, i.e. not routed experts, on
+    one tile), ``busiest_mvms`` (expected tier MVMs per generated token of the busiest tile,
+    :func:`~aimoe_lib.conflicts.expected_tile_busy_ns`, LM head included), ``busiest_holds`` (its
+    blocks by kind: attention, router, lm-head, expert) and ``ceiling``
+    (:func:`~aimoe_lib.conflicts.throughput_ceiling`). The pairs in ``simulate_configs`` are also
+    simulated on the point's workload: ``tokens_per_s``, ``tiles_max``, ``dpu_max`` and
+    ``mha_max`` (busy fraction of the busiest tile, digital unit and attention unit); NaN for the
+    others (their runs are shipped in ``data/conditions.json``)."""
+    points = {p.label: p for p in experiments.condition_points(preset=preset)}
+    rows = []
+    for label, strategy in configs:
+        key = f"{label}|{batch}"
+        if key not in points:
+            raise ValueError(f"{key!r} is not a point of experiments.condition_points(); batch "
+                             "must be one of the sweep's (8 or 256)")
+        p = points[key]
+        chip, model = p.chip, p.model
+        w = Workload(batch=p.workload.batch, prompt_len=p.workload.prompt_len,
+                     gen_len=p.workload.gen_len, kv_cache=p.workload.kv_cache, seed=p.workload.seed)
+        m = map_model(model, chip, strategy)
+        load = cf.expected_tile_busy_ns(m)
+        n_tok = sum(w.tokens_in_pass(q) for q in range(w.n_passes))
+        busy = n_tok * load.per_token_ns + w.gen_len * load.per_head_ns
+        top = int(np.argmax(busy))
+        always = np.array([not mat.is_routed_expert for mat in m.matrices])[m.block_matrix]
+        held: dict = {}
+        for b in np.flatnonzero(m.tile == top):
+            g = _group(m.matrices[m.block_matrix[b]])
+            held[g] = held.get(g, 0) + 1
+        row = {"label": label, "strategy": strategy, "n_tiles": chip.n_tiles,
+               "n_tiers": chip.n_tiers, "area_mm2": chip.area_mm2,
+               "fill": len(m.tile) / (chip.n_tiles * chip.n_tiers),
+               "max_always_active": int(np.bincount(m.tile, weights=always,
+                                                    minlength=chip.n_tiles).max()),
+               "busiest_mvms": float(busy[top] / chip.cost.tier_mvm_latency_ns / w.gen_len),
+               "busiest_holds": held, "ceiling": cf.throughput_ceiling(m, w),
+               "tokens_per_s": math.nan, "tiles_max": math.nan, "dpu_max": math.nan,
+               "mha_max": math.nan}
+        if (label, strategy) in simulate_configs:
+            r = simulate(model, chip, m, w)
+            row.update(tokens_per_s=r.tokens_per_s,
+                       tiles_max=float(r.tile_busy_ns.max() / r.makespan_ns),
+                       **{f"{k}_max": float(v.max() / r.makespan_ns) if v.size else 0.0
+                          for k, v in r.unit_busy_ns.items() if k in ("dpu", "mha")})
+        rows.append(row)
+    return rows
+
+
+def stacked_under_skew(s_values=(0.0, 2.0), batch: int = 256, preset: str = PRESET) -> dict:
     """Simulated tokens/s of the 64-expert MoE mapped ``moe_stacked`` on the chip of the shipped
     strategy rows (:func:`~aimoe_lib.experiments.condition_points`), under Zipf routing of each
     exponent in ``s_values``: {s: tokens/s}. The shipped sweep has this strategy at s = 0 only."""
     label = f"moe|strategy|moe_stacked|{batch}"
-    pts = [p for p in experiments.condition_points() if p.label == label]
+    pts = [p for p in experiments.condition_points(preset=preset) if p.label == label]
     if not pts:
         raise ValueError(f"batch={batch!r}: the shipped strategy rows have batch 8 and 256")
     p = pts[0]
@@ -445,7 +534,7 @@ def stacked_under_skew(s_values=(0.0, 2.0), batch: int = 256) -> dict:
 
 def trace_round_trip(directory, model: ModelSpec | None = None, spec=None,
                      n_tokens: int = 4096, seed: int = 0, strategy: str = "balanced",
-                     workload: Workload = WORKLOAD) -> dict:
+                     workload: Workload = WORKLOAD, preset: str = PRESET) -> dict:
     """A *synthetic* trace through the trace machinery: route ``n_tokens`` tokens with ``spec``
     (default: the block co-activation of :func:`block_coactivation`), write them with
     :func:`~aimoe_lib.routing.save_trace` into ``directory``, read them back with
@@ -458,7 +547,7 @@ def trace_round_trip(directory, model: ModelSpec | None = None, spec=None,
     choices = routing.route(model, n_tokens, spec, seed=seed)
     path = routing.save_trace(Path(directory) / f"synthetic_trace_{model.name}", choices, model)
     replay = RoutingSpec(kind="trace", trace=routing.load_trace(path, model).choices)
-    chip, m = mapped(model, strategy, 1.0, spec, seed)
+    chip, m = mapped(model, strategy, 1.0, spec, seed, preset)
     w = Workload(batch=workload.batch, prompt_len=workload.prompt_len, gen_len=workload.gen_len,
                  kv_cache=workload.kv_cache, seed=seed)
     return {"path": path, "choices": choices,
@@ -942,7 +1031,7 @@ def trace_routings(case="moe-16", workload: Workload = TRACE_WORKLOAD,
     return out
 
 
-def trace_strategy_rows(case="moe-16", preset: str = "paper",
+def trace_strategy_rows(case="moe-16", preset: str = PRESET,
                         workload: Workload = TRACE_WORKLOAD, strategies=TRACE_STRATEGIES,
                         routings=TRACE_ROUTINGS, n_repeats: int = TRACE_REPEATS) -> list[dict]:
     """The trained-router model simulated on its chips under the trace and synthetic routings.
@@ -957,7 +1046,10 @@ def trace_strategy_rows(case="moe-16", preset: str = "paper",
     exponent), n_tiles, n_tiers, area_mm2, tiles_used, batch, prompt_len, gen_len, n_repeats; the
     means over the repeats of ``tokens_per_s``, ``conflicts_per_token`` (tile conflicts per
     generated token), ``energy_per_token_pj`` (total, static included), ``dynamic_pj_per_token``
-    (operations only), ``busiest_tile`` (busy fraction) and ``ceiling`` (tokens/s,
+    (operations only), ``energy_by_kind_pj`` (per generated token: {kind: pJ} of
+    :attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`, ``passive`` being the static
+    power), ``tier_mvms_per_token`` (tier MVMs per generated token), ``busiest_tile`` (busy
+    fraction) and ``ceiling`` (tokens/s,
     :func:`~aimoe_lib.conflicts.throughput_ceiling` from the set law of the replayed tokens for the
     trace, the routing's law otherwise); ``tokens_per_s_min`` / ``_max`` over the repeats;
     ``of_ceiling``."""
@@ -991,6 +1083,10 @@ def trace_strategy_rows(case="moe-16", preset: str = "paper",
                    "energy_per_token_pj": float(np.mean([r.energy_per_token_pj for r in res])),
                    "dynamic_pj_per_token": float(np.mean([r.dynamic_energy_pj / n
                                                           for r in res])),
+                   "energy_by_kind_pj": {k: float(np.mean([r.energy_breakdown_pj[k] / n
+                                                           for r in res]))
+                                         for k in res[0].energy_breakdown_pj},
+                   "tier_mvms_per_token": float(np.mean([r.tier_mvms / n for r in res])),
                    "busiest_tile": float(np.mean([r.busy_fraction()["tiles_max"] for r in res])),
                    "ceiling": float(np.mean(ceil))}
             row["of_ceiling"] = row["tokens_per_s"] / row["ceiling"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from figure_checks import check_figure
 
-from aimoe_lib import routing
+from aimoe_lib import experiments, routing
 from aimoe_lib import routing_study as study
 from aimoe_lib.mapping import blocks_needed, fitting_chip, map_model
 from aimoe_lib.routing import RoutingSpec
@@ -198,7 +198,9 @@ def test_replayed_trace_simulates_exactly_as_the_same_choices_routed():
     got = study.trace_strategy_rows(case, workload=w, strategies=("in_order",),
                                     routings=("trace",), n_repeats=1)[0]
     dense = model.replace(name="dense", n_experts=0, top_k=0)
-    chip = fitting_chip(model, n_tiles=blocks_needed(dense), units="per_layer")
+    # the study sizes its chips on the book's preset by default: the direct run must use it too
+    chip = fitting_chip(model, n_tiles=blocks_needed(dense), units="per_layer",
+                        preset=experiments.PRESET)
     direct = simulate(model, chip, map_model(model, chip, "in_order"),
                       Workload(batch=4, prompt_len=2, gen_len=3, routing="uniform", seed=0))
     assert got["tokens_per_s"] == direct.tokens_per_s
@@ -217,8 +219,15 @@ def test_trace_strategy_rows_on_the_shipped_trace():
     for r in rows:
         assert r["tokens_per_s_min"] <= r["tokens_per_s"] <= r["tokens_per_s_max"]
         assert r["of_ceiling"] <= 1.02
-        assert r["preset"] == "paper"
+        assert r["preset"] == experiments.PRESET
         assert 0 < r["dynamic_pj_per_token"] < r["energy_per_token_pj"]
+        e = r["energy_by_kind_pj"]
+        assert sum(e.values()) == pytest.approx(r["energy_per_token_pj"])
+        assert e["passive"] == pytest.approx(r["energy_per_token_pj"] - r["dynamic_pj_per_token"])
+        # static energy per token = static power / throughput: 4 layers x (24 DPUs + 8 attention
+        # units), each MOEPIM_STATIC_POWER_W / 9 ([MOEPIM]: 0.02412 W for 5 DPUs + 4 units)
+        watts = 4 * (24 + 8) * 0.02412 / 9
+        assert e["passive"] == pytest.approx(watts / r["tokens_per_s"] * 1e12, rel=0.02)
     # moe_stacked: every token does the same tier MVMs on the slab tiles whichever experts it
     # picks, so every routing gives the same run
     stacked = [r for r in rows if r["strategy"] == "moe_stacked"]
@@ -261,3 +270,7 @@ def test_routing_chip_takes_a_preset():
     ref = fitting_chip(model, n_tiles=blocks_needed(dense), units="per_layer", preset="3dsim")
     assert chip == ref
     assert chip != study.routing_chip(model, "in_order")
+    # the default is the book's preset, the one the shipped conditions sweep was run with
+    book = fitting_chip(model, n_tiles=blocks_needed(dense), units="per_layer",
+                        preset=experiments.PRESET)
+    assert study.routing_chip(model, "in_order") == book

@@ -131,6 +131,49 @@ def test_condition_ceiling_matches_a_fresh_mapping(condition_rows):
     assert row["ceiling"] == pytest.approx(ceil)
 
 
+def test_equal_capacity_chip_of_the_strategy_rows():
+    """The strategy rows share one chip with the tiers moe_stacked needs. in_order fills tiers
+    level by level, so the extra tiers leave its placement as on the smallest chip; balanced uses
+    them to keep always-active blocks apart; moe_stacked's busiest tile is worked out by hand."""
+    moe = experiments.moe_variant(experiments.BASE, 64)
+    n = experiments.blocks_needed(experiments.BASE)
+    small = mapping.fitting_chip(moe, n_tiles=n, units="per_layer", preset=experiments.PRESET)
+    big = mapping.fitting_chip(moe, n_tiles=n, units="per_layer", strategy="moe_stacked",
+                               preset=experiments.PRESET)
+    assert (small.n_tiles, big.n_tiles) == (702, 702)
+    assert big.n_tiers == mapping.moe_stacked_min_tiers(moe) == 128 > small.n_tiers
+    a, b = mapping.map_model(moe, small), mapping.map_model(moe, big)
+    assert np.array_equal(a.tile, b.tile) and np.array_equal(a.tier, b.tier)
+
+    def always_active_per_tile(m):
+        aa = np.array([not mat.is_routed_expert for mat in m.matrices])[m.block_matrix]
+        return np.bincount(m.tile, weights=aa, minlength=m.chip.n_tiles)
+
+    assert always_active_per_tile(mapping.map_model(moe, small, "balanced")).max() >= 2
+    assert always_active_per_tile(mapping.map_model(moe, big, "balanced")).max() == 1
+    # moe_stacked: a slab tile holds one block of each of the 64 experts (one tier MVM per token);
+    # the busiest tiles hold one always-active block (11 tokens per sequence: 4 + 8 - 1) and one
+    # LM-head block (8 generated tokens): 19 tier MVMs per sequence of 8 generated tokens
+    w = Workload(batch=256, prompt_len=4, gen_len=8)
+    t_mvm = big.cost.tier_mvm_latency_ns
+    stacked = cf.throughput_ceiling(mapping.map_model(moe, big, "moe_stacked"), w)
+    assert stacked == pytest.approx(8 / (19 * t_mvm) * 1e9)
+    assert cf.throughput_ceiling(mapping.map_model(moe, big, "balanced"), w) > stacked \
+        > cf.throughput_ceiling(b, w)
+    # the study's table of the same chips (no simulation): the same facts
+    rows = {(r["n_tiers"], r["strategy"]): r
+            for r in study.equal_capacity_rows(simulate_configs=())}
+    assert rows[(128, "moe_stacked")]["busiest_mvms"] == pytest.approx(19 / 8)
+    assert rows[(128, "moe_stacked")]["ceiling"] == pytest.approx(stacked)
+    assert rows[(36, "in_order")]["fill"] == pytest.approx(
+        experiments.blocks_needed(moe) / (702 * 36))
+    assert rows[(36, "in_order")]["busiest_mvms"] == rows[(128, "in_order")]["busiest_mvms"]
+    assert (rows[(36, "balanced")]["max_always_active"],
+            rows[(128, "balanced")]["max_always_active"]) == (2, 1)
+    assert np.isnan(rows[(9, "in_order")]["tokens_per_s"])
+    assert "busiest DPU" in vr.format_equal_capacity_rows(list(rows.values()))
+
+
 def test_stacked_under_skew_is_identical():
     out = study.stacked_under_skew((0.0, 2.0), batch=8)
     assert out[0.0] == out[2.0] > 0

@@ -59,6 +59,7 @@ __all__ = [
     "analytic_vs_simulated",
     "batch_curves",
     "format_condition_rows",
+    "format_equal_capacity_rows",
     "condition_summary",
     "conditions_overview",
     "routing_dashboard",
@@ -66,6 +67,7 @@ __all__ = [
     "format_trace_summary",
     "trace_routing_overview",
     "format_trace_rows",
+    "format_trace_energy",
     "trace_strategy_effects",
 ]
 
@@ -327,14 +329,21 @@ def condition_summary(rows: Sequence[dict], stacked: dict | None = None) -> str:
                      f"{z2['tokens_per_s'] / z0['tokens_per_s'] - 1:+.1%} (tile ceiling "
                      f"{z2['ceiling'] / z0['ceiling'] - 1:+.1%}); busiest tile "
                      f"{z0['busiest_tile']:.0%} -> {z2['busiest_tile']:.0%} busy")
+    base = _pick(rows, "tiles", "1", hi)
     io, st = _pick(rows, "strategy", "in_order", hi), _pick(rows, "strategy", "moe_stacked", hi)
     x4 = _pick(rows, "tiles", "4", hi)
-    lines.append(f"batch {hi}: moe_stacked {st['tokens_per_s'] / 1e6:.3f} M tokens/s, "
-                 f"{st['tokens_per_s'] / io['tokens_per_s'] - 1:+.1%} over in_order at "
-                 f"{st['area_mm2'] / io['area_mm2'] - 1:+.1%} chip area")
+    others = [r for r in rows if r["kind"] == "strategy" and r["batch"] == hi
+              and r["value"] != "in_order"]
+    gains = ", ".join(f"{r['value']} {r['tokens_per_s'] / 1e6:.3f} M "
+                      f"({r['tokens_per_s'] / io['tokens_per_s'] - 1:+.1%})" for r in others)
+    lines.append(f"batch {hi}, one {st['n_tiles']} x {st['n_tiers']} chip for every strategy "
+                 f"({st['area_mm2'] / base['area_mm2'] - 1:+.1%} area over the "
+                 f"{base['n_tiles']} x {base['n_tiers']} chip): in_order "
+                 f"{io['tokens_per_s'] / 1e6:.3f} M tokens/s, {gains}")
     lines.append(f"batch {hi}: in_order on 4x the tiles {x4['tokens_per_s'] / 1e6:.3f} M tokens/s, "
-                 f"{x4['tokens_per_s'] / io['tokens_per_s'] - 1:+.1%} at "
-                 f"{x4['area_mm2'] / io['area_mm2']:.2f}x the chip area")
+                 f"{x4['tokens_per_s'] / base['tokens_per_s'] - 1:+.1%} at "
+                 f"{x4['area_mm2'] / base['area_mm2']:.2f}x the chip area of "
+                 f"{base['n_tiles']} x {base['n_tiers']}")
     if stacked:
         vals = ", ".join(f"s = {s:g}: {v / 1e6:.3f} M" for s, v in stacked.items())
         same = len({round(v, 6) for v in stacked.values()}) == 1
@@ -354,6 +363,22 @@ def format_condition_rows(rows: Sequence[dict], kind: str | None = None) -> str:
     return table(["varied", "value", "batch", "tiles x tiers", "mm²", "M tok/s", "ceiling",
                    "of ceiling", "busiest tile", "stall µs/token"], body,
                   [False, False, True, True, True, True, True, True, True, True])
+
+
+def format_equal_capacity_rows(rows: Sequence[dict]) -> str:
+    """Aligned text table of :func:`~aimoe_lib.routing_study.equal_capacity_rows` ("-" where a
+    row was not simulated)."""
+    def f(v, fmt):
+        return "-" if not np.isfinite(v) else format(v, fmt)
+    body = [[f"{r['n_tiles']}x{r['n_tiers']}", r["strategy"], f"{r['fill']:.1%}",
+             str(r["max_always_active"]), f"{r['busiest_mvms']:.3f}",
+             ", ".join(f"{n} {g}" for g, n in sorted(r["busiest_holds"].items())),
+             f"{r['ceiling'] / 1e6:.3f}", f(r["tokens_per_s"] / 1e6, ".3f"),
+             f(r["tiles_max"], ".0%"), f(r["dpu_max"], ".0%")] for r in rows]
+    return table(["tiles x tiers", "mapping", "filled", "max always-active/tile",
+                  "busiest tile MVMs/token", "busiest tile holds", "ceiling", "M tok/s",
+                  "busiest tile", "busiest DPU"], body,
+                 [False, False, True, True, True, False, True, True, True, True])
 
 
 def _pick(rows, kind, value, batch):
@@ -426,11 +451,13 @@ def conditions_overview(rows: Sequence[dict] | None = None) -> Figure:
     z0h, z2h = _pick(rows, "zipf", "0.0", hi), _pick(rows, "zipf", "2.0", hi)
     io, st = _pick(rows, "strategy", "in_order", hi), _pick(rows, "strategy", "moe_stacked", hi)
     d_lo = z2l["tokens_per_s"] / z0l["tokens_per_s"] - 1
+    same_chip = (st["n_tiles"], st["n_tiers"]) == (io["n_tiles"], io["n_tiers"])
     takeaway = (f"s = 0 -> 2 changes throughput by {d_lo:+.1%}"
                 f" at batch {lo} but {z2h['tokens_per_s'] / z0h['tokens_per_s'] - 1:+.1%} at batch "
                 f"{hi}; at batch {hi} moe_stacked gives "
                 f"{st['tokens_per_s'] / io['tokens_per_s'] - 1:+.0%} over in_order "
-                f"({st['area_mm2'] / io['area_mm2'] - 1:+.0%} area)")
+                + ("on the same chip" if same_chip
+                   else f"({st['area_mm2'] / io['area_mm2'] - 1:+.0%} area)"))
     return finish(fig, "Routing skew and mapping on a 3D chip: MoE-64 (top-1), shipped sweep",
                    takeaway)
 
@@ -583,7 +610,8 @@ def trace_routing_overview(rows: Sequence[dict] | None = None, layer: int | None
 
 def format_trace_rows(rows: Sequence[dict]) -> str:
     """Aligned text table of :func:`~aimoe_lib.routing_study.trace_strategy_rows` (tokens/s as the
-    mean and range over the repeats, the change against uniform routing, energy in µJ)."""
+    mean and range over the repeats, the change against uniform routing, energy per generated
+    token in µJ: dynamic, i.e. the operations alone, and total, static power included)."""
     base = {(r["model"], r["strategy"]): r["tokens_per_s"] for r in rows
             if r["routing"] == "uniform"}
     body = []
@@ -594,17 +622,41 @@ def format_trace_rows(rows: Sequence[dict]) -> str:
                      r["routing_label"], f"{r['tokens_per_s'] / 1e6:.3f}",
                      f"{r['tokens_per_s_min'] / 1e6:.3f}-{r['tokens_per_s_max'] / 1e6:.3f}", d,
                      f"{r['of_ceiling']:.0%}", f"{r['conflicts_per_token']:.1f}",
-                     f"{r['energy_per_token_pj'] / 1e6:.1f}"])
+                     f"{r['dynamic_pj_per_token'] / 1e6:.3f}",
+                     f"{r['energy_per_token_pj'] / 1e6:.3f}"])
     return table(["model", "mapping", "tiles x tiers", "routing", "M tok/s", "range",
-                  "vs uniform", "of ceiling", "conflicts/token", "µJ/token"], body,
-                 [False, False, True, False, True, True, True, True, True, True])
+                  "vs uniform", "of ceiling", "conflicts/token", "µJ dynamic", "µJ total"], body,
+                 [False, False, True, False, True, True, True, True, True, True, True])
+
+
+def format_trace_energy(rows: Sequence[dict]) -> str:
+    """Energy per generated token of :func:`~aimoe_lib.routing_study.trace_strategy_rows`, split:
+    tier MVMs per token and their mean energy, the dynamic energy (MVMs, attention, the rest:
+    digital operations, transfers, off-chip memory), the static energy and the total, in nJ, with
+    the preset of each row."""
+    body = []
+    for r in rows:
+        e = r["energy_by_kind_pj"]
+        rest = r["dynamic_pj_per_token"] - e["mvm"] - e["attention"]
+        body.append([r["preset"], r["case"], r["strategy"], r["routing"],
+                     f"{r['tokens_per_s'] / 1e6:.3f}", f"{r['tier_mvms_per_token']:.2f}",
+                     f"{e['mvm'] / r['tier_mvms_per_token'] / 1e3:.2f}",
+                     f"{e['mvm'] / 1e3:,.1f}", f"{e['attention'] / 1e3:,.1f}",
+                     f"{rest / 1e3:,.1f}", f"{r['dynamic_pj_per_token'] / 1e3:,.1f}",
+                     f"{e['passive'] / 1e3:,.1f}", f"{r['energy_per_token_pj'] / 1e3:,.1f}",
+                     f"{e['passive'] / r['energy_per_token_pj']:.0%}"])
+    return table(["preset", "model", "mapping", "routing", "M tok/s", "tier MVMs", "nJ/MVM",
+                  "MVM nJ", "attention nJ", "other nJ", "dynamic nJ", "static nJ", "total nJ",
+                  "static share"],
+                 body, [False, False, False, False] + [True] * 10)
 
 
 def trace_strategy_effects(rows: Sequence[dict] | None = None) -> Figure:
     """Over :func:`~aimoe_lib.routing_study.trace_strategy_rows`, one row of panels per traced
     model, per mapping strategy and routing: throughput (black tick: tile-load ceiling), its
     change against uniform routing (whiskers: range over the repeats; grey band: the range of the
-    uniform runs themselves), tile conflicts and energy per generated token."""
+    uniform runs themselves), tile conflicts and energy per generated token (light bar: total,
+    static power included; solid part: dynamic, the operations alone)."""
     rows = study.trace_strategy_rows() if rows is None else list(rows)
     cases = list(dict.fromkeys(r["case"] for r in rows))
     routings = list(dict.fromkeys(r["routing"] for r in rows))
@@ -643,15 +695,19 @@ def trace_strategy_effects(rows: Sequence[dict] | None = None) -> Figure:
                                  label=lab)
             axes[ci, 2].bar(xs, get("conflicts_per_token"), width=w, color=color, label=lab)
             axes[ci, 3].bar(xs, get("energy_per_token_pj", 1e-6), width=w, color=color,
-                            label=lab)
-        static = 1 - np.mean([r["dynamic_pj_per_token"] / r["energy_per_token_pj"] for r in rr])
+                            alpha=0.35, label=lab)
+            axes[ci, 3].bar(xs, get("dynamic_pj_per_token", 1e-6), width=w, color=color)
+        shares = [1 - r["dynamic_pj_per_token"] / r["energy_per_token_pj"] for r in rr]
+        static = f"{min(shares):.0%}" if f"{min(shares):.0%}" == f"{max(shares):.0%}" \
+            else f"{min(shares):.0%}-{max(shares):.0%}"
         axes[ci, 1].axhline(0, color="k", lw=0.8)
         chip = f"{rr[0]['preset']} chips, batch {rr[0]['batch']}"
         for ax, (ylabel, title) in zip(axes[ci], (
                 ("generated tokens per second (M)", f"{case}: throughput ({chip})"),
                 ("throughput vs uniform routing (%)", f"{case}: change against uniform"),
                 ("tile conflicts per generated token", f"{case}: tier conflicts"),
-                ("energy per generated token (µJ)", f"{case}: energy ({static:.0%} static)")),
+                ("energy per generated token (µJ; solid: dynamic)",
+                 f"{case}: energy ({static} static)")),
                 strict=True):
             ax.set_xticks(x, strategies, rotation=12)
             ax.set(xlabel="mapping strategy", ylabel=ylabel, title=title)
@@ -663,9 +719,16 @@ def trace_strategy_effects(rows: Sequence[dict] | None = None) -> Figure:
         def d(r):
             return r["tokens_per_s"] / uni[(r["case"], r["strategy"])]["tokens_per_s"] - 1
         worst = min(tr, key=d)
+        dyn: dict = {}
+        for r in rows:
+            dyn.setdefault((r["case"], r["strategy"]), []).append(r["dynamic_pj_per_token"])
+        spread = max(max(v) / min(v) - 1 for v in dyn.values())
+        shares = [1 - r["dynamic_pj_per_token"] / r["energy_per_token_pj"] for r in rows]
         takeaway = (f"The trained routers' traces run within {max(abs(d(r)) for r in tr):.1%} of "
                     f"uniform routing on every mapping (largest loss: {worst['case']} "
-                    f"{worst['strategy']}, {d(worst):+.1%}); energy per token follows throughput")
+                    f"{worst['strategy']}, {d(worst):+.1%}); dynamic energy per token differs by "
+                    f"at most {spread:.2%} between routings; static power is "
+                    f"{min(shares):.0%}-{max(shares):.0%} of the total")
     else:
         takeaway = "Simulated throughput, conflicts and energy per token under each routing"
     return finish(fig, "Trained-router traces on a 3D chip: trace vs synthetic routing",
