@@ -4,7 +4,10 @@ simulated 3D AIMC chip (:mod:`aimoe_lib.gpu_comparison`, which sizes the chip an
 Every figure function builds a ``matplotlib.figure.Figure`` in the house style of
 :mod:`aimoe_lib.viz.style` (plain numbers on log axes), with a title, axis labels with units and a
 one-line takeaway computed from the plotted numbers (``fig.get_supxlabel()``), and returns it. GPU
-numbers are *modelled* (roofline) unless a panel says *measured*; AIMC numbers are *simulated*.
+numbers are *modelled* (roofline at datasheet power) unless a panel says *measured*; AIMC numbers
+are *simulated* on chips of ``preset`` (default the book's, :data:`~aimoe_lib.experiments.PRESET`).
+Where AIMC energy is shown, its dynamic part (total minus static power x run time) is shown beside
+the total.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import gpu as gpu_mod
+from ..experiments import PRESET
 from ..gpu_comparison import (
     CHIP_TIERS,
     DEFAULT_BATCHES,
@@ -34,22 +38,37 @@ __all__ = [
     "validation_figure",
     "compare_bars",
     "format_comparison",
+    "dynamic_energy_per_token_j",
 ]
 
 C_AIMC = "tab:blue"
 C_GPU = {"a100": "tab:gray", "h100": "tab:orange", "h200": "tab:red"}
 
 
+def dynamic_energy_per_token_j(a) -> float:
+    """Dynamic energy per generated token of an :class:`~aimoe_lib.gpu_comparison.AimcPoint`, J:
+    its total less the static (passive) share."""
+    return a.energy_per_token_j * (1.0 - a.passive_fraction)
+
+
+def _mj(v_j: float) -> str:
+    return f"{format_number(v_j * 1e3)} mJ"
+
+
 def format_comparison(c: Comparison) -> str:
-    """A plain-text table of one comparison."""
+    """A plain-text table of one comparison: the AIMC chip's energy per token in total and
+    dynamic, its average and static power, and the GPU's operating point (roofline at TDP)."""
     a, g = c.aimc, c.gpu
+    dyn = dynamic_energy_per_token_j(a)
+    avg_w = a.energy_per_token_j * a.tokens_per_s
+    static = f"{a.passive_power_w:,.2f}" if a.passive_power_w < 100 else f"{a.passive_power_w:,.0f}"
     rows = [("tokens/s", f"{a.tokens_per_s:,.0f}", f"{g.tokens_per_s:,.0f}"),
             ("time per output token", f"{a.tpot_s * 1e3:.3f} ms",
              f"{g.time_per_output_token_s * 1e3:.3f} ms"),
             ("time to first token", f"{a.ttft_s * 1e3:.3f} ms", f"{g.ttft_s * 1e3:.3f} ms"),
-            ("energy per token", f"{a.energy_per_token_j * 1e3:.1f} mJ",
-             f"{g.energy_per_token_j * 1e3:.1f} mJ"),
-            ("power", f"{a.passive_power_w:,.0f} W passive", f"{g.power_w:,.0f} W (TDP)"),
+            ("energy per token", _mj(a.energy_per_token_j), _mj(g.energy_per_token_j)),
+            ("  of it dynamic", f"{_mj(dyn)} ({1 - a.passive_fraction:.0%})", "not split"),
+            ("average power", f"{avg_w:,.1f} W ({static} W static)", f"{g.power_w:,.0f} W (TDP)"),
             ("silicon area", f"{a.area_mm2:,.0f} mm²", f"{g.silicon_area_mm2:,.0f} mm² (dies)")]
     head = (f"{'':24}{'3D AIMC ' + str(a.n_tiers) + ' tiers (simulated)':>32}"
             f"{str(g.n_gpus) + ' x ' + g.gpu + ' (roofline)':>34}")
@@ -58,13 +77,15 @@ def format_comparison(c: Comparison) -> str:
 
 # ====================================================================================== figures
 def headline(model: str = "mixtral-8x7b", gpus=("a100", "h100", "h200"), n_tiers=(64, 1024),
-             batches=DEFAULT_BATCHES, prompt_len: int = 16, gen_len: int = 16) -> Figure:
+             batches=DEFAULT_BATCHES, prompt_len: int = 16, gen_len: int = 16,
+             preset: str = PRESET) -> Figure:
     """Four panels over batch size: tokens/s, time per output token, energy per token (simulated
-    AIMC chips of ``n_tiers`` tiers per tile vs GPU rooflines) and silicon area."""
+    AIMC chips of ``n_tiers`` tiers per tile and ``preset``, total and dynamic, vs GPU rooflines at
+    datasheet power) and silicon area."""
     spec = model_spec(model)
     bs = list(batches)
     tiers = [n_tiers] if isinstance(n_tiers, int) else list(n_tiers)
-    aimc = {t: aimc_sweep(spec.name, t, bs, prompt_len, gen_len) for t in tiers}
+    aimc = {t: aimc_sweep(spec.name, t, bs, prompt_len, gen_len, preset=preset) for t in tiers}
     gpus = list(gpus)
     roof = {g: gpu_mod.sweep_batches(spec, g, bs, prompt_len=prompt_len, gen_len=gen_len)
             for g in gpus}
@@ -77,23 +98,26 @@ def headline(model: str = "mixtral-8x7b", gpus=("a100", "h100", "h200"), n_tiers
          "throughput (generated tokens/s)"),
         (axs[0, 1], "time per output token", lambda a: a.tpot_s * 1e3,
          lambda r: r.time_per_output_token_s * 1e3, "time per output token (ms)"),
-        (axs[1, 0], "energy per token", lambda a: a.energy_per_token_j,
+        (axs[1, 0], "energy per token (AIMC dotted: dynamic only)", lambda a: a.energy_per_token_j,
          lambda r: r.energy_per_token_j, "energy per generated token (J)"),
     ]
     for ax, title, fa, fg, ylab in series:
         for i, t in enumerate(tiers):
             ax.plot(bs, [fa(a) for a in aimc[t]], styles[i % 4], color=shades[i % 4],
-                    label=f"3D AIMC, {t} tiers (simulated)")
+                    label=f"3D AIMC, {t} tiers (simulated, {preset})")
         for g in gpus:
             rr = roof[g]
             ax.plot(bs, [fg(r) for r in rr], "s--", color=C_GPU.get(g, "k"),
-                    label=f"{rr[0].n_gpus} x {rr[0].gpu} (roofline)")
+                    label=f"{rr[0].n_gpus} x {rr[0].gpu} (roofline, TDP)")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch (sequences)")
         ax.set_ylabel(ylab)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
+    for i, t in enumerate(tiers):
+        axs[1, 0].plot(bs, [dynamic_energy_per_token_j(a) for a in aimc[t]], styles[i % 4][0] + ":",
+                       color=shades[i % 4], mfc="none")
     axs[0, 0].legend(fontsize=FONT_SIZE - 2)
     ax = axs[1, 1]
     names_ = ([f"AIMC\n{t} tiers" for t in tiers]
@@ -102,6 +126,7 @@ def headline(model: str = "mixtral-8x7b", gpus=("a100", "h100", "h200"), n_tiers
     colors = [shades[i % 4] for i in range(len(tiers))] + [C_GPU.get(g, "k") for g in gpus]
     ax.bar(names_, areas, color=colors)
     ax.set_ylabel("silicon area (mm²; GPU: dies only)")
+    ax.set_ylim(0, max(areas) * 1.12)
     ax.set_title("silicon area")
     for i, v in enumerate(areas):
         ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=FONT_SIZE - 1)
@@ -109,13 +134,14 @@ def headline(model: str = "mixtral-8x7b", gpus=("a100", "h100", "h200"), n_tiers
     a0 = aimc[tiers[0]]
     i8 = bs.index(8) if 8 in bs else 0
     takeaway = (f"batch {bs[i8]}: AIMC ({tiers[0]} tiers) {a0[i8].tokens_per_s:,.0f} vs "
-                f"{ref[i8].gpu} {ref[i8].tokens_per_s:,.0f} tokens/s, "
-                f"{a0[i8].energy_per_token_j * 1e3:,.0f} vs "
-                f"{ref[i8].energy_per_token_j * 1e3:,.0f} mJ/token; area {a0[0].area_mm2:,.0f} vs "
-                f"{ref[0].silicon_area_mm2:,.0f} mm²")
+                f"{ref[i8].n_gpus} x {ref[i8].gpu} {ref[i8].tokens_per_s:,.0f} tokens/s, "
+                f"{format_number(a0[i8].energy_per_token_j * 1e3)} "
+                f"({format_number(dynamic_energy_per_token_j(a0[i8]) * 1e3)} dynamic) vs "
+                f"{format_number(ref[i8].energy_per_token_j * 1e3)} mJ/token; "
+                f"area {a0[0].area_mm2:,.0f} vs {ref[0].silicon_area_mm2:,.0f} mm²")
     plain_log_axes(fig)
-    return finish(fig, f"{spec.name}: 3D AIMC (simulated) vs GPUs (roofline), "
-                        f"{prompt_len} + {gen_len} tokens per sequence", takeaway)
+    return finish(fig, f"{spec.name}: 3D AIMC (simulated, {preset}) vs GPUs (roofline), "
+                       f"{prompt_len} + {gen_len} tokens per sequence", takeaway)
 
 
 def _step_components(rr, g: gpu_mod.GPUSpec, n: int, compute: str = "bf16"):
@@ -166,8 +192,8 @@ def step_breakdown(model: str = "llama-2-7b", gpu: str = "h100",
     _components_panel(ax2, cs, cc, "context (tokens in the KV cache)",
                       f"over context, batch {context_batch}")
     ax1.legend(fontsize=FONT_SIZE - 2)
-    cross = next((b for b, w, k, c in zip(bs, *cb[:3]) if c > w + k), None)
-    kv_over = next((c for c, w, k in zip(cs, cc[0], cc[1]) if k > w), None)
+    cross = next((b for b, w, k, c in zip(bs, *cb[:3], strict=True) if c > w + k), None)
+    kv_over = next((c for c, w, k in zip(cs, cc[0], cc[1], strict=True) if k > w), None)
     takeaway = (f"batch 1: {cb[0][0]:.2f} ms reading weights, {cb[2][0] * 1e3:.0f} µs computing; "
                 f"compute-bound from batch {cross if cross else '>' + str(bs[-1])}; KV traffic "
                 f"outweighs weights from {kv_over if kv_over else '>' + str(cs[-1])} tokens "
@@ -179,11 +205,11 @@ def step_breakdown(model: str = "llama-2-7b", gpu: str = "h100",
 
 def moe_penalty(model: str = "mixtral-8x7b", gpu: str = "h100", batches=DEFAULT_BATCHES,
                 n_tiers: int = 64, prompt_len: int = 16, gen_len: int = 16,
-                mc_tokens: int = 4096) -> Figure:
+                mc_tokens: int = 4096, preset: str = PRESET) -> Figure:
     """The MoE penalty: distinct experts per layer vs batch (closed form and Monte Carlo,
     :func:`~aimoe_lib.gpu_comparison.distinct_experts`), and the cost of the MoE relative to its
     active dense equivalent (:func:`aimoe_lib.gpu.active_dense_equivalent`) on the GPU (roofline)
-    and on the 3D AIMC chip (simulated)."""
+    and on the 3D AIMC chip of ``preset`` (simulated; each model on its own smallest chip)."""
     spec = model_spec(model)
     if not spec.is_moe:
         raise ValueError(f"model={spec.name!r} is dense: the MoE penalty needs an MoE model")
@@ -196,8 +222,8 @@ def moe_penalty(model: str = "mixtral-8x7b", gpu: str = "h100", batches=DEFAULT_
     n = g_moe[-1].n_gpus
     g_moe = gpu_mod.sweep_batches(spec, gpu, bs, prompt_len=prompt_len, gen_len=gen_len, n_gpus=n)
     g_den = gpu_mod.sweep_batches(dense, gpu, bs, prompt_len=prompt_len, gen_len=gen_len, n_gpus=n)
-    a_moe = aimc_sweep(spec.name, n_tiers, bs, prompt_len, gen_len)
-    a_den = [aimc_point(dense, n_tiers, b, prompt_len, gen_len) for b in bs]
+    a_moe = aimc_sweep(spec.name, n_tiers, bs, prompt_len, gen_len, preset=preset)
+    a_den = [aimc_point(dense, n_tiers, b, prompt_len, gen_len, preset=preset) for b in bs]
     fig = figure(10.5, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(bs, closed, "-", color="k", label="E(1 - (1 - k/E)^B)")
@@ -209,10 +235,12 @@ def moe_penalty(model: str = "mixtral-8x7b", gpu: str = "h100", batches=DEFAULT_
     ax1.set_title(f"{spec.name}: {e} experts, top-{k}, uniform routing")
     ax1.legend(fontsize=FONT_SIZE - 2)
     ax1.grid(True, alpha=0.3)
-    r_gpu = [m.time_per_output_token_s / d.time_per_output_token_s for m, d in zip(g_moe, g_den)]
-    r_aimc = [m.tpot_s / d.tpot_s for m, d in zip(a_moe, a_den)]
+    r_gpu = [m.time_per_output_token_s / d.time_per_output_token_s
+             for m, d in zip(g_moe, g_den, strict=True)]
+    r_aimc = [m.tpot_s / d.tpot_s for m, d in zip(a_moe, a_den, strict=True)]
     ax2.plot(bs, r_gpu, "s--", color=C_GPU.get(gpu, "k"), label=f"{n} x {gpu.upper()} (roofline)")
-    ax2.plot(bs, r_aimc, "o-", color=C_AIMC, label=f"3D AIMC {n_tiers} tiers (simulated)")
+    ax2.plot(bs, r_aimc, "o-", color=C_AIMC,
+             label=f"3D AIMC {n_tiers} tiers (simulated, {preset})")
     ax2.axhline(1.0, color="0.5", lw=1)
     ax2.set_xscale("log", base=2)
     ax2.set_xlabel("batch (sequences)")
@@ -221,9 +249,9 @@ def moe_penalty(model: str = "mixtral-8x7b", gpu: str = "h100", batches=DEFAULT_
     ax2.legend(fontsize=FONT_SIZE - 2)
     ax2.grid(True, alpha=0.3)
     i8 = bs.index(8) if 8 in bs else len(bs) - 1
-    takeaway = (f"batch {bs[i8]}: {closed[i8]:.2f} of {e} experts read per layer; the MoE decodes "
-                f"{r_gpu[i8]:.2f}x slower than its dense equivalent on the GPU, "
-                f"{r_aimc[i8]:.2f}x on 3D AIMC")
+    takeaway = (f"batch {bs[i8]}: {closed[i8]:.2f} of {e} experts read per layer; time per token, "
+                f"MoE / dense equivalent: {r_gpu[i8]:.2f} on the GPU, {r_aimc[i8]:.2f} on 3D AIMC "
+                f"({preset})")
     plain_log_axes(fig)
     return finish(fig, "Routing fragments a batch: the MoE penalty on GPUs and on 3D AIMC",
                    takeaway)
@@ -243,19 +271,21 @@ def crossover_context(contexts, aimc_s, gpu_s) -> float | None:
 
 
 def context_sweep(model: str = "llama-2-7b", gpu: str = "h100", n_tiers: int = 64,
-                  prompt_lens=(16, 64, 128, 256, 512, 1024), batch: int = 1,
-                  gen_len: int = 3) -> Figure:
+                  prompt_lens=(16, 64, 256, 1024, 2048, 4096), batch: int = 1,
+                  gen_len: int = 3, preset: str = PRESET) -> Figure:
     """Time per output token over context length: the GPU roofline (weights + KV traffic) and the
-    simulated AIMC chip (attention cost table of :class:`aimoe_lib.hardware.CostModel`)."""
+    simulated AIMC chip of ``preset`` (attention as costed by its
+    :class:`aimoe_lib.hardware.CostModel`; KV cache beyond the chip's capacity read from off-chip
+    memory)."""
     spec = model_spec(model)
     ps = list(prompt_lens)
-    a = [aimc_point(spec.name, n_tiers, batch, p, gen_len) for p in ps]
+    a = [aimc_point(spec.name, n_tiers, batch, p, gen_len, preset=preset) for p in ps]
     g = [gpu_mod.roofline(spec, gpu, batch=batch, prompt_len=p, gen_len=gen_len) for p in ps]
     fig = figure(7.0, 4.3)
     ax = fig.subplots()
     ctx = [p + 1 for p in ps]
     ax.plot(ctx, [x.tpot_s * 1e3 for x in a], "o-", color=C_AIMC,
-            label=f"3D AIMC {n_tiers} tiers (simulated)")
+            label=f"3D AIMC {n_tiers} tiers (simulated, {preset})")
     ax.plot(ctx, [x.time_per_output_token_s * 1e3 for x in g], "s--", color=C_GPU.get(gpu, "k"),
             label=f"{g[0].n_gpus} x {g[0].gpu} (roofline)")
     ax.set_xscale("log", base=2)
@@ -269,9 +299,10 @@ def context_sweep(model: str = "llama-2-7b", gpu: str = "h100", n_tiers: int = 6
                 f"{g[0].time_per_output_token_s * 1e3:.2f} -> "
                 f"{g[-1].time_per_output_token_s * 1e3:.2f} ms; "
                 + (f"the GPU is faster beyond about {cross:,.0f} tokens of context" if cross
-                   else f"AIMC stays faster up to {ctx[-1]} tokens"))
+                   else f"AIMC stays faster up to {ctx[-1]:,} tokens"))
     plain_log_axes(fig)
-    return finish(fig, f"{spec.name}: long contexts move the bottleneck to attention", takeaway)
+    return finish(fig, f"{spec.name}: long contexts move the bottleneck to attention and the KV "
+                       "cache", takeaway)
 
 
 def validation_figure(rows=None, tolerance: float = 0.30) -> Figure:
@@ -287,7 +318,7 @@ def validation_figure(rows=None, tolerance: float = 0.30) -> Figure:
     ax.plot(xs, xs, "k-", lw=1, label="roofline = measured")
     ax.fill_between(xs, xs * (1 - tolerance), xs * (1 + tolerance), color="0.88",
                     label=f"±{tolerance:.0%}")
-    for i, (r, x, y) in enumerate(zip(rows, meas, pred), start=1):
+    for i, (r, x, y) in enumerate(zip(rows, meas, pred, strict=True), start=1):
         ok = abs(r.error) <= tolerance
         ax.plot(x, y, "o" if ok else "X", color="tab:blue" if ok else "tab:red", ms=7,
                 label=f"{i}: {r.measurement.label} ({r.measurement.metric[:4]}, {r.error:+.0%})")
@@ -308,30 +339,49 @@ def validation_figure(rows=None, tolerance: float = 0.30) -> Figure:
 
 
 def compare_bars(model: str = "mixtral-8x7b", batch: int = 8, gpu: str = "h100",
-                 chip: str = "3d-64", prompt_len: int = 16, gen_len: int = 16) -> Figure:
-    """One workload, four bars each: tokens/s, time per output token, energy per token and area
-    of the AIMC chip preset ``chip`` (:data:`~aimoe_lib.gpu_comparison.CHIP_TIERS`) and the GPU."""
+                 chip: str = "3d-64", prompt_len: int = 16, gen_len: int = 16,
+                 preset: str = PRESET) -> Figure:
+    """One workload, side by side: tokens/s, time per output token, energy per token (the AIMC
+    chip's total and dynamic) and area of the AIMC chip preset ``chip``
+    (:data:`~aimoe_lib.gpu_comparison.CHIP_TIERS`) of cost preset ``preset`` and the GPU
+    (roofline at datasheet power). The first three panels are logarithmic: the two machines
+    differ by orders of magnitude."""
     if chip not in CHIP_TIERS:
         raise ValueError(f"chip={chip!r}: choose one of {', '.join(CHIP_TIERS)}")
-    c = compare(model, gpu, batch, CHIP_TIERS[chip], prompt_len, gen_len)
+    c = compare(model, gpu, batch, CHIP_TIERS[chip], prompt_len, gen_len, preset=preset)
     a, g = c.aimc, c.gpu
-    fig = figure(10.5, 3.4)
-    axs = fig.subplots(1, 4)
-    labels = [f"AIMC\n{chip}", f"{g.n_gpus} x\n{gpu.upper()}"]
-    data = [("tokens/s", a.tokens_per_s, g.tokens_per_s),
-            ("time per output token (ms)", a.tpot_s * 1e3, g.time_per_output_token_s * 1e3),
-            ("energy per token (mJ)", a.energy_per_token_j * 1e3, g.energy_per_token_j * 1e3),
-            ("silicon area (mm²)", a.area_mm2, g.silicon_area_mm2)]
-    for ax, (ylab, x, y) in zip(axs, data):
-        ax.bar(labels, [x, y], color=[C_AIMC, C_GPU.get(gpu, "k")])
+    dyn = dynamic_energy_per_token_j(a)
+    fig = figure(10.5, 3.6)
+    axs = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1.4, 1]})
+    aimc_label, gpu_label = f"AIMC\n{chip}", f"{g.n_gpus} x\n{gpu.upper()}"
+    data = [("tokens/s", [aimc_label, gpu_label], [a.tokens_per_s, g.tokens_per_s], True),
+            ("time per output token (ms)", [aimc_label, gpu_label],
+             [a.tpot_s * 1e3, g.time_per_output_token_s * 1e3], True),
+            ("energy per token (mJ)", [aimc_label + "\ntotal", aimc_label + "\ndynamic", gpu_label],
+             [a.energy_per_token_j * 1e3, dyn * 1e3, g.energy_per_token_j * 1e3], True),
+            ("silicon area (mm²)", [aimc_label, gpu_label], [a.area_mm2, g.silicon_area_mm2],
+             False)]
+    for ax, (ylab, labels, values, log) in zip(axs, data, strict=True):
+        colors = [C_AIMC] * (len(values) - 1) + [C_GPU.get(gpu, "k")]
+        bars = ax.bar(labels, values, color=colors)
+        if len(values) == 3:
+            bars[1].set_hatch("//")
+            bars[1].set_facecolor("white")
+            bars[1].set_edgecolor(C_AIMC)
         ax.set_ylabel(ylab)
-        ax.set_ylim(0, max(x, y) * 1.15)
-        for i, v in enumerate((x, y)):
-            ax.text(i, v, format_number(v), ha="center", va="bottom",
-                    fontsize=FONT_SIZE - 1)
-    takeaway = (f"AIMC/GPU: {c.speedup:.1f}x tokens/s, {1 / c.tpot_ratio:.2f}x time per token, "
-                f"{1 / c.energy_ratio:.2f}x energy per token, {c.area_ratio:.2f}x area; "
-                f"AIMC bottleneck: {a.bottleneck}, GPU decode {g.decode_bound}-bound")
+        if log:
+            ax.set_yscale("log")
+            ax.set_ylim(min(values) / 3, max(values) * 4)
+        else:
+            ax.set_ylim(0, max(values) * 1.15)
+        for i, v in enumerate(values):
+            ax.text(i, v, format_number(v), ha="center", va="bottom", fontsize=FONT_SIZE - 1)
+        ax.tick_params(axis="x", labelsize=FONT_SIZE - 2)
+    takeaway = (f"AIMC ({preset}) / GPU (roofline at TDP): {format_number(c.speedup)}x tokens/s, "
+                f"{format_number(c.area_ratio)}x area; GPU / AIMC energy per token "
+                f"{format_number(c.energy_ratio)}x ({format_number(g.energy_per_token_j / dyn)}x "
+                f"of the dynamic energy); AIMC bottleneck: {a.bottleneck}, "
+                f"GPU decode {g.decode_bound}-bound")
     plain_log_axes(fig)
     return finish(fig, f"{model_spec(model).name}, batch {batch}, {prompt_len} + {gen_len} tokens",
-                   takeaway)
+                  takeaway)

@@ -1,5 +1,6 @@
 """ipywidgets panel of chapter 7, "Against GPUs": dropdowns and a slider over
-:func:`~aimoe_lib.viz.gpu.compare_bars`.
+:func:`~aimoe_lib.viz.gpu.compare_bars` (AIMC chip of the book's preset by default, with
+``paper`` and ``3dsim`` offered for comparison).
 
 The panel is returned, not displayed (the last line of a notebook cell shows it), built from
 :mod:`aimoe_lib.widgets.controls`. In the static HTML book the panel has no kernel behind it; the
@@ -11,26 +12,30 @@ from __future__ import annotations
 import ipywidgets as w
 
 from .. import gpu
+from ..experiments import PRESET
 from ..gpu_comparison import CHIP_TIERS
 from ..viz import gpu as viz_gpu
 from .controls import choice_slider, dropdown
 
-__all__ = ["GPU_PANEL_MODELS", "GPU_PANEL_BATCHES", "gpu_panel"]
+__all__ = ["GPU_PANEL_MODELS", "GPU_PANEL_BATCHES", "GPU_PANEL_PRESETS", "gpu_panel"]
 
 GPU_PANEL_MODELS = ("olmoe-1b-7b", "mixtral-8x7b", "llama-2-7b", "qwen1.5-moe-a2.7b")
 """Models offered by :func:`~aimoe_lib.widgets.gpu.gpu_panel`: dense and MoE zoo models that
 simulate in a few seconds at most at the panel's workload."""
 GPU_PANEL_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 """Batch sizes offered by :func:`~aimoe_lib.widgets.gpu.gpu_panel`."""
+GPU_PANEL_PRESETS = ("physical", "paper", "3dsim")
+"""Chip cost presets offered by :func:`~aimoe_lib.widgets.gpu.gpu_panel` (the book's first)."""
 
 
 def gpu_panel(model: str = "mixtral-8x7b", batch: int = 8, gpu_name: str = "h100",
-              chip: str = "3d-64") -> w.interactive:
-    """Model, batch size, GPU preset and AIMC chip preset
-    (:data:`~aimoe_lib.gpu_comparison.CHIP_TIERS`) over :func:`~aimoe_lib.viz.gpu.compare_bars`
-    (16 prompt + 16 generated tokens per sequence)."""
-    def show(model, batch, gpu_name, chip):
-        return viz_gpu.compare_bars(model=model, batch=batch, gpu=gpu_name, chip=chip)
+              chip: str = "3d-64", preset: str = PRESET) -> w.interactive:
+    """Model, batch size, GPU preset, AIMC chip shape
+    (:data:`~aimoe_lib.gpu_comparison.CHIP_TIERS`) and its cost preset over
+    :func:`~aimoe_lib.viz.gpu.compare_bars` (16 prompt + 16 generated tokens per sequence)."""
+    def show(model, batch, gpu_name, chip, preset):
+        return viz_gpu.compare_bars(model=model, batch=batch, gpu=gpu_name, chip=chip,
+                                    preset=preset)
 
     return w.interactive(
         show,
@@ -38,4 +43,5 @@ def gpu_panel(model: str = "mixtral-8x7b", batch: int = 8, gpu_name: str = "h100
         batch=choice_slider(batch, GPU_PANEL_BATCHES, "batch (sequences)"),
         gpu_name=dropdown(gpu_name, gpu.names(), "GPU"),
         chip=dropdown(chip, CHIP_TIERS, "AIMC chip"),
+        preset=dropdown(preset, GPU_PANEL_PRESETS, "chip costs"),
     )
