@@ -1047,7 +1047,7 @@ def trace_strategy_rows(case="moe-16", preset: str = PRESET,
     means over the repeats of ``tokens_per_s``, ``conflicts_per_token`` (tile conflicts per
     generated token), ``energy_per_token_pj`` (total, static included), ``dynamic_pj_per_token``
     (operations only), ``energy_by_kind_pj`` (per generated token: {kind: pJ} of
-    :attr:`~aimoe_lib.simulator.SimResult.energy_breakdown_pj`, ``passive`` being the static
+    :attr:`~aimoe_lib.simulator.result.SimResult.energy_breakdown_pj`, ``passive`` being the static
     power), ``tier_mvms_per_token`` (tier MVMs per generated token), ``busiest_tile`` (busy
     fraction) and ``ceiling`` (tokens/s,
     :func:`~aimoe_lib.conflicts.throughput_ceiling` from the set law of the replayed tokens for the

@@ -211,9 +211,10 @@ def tornado(preset: str = "physical", knobs: Sequence[str] | None = None,
 
 
 def top_knobs(base: dict, rows: Sequence[dict], ratio: str, n: int = 5) -> list[dict]:
-    """The ``n`` knobs that move ``ratio`` most (largest |log(ratio / base)| over their factors),
-    most influential first: {'knob', 'low', 'high', 'swing'} with ``low``/``high`` the ratio at
-    the smallest/largest factor and ``swing`` the largest |log10| change."""
+    """The ``n`` knobs that move ``ratio`` most (the largest absolute ``log10(ratio / base)`` over
+    their factors), most influential first: dicts with 'knob', 'low', 'high' and 'swing', where
+    ``low``/``high`` are the ratio at the smallest/largest factor and ``swing`` that largest
+    absolute log10 change."""
     checks.choice("top_knobs()", "ratio", ratio, tuple(RATIOS), what="ratio")
     by_knob: dict[str, dict] = {}
     for r in rows:
