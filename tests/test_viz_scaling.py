@@ -164,4 +164,7 @@ def test_playground_defaults_are_build_point_defaults():
     assert sweep.point_key(ws.point_from_controls(values)) == sweep.point_key(ds.build_point())
     values.update(model="custom", n_experts=0, mvm_energy_x=2.0)
     p = ws.point_from_controls(values)
-    assert not p.model.is_moe and p.chip.cost.mvm_energy_pj == 20_000.0
+    base = ds.build_point().chip.cost  # the book's preset: x2 scales every part of the energy
+    assert not p.model.is_moe
+    assert p.chip.cost.mvm(512, 512).energy_pj == pytest.approx(2 * base.mvm(512, 512).energy_pj)
+    assert p.chip.cost.mvm_energy_pj_per_cell == pytest.approx(2 * base.mvm_energy_pj_per_cell)

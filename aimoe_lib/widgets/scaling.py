@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipywidgets as w
 from IPython.display import Markdown, display
 
-from .. import design_space, hardware, sweep
+from .. import design_space, experiments, hardware, sweep
 from ..mapping import STRATEGIES
 from ..viz import scaling as viz_scaling
 from .controls import (
@@ -34,7 +34,7 @@ __all__ = ["scaling_panel", "playground_panel", "point_from_controls", "PLAYGROU
 PLAYGROUND_STRATEGIES = tuple(s for s in STRATEGIES if s != "coactivation")
 """Strategies offered by :func:`playground_panel` (``coactivation`` needs a co-activation
 density, which chapter 6 builds)."""
-PLAYGROUND_CHIPS = ("paper", "hermes")
+PLAYGROUND_CHIPS = ("physical", "paper", "3dsim", "hermes")
 """Chip presets offered by :func:`playground_panel` (costs, area model and units; the tiers and
 tiles come from the panel)."""
 
@@ -65,7 +65,7 @@ def scaling_panel(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: s
 
 # ============================================================================ chapter 9
 def _playground_controls() -> dict:
-    paper = hardware.preset("paper").cost
+    book = hardware.preset(experiments.PRESET).cost
     models = list(design_space.model_names()) + ["custom"]
     return {
         # model
@@ -77,7 +77,7 @@ def _playground_controls() -> dict:
         "n_experts": choice_slider(8, (0, 2, 4, 8, 16, 32, 64, 128), "custom: experts (0 = dense)"),
         "top_k": int_slider(1, 1, 8, "custom: top-k"),
         # chip
-        "chip": dropdown("paper", PLAYGROUND_CHIPS, "chip preset (costs, area)"),
+        "chip": dropdown(experiments.PRESET, PLAYGROUND_CHIPS, "chip preset (costs, area)"),
         "n_tiers": choice_slider(8, [2 ** i for i in range(11)], "tiers per tile"),
         "n_tiles": w.BoundedIntText(value=0, min=0, max=10_000_000, description="tiles (0 = fit)",
                                     style=STYLE, layout=w.Layout(width=WIDTH)),
@@ -86,9 +86,9 @@ def _playground_controls() -> dict:
         # costs
         "mvm_latency_x": float_slider(1.0, 0.1, 10.0, 0.1, "MVM latency (x preset)"),
         "mvm_energy_x": float_slider(1.0, 0.1, 10.0, 0.1, "MVM energy (x preset)"),
-        "unit_passive_power_w": float_slider(paper.unit_passive_power_w, 0.0, 2.0, 0.05,
-                                       "passive power per DPU / MHA unit (W)"),
-        "tile_passive_power_w": float_slider(paper.tile_passive_power_w, 0.0, 0.05, 0.001,
+        "unit_passive_power_w": float_slider(book.unit_passive_power_w, 0.0, 1.0, 0.00001,
+                                       "passive power per DPU / MHA unit (W)", ".5f"),
+        "tile_passive_power_w": float_slider(book.tile_passive_power_w, 0.0, 0.05, 0.001,
                                        "passive power per tile (W)", ".3f"),
         # mapping and workload
         "strategy": dropdown("in_order", PLAYGROUND_STRATEGIES, "mapping strategy"),
@@ -118,7 +118,9 @@ def point_from_controls(values: dict):
     if v["mvm_latency_x"] != 1.0:
         over["mvm_latency_ns"] = base.mvm_latency_ns * v["mvm_latency_x"]
     if v["mvm_energy_x"] != 1.0:
-        over["mvm_energy_pj"] = base.mvm_energy_pj * v["mvm_energy_x"]
+        # a full tier's MVM energy (build_point keeps the preset's split of it)
+        over["mvm_energy_pj"] = (base.mvm(v["tier_size"], v["tier_size"]).energy_pj
+                                 * v["mvm_energy_x"])
     for k in ("unit_passive_power_w", "tile_passive_power_w"):
         if v[k] != getattr(base, k):
             over[k] = v[k]
