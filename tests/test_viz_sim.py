@@ -1,4 +1,5 @@
-"""Figures and analyses of simulated inference (aimoe_lib.viz.simulation, aimoe_lib.widgets.simulation)."""
+"""Figures and analyses of simulated inference (aimoe_lib.viz.simulation,
+aimoe_lib.widgets.simulation)."""
 
 import math
 
@@ -22,9 +23,11 @@ def _run(spec, chip, strategy="in_order", **wl):
     return simulate(spec, chip, m, Workload(record_events=True, **wl))
 
 
-def _chip(spec, n_tiers, units="per_layer", **fields):
-    """The chapter's chip: the fewest tiles of ``n_tiers`` tiers that hold ``spec``."""
-    return mapping.fitting_chip(spec, n_tiers=n_tiers, units=units, name="fitted", **fields)
+def _chip(spec, n_tiers, units="per_layer", preset=experiments.PRESET, **fields):
+    """The chapter's chip: the fewest tiles of ``n_tiers`` tiers of the book's preset that hold
+    ``spec``."""
+    return mapping.fitting_chip(spec, n_tiers=n_tiers, units=units, name="fitted", preset=preset,
+                                **fields)
 
 
 @pytest.fixture(scope="module")
@@ -191,17 +194,19 @@ def test_the_critical_path_adds_up_to_each_token_time(case):
             assert cp.steps[-1][0] == "sample"
 
 
-def test_one_token_on_its_own_tiles_waits_for_nothing():
+@pytest.mark.parametrize("preset", ["paper", experiments.PRESET])
+def test_one_token_on_its_own_tiles_waits_for_nothing(preset):
     """Batch 1, one token, one tier per tile: the critical path is compute plus network only, and
     its analog part is one MVM latency per MVM on the chain (every MVM depth 1)."""
     spec = teaching.simulation_moe()
-    chip = _chip(spec, 1)
+    chip = _chip(spec, 1, preset=preset)
     r = _run(spec, chip, batch=1, prompt_len=1, gen_len=1)
     cp = trace.critical_path(r)
     prog = r.program
     assert cp.by_kind_ns["waiting for a tile"] == 0 and cp.by_kind_ns["waiting for a unit"] == 0
     n_mvm = sum(1 for name, *_ in cp.steps if prog.res[prog.names.index(name)] == 0)
-    assert cp.by_kind_ns["analog MVM"] == n_mvm * chip.cost.mvm_latency_ns
+    assert math.isclose(cp.by_kind_ns["analog MVM"], n_mvm * chip.cost.tier_mvm_latency_ns,
+                        rel_tol=1e-12)
     assert cp.total_ns == r.makespan_ns
 
 
@@ -244,6 +249,57 @@ def test_a_result_keeps_its_workload_and_program(small):
     assert r.program.workload is r.workload
     assert r.op_names == r.program.names
     assert r.passive_power_w == small[1].passive_power_w
+
+
+# ------------------------------------------------------------------------- context length
+@pytest.fixture(scope="module")
+def context_rows():
+    """The context study on the small MoE, with 16 kB of KV capacity per attention unit so that
+    the longest prompt spills."""
+    from aimoe_lib import context_study
+
+    spec = teaching.simulation_moe()
+    chip = _chip(spec, 16, kv_sram_mb_per_mha_unit=0.016)
+    m = mapping.map_model(spec, chip)
+    return [context_study.context_point(spec, chip, m, p, gen_len=3) for p in (4, 16, 64)]
+
+
+def test_context_figure_stacks_each_token_time_and_energy(context_rows):
+    rows = context_rows
+    assert rows[0].spill_fraction == 0 < rows[-1].spill_fraction
+    fig = viz_sim.context_costs(rows)
+    check_figure(fig)
+    ax, axe = fig.axes[:2]
+
+    def stacks(a, prefix):
+        tops = {}
+        for p in a.patches:
+            if isinstance(p, Rectangle) and (p.get_gid() or "").startswith(prefix):
+                x = round(p.get_x() + p.get_width() / 2)
+                tops[x] = max(tops.get(x, 0.0), p.get_y() + p.get_height())
+        return [tops[i] for i in sorted(tops)]
+
+    assert np.allclose(stacks(ax, "time:"), [r.tpot_ns / 1e6 for r in rows], rtol=1e-9)
+    assert np.allclose(stacks(axe, "energy:"), [r.decode_total_pj / 1e9 for r in rows], rtol=1e-9)
+    att = [p.get_height() for p in ax.patches if p.get_gid() == "time:attention"]
+    assert np.allclose(att, [r.attention_ns / 1e6 for r in rows], rtol=1e-9)
+    last = rows[-1]
+    take = fig.get_supxlabel()
+    assert f"{last.attention_time_share:.0%} attention" in take
+    assert f"{last.prompt_len:,} prompt tokens" in take
+    with pytest.raises(ValueError, match="rows"):
+        viz_sim.context_costs([])
+
+
+def test_context_table_has_a_line_per_prompt_and_the_whole_run(context_rows):
+    text = viz_sim.format_context_table(context_rows).splitlines()
+    assert len(text) == 2 + len(context_rows) + 1
+    for line, r in zip(text[2:], context_rows, strict=False):
+        assert line.split()[0] == f"{r.prompt_len:,}"
+        assert line.split()[-1] == f"{r.decode_total_pj / 1e9:.2f}"
+    assert text[-1].startswith(f"whole run at {context_rows[-1].prompt_len:,} prompt tokens")
+    with pytest.raises(ValueError, match="rows"):
+        viz_sim.format_context_table([])
 
 
 # ------------------------------------------------------------------------- widget panel

@@ -10,9 +10,11 @@ Figures: :func:`gantt` (what ran where and when, from the event log), :func:`tok
 each generated token came out), :func:`energy_breakdown` (energy by kind),
 :func:`latency_breakdown` (busy fraction of every resource class and the critical path of one
 token), :func:`conflicts_picture` (what a tile conflict is, and its causes counted),
-:func:`sweep_batch` (throughput and time per token against the batch) and :func:`overview` (Gantt,
-energy and busy fractions in one figure, for the widget panel). The runs behind the last three
-come from :mod:`aimoe_lib.experiments`.
+:func:`sweep_batch` (throughput and time per token against the batch), :func:`overview` (Gantt,
+energy and busy fractions in one figure, for the widget panel) and :func:`context_costs` (time
+and energy of a decoded token against the prompt length). The runs behind :func:`conflicts_picture`
+and :func:`sweep_batch` come from :mod:`aimoe_lib.experiments`; :func:`context_costs` draws the rows
+of ``aimoe_lib.context_study.context_sweep``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from .. import experiments
+from ..context_study import ContextRow
 from ..hardware import ChipConfig
 from ..mapping import Mapping
 from ..models import ModelSpec
@@ -42,7 +45,16 @@ from ..simulator.trace import (
     gantt_data,
     op_kinds,
 )
-from .style import FONT_SIZE, figure, finish, format_number, format_rate, format_time, time_scale
+from .style import (
+    FONT_SIZE,
+    figure,
+    finish,
+    format_number,
+    format_rate,
+    format_time,
+    table,
+    time_scale,
+)
 
 __all__ = [
     "gantt",
@@ -52,6 +64,8 @@ __all__ = [
     "conflicts_picture",
     "sweep_batch",
     "overview",
+    "context_costs",
+    "format_context_table",
     "ENERGY_KINDS",
 ]
 
@@ -199,9 +213,10 @@ def gantt(result: SimResult, max_rows: int = 40,
     :class:`~aimoe_lib.simulator.program.Step` of each operation).
 
     Needs ``Workload(record_events=True)``. Large runs are aggregated, and the title says how:
-    beyond ``max_rows`` rows only the busiest are shown (:func:`~aimoe_lib.simulator.trace.gantt_data`);
-    beyond ``max_bars`` bars, time is cut into ``n_bins`` bins, each cell coloured by the class
-    busiest in it and shaded by the fraction of the bin it was busy.
+    beyond ``max_rows`` rows only the busiest are shown
+    (:func:`~aimoe_lib.simulator.trace.gantt_data`); beyond ``max_bars`` bars, time is cut into
+    ``n_bins`` bins, each cell coloured by the class busiest in it and shaded by the fraction of the
+    bin it was busy.
     """
     data = gantt_data(result, max_rows, resources)
     height = min(9.0, 2.0 + 0.16 * len(data.labels))
@@ -229,8 +244,8 @@ def gantt(result: SimResult, max_rows: int = 40,
 # =============================================================================== token timeline
 def token_timeline(result: SimResult, seq: int = 0) -> Figure:
     """When each generated token of sequence ``seq`` came out of sampling
-    (:attr:`~aimoe_lib.simulator.result.SimResult.token_times_ns`), the other sequences in grey; the time
-    to first token (TTFT) and the time per output token (TPOT) marked."""
+    (:attr:`~aimoe_lib.simulator.result.SimResult.token_times_ns`), the other sequences in grey;
+    the time to first token (TTFT) and the time per output token (TPOT) marked."""
     tt = result.token_times_ns
     b, g = tt.shape
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < b:
@@ -295,25 +310,32 @@ def _draw_energy(ax, result: SimResult) -> None:
                 fontsize=FONT_SIZE - 2)
     ax.set(xlabel="kind of energy",
            ylabel="energy (µJ" + (", log scale)" if log else ")"),
-           title=f"Energy by kind, {total / 1e6:,.4g} µJ in all")
+           title=f"Energy by kind, {total / 1e6:,.4g} µJ in all "
+                 f"({result.dynamic_energy_pj / 1e6:,.4g} µJ dynamic)")
     ax.tick_params(axis="x", labelrotation=20)
 
 
 def energy_breakdown(result: SimResult) -> Figure:
-    """Energy of a run by kind (:attr:`~aimoe_lib.simulator.result.SimResult.energy_breakdown_pj`): one
-    bar per kind, its height the energy in µJ, labelled with its share of the total. The scale is
-    logarithmic when the kinds differ by more than 100x (passive energy usually dwarfs the rest)."""
+    """Energy of a run by kind
+    (:attr:`~aimoe_lib.simulator.result.SimResult.energy_breakdown_pj`): one bar per kind, its
+    height the energy in µJ, labelled with its share of the total; the takeaway gives the energy
+    per generated token in total and dynamic (static energy left out). The scale is logarithmic
+    when the kinds differ by more than 100x (as passive and MVM energy do under the 'paper'
+    preset's 1 W per unit)."""
     fig = figure(8.0, 4.0)
     ax = fig.add_subplot()
     _draw_energy(ax, result)
     e = result.energy_breakdown_pj
     total = result.energy_pj
     top = max(e, key=e.get)
+    dyn = result.dynamic_energy_pj / result.generated_tokens
     takeaway = (f"{total / 1e6:,.4g} µJ = {result.energy_per_token_pj / 1e6:,.4g} µJ per generated "
-                f"token; {top} {e[top] / total:.1%}")
+                f"token ({dyn / 1e6:,.4g} µJ dynamic); {top} {e[top] / total:.1%}")
     if top == "passive":
         takeaway += (f" ({result.passive_power_w:,.4g} W static power over "
                      f"{format_time(result.makespan_ns)})")
+    elif e.get("passive", 0.0) > 0:
+        takeaway += f", static {e['passive'] / total:.1%}"
     return finish(fig, f"Where the energy goes: {_workload_words(result)}", takeaway)
 
 
@@ -379,7 +401,8 @@ def _draw_path(ax, cp: CriticalPath, label: str) -> None:
     ax.set_ylim(len(kinds) - 0.5, -0.5)
     ax.set_xlim(0, max(vals.max() * f * 1.35, 1e-9))
     ax.set(xlabel=f"time on the critical path ({unit})", ylabel="part",
-           title=f"{label}:\n{format_time(cp.total_ns)} along a chain of {len(cp.steps)} operations")
+           title=f"{label}:\n{format_time(cp.total_ns)} along a chain of {len(cp.steps)} "
+                 "operations")
 
 
 def latency_breakdown(result: SimResult, seq: int = 0, pass_: int | None = None, *,
@@ -431,12 +454,12 @@ def conflicts_picture(model: ModelSpec | None = None, n_tiers: int = 16, batch: 
                       gen_len: int = 2, seed: int = 0) -> Figure:
     """What a tile conflict is, on one example, and its causes counted on three chips.
 
-    ``model`` (default :func:`~aimoe_lib.teaching.simulation_moe`) runs ``batch`` sequences of one prompt
-    token and ``gen_len`` generated tokens on (a) :func:`~aimoe_lib.mapping.fitting_chip` with
-    ``n_tiers`` tiers, mapped ``in_order``; (b) the same chip mapped ``moe_stacked``; (c) a chip
-    with one tier per tile (every block on a tile of its own), mapped ``in_order``. Left: the first
-    conflict on (a) caused by another token's different matrix on the same tile, drawn on the tiles
-    of the waiting MVM with its wait hatched. Right: the conflicts of each chip by cause
+    ``model`` (default :func:`~aimoe_lib.teaching.simulation_moe`) runs ``batch`` sequences of one
+    prompt token and ``gen_len`` generated tokens on (a) :func:`~aimoe_lib.mapping.fitting_chip`
+    with ``n_tiers`` tiers, mapped ``in_order``; (b) the same chip mapped ``moe_stacked``; (c) a
+    chip with one tier per tile (every block on a tile of its own), mapped ``in_order``. Left: the
+    first conflict on (a) caused by another token's different matrix on the same tile, drawn on the
+    tiles of the waiting MVM with its wait hatched. Right: the conflicts of each chip by cause
     (:func:`~aimoe_lib.simulator.trace.conflict_causes`).
     """
     setups = experiments.conflict_runs(model, n_tiers, batch, gen_len, seed)
@@ -582,6 +605,120 @@ def overview(result: SimResult, max_rows: int = 30, color_by: str = "layer") -> 
     ttft = format_time(float(result.ttft_ns.mean()))
     takeaway = (f"{format_rate(result.tokens_per_s)} tokens/s, TTFT {ttft}{tpot}; "
                 f"{result.energy_per_token_pj / 1e6:,.4g} µJ per token "
-                f"(passive {e.get('passive', 0.0) / result.energy_pj:.0%}); "
+                f"({result.dynamic_energy_pj / result.generated_tokens / 1e6:,.4g} dynamic, "
+                f"passive {e.get('passive', 0.0) / result.energy_pj:.0%}); "
                 f"{result.tile_conflicts:,} tile conflicts; bottleneck {result.bottleneck()}")
     return finish(fig, f"Simulated inference: {_workload_words(result)}", takeaway)
+
+
+# =============================================================================== context length
+_CONTEXT_TIME = (("attention", "tab:red"), ("KV from off-chip memory", "tab:brown"),
+                 ("rest of the token (MVMs, DPUs, network, waits)", "0.7"))
+_CONTEXT_ENERGY = (("mvm", "analog MVMs", "tab:blue"), ("attention", "attention", "tab:red"),
+                   ("dram", "KV from off-chip memory", "tab:brown"),
+                   ("other", "digital + network", "tab:olive"),
+                   ("passive", "static power", "0.55"))
+
+
+def _gb(v: float) -> str:
+    return f"{v / 1e9:.2f} GB" if v >= 1e9 else f"{v / 1e6:,.0f} MB"
+
+
+def context_costs(rows: Sequence[ContextRow]) -> Figure:
+    """Where a decoded token's time and energy go as the prompt grows, from the rows of
+    ``context_study.context_sweep`` (one bar per prompt length). Left: the time per
+    output token split into attention-unit time, off-chip KV traffic and the rest, with the KV
+    cache size and its spilled fraction under each bar. Right: the energy of one decoded token by
+    kind (static power hatched on top), labelled with its dynamic and total energy."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("context_costs(rows=[]): give the rows of context_study.context_sweep")
+    x = np.arange(len(rows))
+    fig = figure(12.0, 4.6)
+    ax, axe = fig.subplots(1, 2)
+    tp = np.array([r.tpot_ns for r in rows]) / 1e6
+    parts = {"attention": np.array([r.attention_ns for r in rows]) / 1e6,
+             "KV from off-chip memory": np.array([r.dram_ns for r in rows]) / 1e6}
+    parts["rest of the token (MVMs, DPUs, network, waits)"] = (
+        tp - parts["attention"] - parts["KV from off-chip memory"])
+    bottom = np.zeros(len(rows))
+    for name, colour in _CONTEXT_TIME:
+        bars = ax.bar(x, parts[name], bottom=bottom, color=colour, label=name)
+        for bar in bars:
+            bar.set_gid(f"time:{name}")
+        bottom += parts[name]
+    for xi, r in zip(x, rows, strict=True):
+        ax.text(xi, tp[xi], f"{format_time(r.tpot_ns)}\nattention {r.attention_time_share:.0%}",
+                ha="center", va="bottom", fontsize=FONT_SIZE - 2)
+    ticks = [f"{r.prompt_len:,}\nKV {_gb(r.kv_bytes)}\n{r.spill_fraction:.0%} off chip"
+             for r in rows]
+    ax.set_xticks(x, ticks)
+    ax.set_ylim(0, tp.max() * 1.3)
+    ax.set(xlabel="prompt tokens (KV cache at the end; part read from off-chip memory)",
+           ylabel="time per output token (ms)", title="Time of a decoded token")
+    ax.legend(fontsize=FONT_SIZE - 2, loc="upper left")
+    energy = {k: np.array([r.decode_energy_pj.get(k, 0.0) for r in rows]) / 1e9
+              for k in ("mvm", "attention", "dram", "passive")}
+    energy["other"] = np.array([r.decode_energy_pj.get("digital", 0.0)
+                                + r.decode_energy_pj.get("communication", 0.0) for r in rows]) / 1e9
+    bottom = np.zeros(len(rows))
+    for key, name, colour in _CONTEXT_ENERGY:
+        bars = axe.bar(x, energy[key], bottom=bottom, color=colour, label=name,
+                       hatch="//" if key == "passive" else None,
+                       edgecolor="white" if key == "passive" else None)
+        for bar in bars:
+            bar.set_gid(f"energy:{key}")
+        bottom += energy[key]
+    for xi, r in zip(x, rows, strict=True):
+        axe.text(xi, bottom[xi], f"{r.decode_dynamic_pj / 1e9:.3g} mJ dynamic\n"
+                 f"{r.decode_total_pj / 1e9:.3g} mJ total", ha="center", va="bottom",
+                 fontsize=FONT_SIZE - 2)
+    axe.set_xticks(x, [f"{r.prompt_len:,}" for r in rows])
+    axe.set_ylim(0, bottom.max() * 1.3)
+    axe.set(xlabel="prompt tokens", ylabel="energy per decoded token (mJ)",
+            title="Energy of a decoded token")
+    axe.legend(fontsize=FONT_SIZE - 2, loc="upper left")
+    first, last = rows[0], rows[-1]
+    dyn = {k: v for k, v in last.decode_energy_pj.items() if k != "passive"}
+    top = max(dyn, key=dyn.get)
+    top_words = {"mvm": "analog MVMs", "dram": "off-chip KV"}.get(top, top)
+    takeaway = (f"{first.prompt_len:,} -> {last.prompt_len:,} prompt tokens: "
+                f"{format_time(first.tpot_ns)} -> {format_time(last.tpot_ns)} per token "
+                f"({last.attention_time_share:.0%} attention), "
+                f"{first.decode_total_pj / 1e9:.3g} -> {last.decode_total_pj / 1e9:.3g} mJ "
+                f"({top_words} {last.energy_share(top, dynamic=True):.0%} of the dynamic)")
+    seqs = f"{first.batch} sequence{'s' if first.batch > 1 else ''}"
+    return finish(fig, f"{first.model}: one decoded token against the prompt length ({seqs}, "
+                       f"{first.gen_len - 1} decoded tokens each)", takeaway)
+
+
+def format_context_table(rows: Sequence[ContextRow]) -> str:
+    """The rows of ``context_study.context_sweep`` as an aligned text table: per
+    prompt length the KV cache and its part off chip, the time to first token, the time per output
+    token with the shares of attention and off-chip (HBM) traffic in it, the tokens per second
+    while decoding, and the energy of one decoded token (MVM, attention, HBM, dynamic, total, mJ);
+    under it the energy of the whole run at the longest prompt, prefill included."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("format_context_table(rows=[]): give the rows of "
+                         "context_study.context_sweep")
+
+    def mj(v: float) -> str:
+        return f"{v / 1e9:.2f}"
+
+    body = [[f"{r.prompt_len:,}", f"{r.kv_bytes / 1e6:,.0f} MB", f"{r.spill_fraction:.1%}",
+             format_time(r.ttft_ns), format_time(r.tpot_ns), f"{r.attention_time_share:.0%}",
+             f"{r.dram_time_share:.1%}", f"{r.decode_tokens_per_s:,.0f}",
+             mj(r.decode_energy_pj["mvm"]), mj(r.decode_energy_pj["attention"]),
+             mj(r.decode_energy_pj["dram"]), mj(r.decode_dynamic_pj), mj(r.decode_total_pj)]
+            for r in rows]
+    head = ["prompt", "KV cache", "off chip", "TTFT", "TPOT", "attention", "HBM", "decode tok/s",
+            "MVM mJ", "attention mJ", "HBM mJ", "dynamic mJ", "total mJ"]
+    last = rows[-1]
+    run = last.run_energy_total_pj
+    seqs = f"{last.batch} sequence{'s' if last.batch > 1 else ''}"
+    foot = (f"whole run at {last.prompt_len:,} prompt tokens ({seqs}, prefill and "
+            f"{last.gen_len - 1} decoded token{'s' if last.gen_len > 2 else ''} each): "
+            f"{run / 1e12:,.3g} J, HBM traffic "
+            f"{last.run_energy_pj.get('dram', 0.0) / run:.0%} of it")
+    return table(head, body, [True] * len(head)) + "\n" + foot

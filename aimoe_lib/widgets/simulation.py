@@ -1,8 +1,9 @@
 """The widget panel of chapter 4: sliders over a simulated run of a small MoE.
 
 :func:`simulation_panel` runs :func:`~aimoe_lib.experiments.small_run` (the small MoE of
-:func:`~aimoe_lib.teaching.simulation_moe`, or another model, on a chip just large enough for it)
-with the workload the sliders describe and redraws :func:`~aimoe_lib.viz.simulation.overview`
+:func:`~aimoe_lib.teaching.simulation_moe`, or another model, on a chip of the book's preset,
+:data:`~aimoe_lib.experiments.PRESET`, just large enough for it) with the workload the sliders
+describe and redraws :func:`~aimoe_lib.viz.simulation.overview`
 (Gantt chart, energy by kind, busy fractions). The panel is returned, not displayed; sliders
 redraw when released. In the static HTML book it has no kernel behind it: the chapter shows its
 default figure in a cell of its own.
