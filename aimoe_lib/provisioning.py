@@ -14,6 +14,12 @@ the work instead:
    longer change and every layer is within the bound (fewer units lengthen the run, which
    lowers the busy fraction, so the counts settle in a few rounds).
 
+Attention units also hold the KV cache (``kv_sram_mb_per_mha_unit`` each). Sizing them to their
+compute load alone can leave a long-context or large-batch run with too little on-chip KV
+capacity, and every spilled read then goes to off-chip memory: with ``keep_kv_on_chip`` (the
+default) a layer keeps at least :func:`kv_units_per_layer` attention units, the fewest whose
+capacity holds the run's whole KV cache.
+
 The answer depends on the workload (batch, lengths, routing): provisioning is a design choice
 for a load, stated with it.
 """
@@ -26,12 +32,12 @@ from typing import NamedTuple
 import numpy as np
 
 from . import checks
-from .hardware import ChipConfig, UnitAssignment
+from .hardware import ChipConfig, KVPlacement, UnitAssignment
 from .mapping import Mapping
 from .models import ModelSpec
-from .simulator import SimResult, Workload, simulate
+from .simulator import SimResult, Workload, kv_cache_bytes, simulate
 
-__all__ = ["Provisioned", "layer_busy", "provision_to_load"]
+__all__ = ["Provisioned", "kv_units_per_layer", "layer_busy", "provision_to_load"]
 
 
 class Provisioned(NamedTuple):
@@ -46,6 +52,17 @@ class Provisioned(NamedTuple):
     rounds: tuple
     """(dpus per layer, attention units per layer, busiest DPU-layer fraction, busiest
     attention-layer fraction) of every simulated round, in order."""
+
+
+def kv_units_per_layer(model: ModelSpec, chip: ChipConfig, workload: Workload) -> int:
+    """The fewest attention units per layer whose KV capacity holds the whole KV cache of
+    ``workload``: ceil(KV bytes / (layers x ``kv_sram_mb_per_mha_unit`` x 1e6)), at least 1
+    (1 when the capacity is unbounded or the run keeps no KV cache on chip)."""
+    cap_mb = chip.kv_sram_mb_per_mha_unit
+    kv = kv_cache_bytes(model, chip, workload)
+    if cap_mb is None or kv == 0 or chip.kv_placement is not KVPlacement.SRAM:
+        return 1
+    return max(1, math.ceil(kv / (model.n_layers * cap_mb * 1e6) - 1e-9))
 
 
 def layer_busy(result: SimResult, chip: ChipConfig, n_layers: int) -> dict:
@@ -72,10 +89,11 @@ def layer_busy(result: SimResult, chip: ChipConfig, n_layers: int) -> dict:
 
 def provision_to_load(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload: Workload, *,
                       max_busy: float = 0.5, start: tuple[int, int] = (24, 8),
-                      max_rounds: int = 8) -> Provisioned:
+                      max_rounds: int = 8, keep_kv_on_chip: bool = True) -> Provisioned:
     """The fewest DPUs and attention units per layer (the same count for every layer) that keep
-    each layer's units busy at most ``max_busy`` of the run of ``workload``; see the module
-    docstring. ``chip``'s unit counts are replaced; ``mapping`` must fit ``chip``."""
+    each layer's units busy at most ``max_busy`` of the run of ``workload`` and, with
+    ``keep_kv_on_chip``, at least :func:`kv_units_per_layer` attention units per layer; see the
+    module docstring. ``chip``'s unit counts are replaced; ``mapping`` must fit ``chip``."""
     owner = "provision_to_load()"
     max_busy = checks.real(owner, "max_busy", max_busy, minimum=0, strict=True, maximum=1,
                            fix="pass a busy fraction in (0, 1], e.g. 0.5")
@@ -84,6 +102,11 @@ def provision_to_load(model: ModelSpec, chip: ChipConfig, mapping: Mapping, work
         raise ValueError(f"{owner[:-1]}start={start!r}): give (dpus per layer, attention units "
                          "per layer), e.g. (24, 8)")
     k_dpu, k_mha = (checks.integer(owner, "start", v, minimum=1) for v in start)
+    if not isinstance(keep_kv_on_chip, bool):
+        raise ValueError(f"provision_to_load(keep_kv_on_chip={keep_kv_on_chip!r}): pass True or "
+                         "False")
+    kv_min = kv_units_per_layer(model, chip, workload) if keep_kv_on_chip else 1
+    k_mha = max(k_mha, kv_min)
     rounds = []
     seen = set()
     for _ in range(max_rounds):
@@ -95,6 +118,7 @@ def provision_to_load(model: ModelSpec, chip: ChipConfig, mapping: Mapping, work
         seen.add((k_dpu, k_mha))
         # units each class needs: the busiest slot's work over the bound, at this makespan
         need = [max(1, math.ceil(top[i] * k / max_busy - 1e-9)) for i, k in enumerate((k_dpu, k_mha))]
+        need[1] = max(need[1], kv_min)
         if all(t <= max_busy for t in top) and tuple(need) == (k_dpu, k_mha):
             return Provisioned(c, r, k_dpu, k_mha, tuple(rounds))
         nxt = tuple(max(n, k + 1) if t > max_busy else n

@@ -62,3 +62,35 @@ def test_pooled_units_and_bad_bounds_are_refused(case):
             provision_to_load(SPEC, chip, m, W, max_busy=bad)
     with pytest.raises(ValueError, match="start="):
         provision_to_load(SPEC, chip, m, W, start=24)
+
+
+def test_kv_units_hold_the_whole_cache():
+    """Mixtral-8x7B keeps 2 (K, V) x 8 heads x 128 x 2 bytes = 4,096 bytes per token and layer.
+    Batch 64 x (2048 + 16) positions -> 64 x 2064 x 4096 = 541,065,216 bytes per layer; at 2 MB
+    per attention unit that needs ceil(541.07 / 2) = 271 units per layer."""
+    spec = zoo.get("mixtral-8x7b")
+    chip = mapping.fitting_chip(spec, n_tiers=64, units="per_layer", preset="physical")
+    assert chip.kv_sram_mb_per_mha_unit == 2
+    w = Workload(batch=64, prompt_len=2048, gen_len=16)
+    from aimoe_lib.provisioning import kv_units_per_layer
+    assert kv_units_per_layer(spec, chip, w) == 271
+    assert kv_units_per_layer(spec, chip, Workload(batch=1, prompt_len=4, gen_len=4)) == 1
+    assert kv_units_per_layer(spec, chip.replace(kv_sram_mb_per_mha_unit=None), w) == 1
+
+
+def test_to_load_keeps_the_kv_cache_on_chip(case):
+    """A run whose KV cache needs more attention units than its compute load keeps them (no
+    spill); without keep_kv_on_chip the compute load alone decides and part of the cache spills."""
+    from aimoe_lib.provisioning import kv_units_per_layer
+    from aimoe_lib.simulator import kv_spill_fraction
+    chip, m = case
+    small = chip.replace(kv_sram_mb_per_mha_unit=0.05)  # 50 kB per unit
+    w = Workload(batch=16, prompt_len=64, gen_len=4)
+    need = kv_units_per_layer(SPEC, small, w)
+    assert need > 2
+    p = provision_to_load(SPEC, small, m, w)
+    assert p.mha_units_per_layer >= need
+    assert kv_spill_fraction(SPEC, p.chip, w) == 0
+    q = provision_to_load(SPEC, small, m, w, keep_kv_on_chip=False)
+    assert q.mha_units_per_layer < need
+    assert kv_spill_fraction(SPEC, q.chip, w) > 0
