@@ -4,12 +4,12 @@ and live recomputation that reproduces the shipped rows."""
 
 import ipywidgets
 import pytest
+from figure_checks import check_figure
 
 from aimoe_lib import design_space as ds
-from aimoe_lib import experiments, sweep
+from aimoe_lib import experiments, hardware, sweep
 from aimoe_lib.viz import scaling as vs
 from aimoe_lib.widgets import scaling as ws
-from figure_checks import check_figure
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,20 @@ def test_row_lookup(scaling):
         vs.row(scaling, "moe|3|3d|8")
 
 
+def test_efficiency_columns_by_hand(scaling):
+    """tokens/s per mm² and tokens per joule from a row's raw fields (SimResult's definitions:
+    generated tokens over total energy, throughput over chip area)."""
+    raw = next(r for r in scaling if r["label"] == "moe|64|3d|256")
+    r = vs.row(scaling, "moe|64|3d|256")
+    n = raw["batch"] * raw["gen_len"]
+    assert r["tokens_per_s_per_mm2"] == pytest.approx(raw["tokens_per_s"] / raw["area_mm2"])
+    assert r["tokens_per_joule"] == pytest.approx(n / (raw["energy_pj"] * 1e-12))
+    assert r["tokens_per_joule_dynamic"] == pytest.approx(
+        n / ((raw["energy_pj"] - raw["energy_passive_pj"]) * 1e-12))
+    assert r["tokens_per_joule_dynamic"] >= r["tokens_per_joule"]
+    assert all("tokens_per_joule" in x for x in vs.series(scaling, "dense-wider", "2d", 8))
+
+
 def test_scaling_table_lists_each_model_once(scaling):
     text = vs.scaling_table(scaling, 256, "3d")
     assert text.count("base-dense") == 1
@@ -65,7 +79,8 @@ def test_scaling_table_lists_each_model_once(scaling):
 # ----------------------------------------------------------------------------- figures
 def test_chapter5_figures_are_labelled(scaling, conditions, zoo_rows):
     figs = [vs.scaling_throughput(scaling), vs.scaling_latency(scaling),
-            vs.scaling_energy(scaling), vs.scaling_area_conflicts(scaling),
+            vs.scaling_energy(scaling), vs.scaling_efficiency(scaling),
+            vs.scaling_area_conflicts(scaling), vs.provisioning_figure(conditions),
             vs.zoo_comparison(zoo_rows), vs.conditions_figure(conditions),
             vs.family_comparison([vs.row(scaling, f"{f}|64|3d|8") for f in vs.FAMILIES])]
     for fig in figs:
@@ -99,6 +114,97 @@ def test_dynamic_energy_of_moe_is_flat(scaling):
     assert comm[-1] - comm[0] > 0.8 * (dyn[-1] - dyn[0])
     deep = vs.series(scaling, "dense-deeper", "3d", 256)
     assert deep[-1]["energy_dynamic_per_token_pj"] > 30 * dyn[-1]
+
+
+def test_energy_figure_shows_every_passive_share(scaling):
+    """The passive-share panel spans 0-100 %, so small shares (a few per cent with mW units) are
+    drawn, not clipped; the takeaway quotes the dynamic and total energy of dense deeper."""
+    fig = vs.scaling_energy(scaling)
+    ax_s = fig.axes[2]
+    lo, hi = ax_s.get_ylim()
+    ys = [y for line in ax_s.get_lines() for y in line.get_ydata()]
+    assert ys and lo <= min(ys) and max(ys) <= hi
+    d = vs.row(scaling, "dense-deeper|64|3d|256")
+    text = fig.get_supxlabel()
+    assert f"{d['energy_dynamic_per_token_pj'] / 1e6:,.0f} µJ dynamic" in text
+    assert f"{d['energy_per_token_pj'] / 1e6:,.0f} µJ total" in text
+
+
+def test_efficiency_takeaway_numbers(scaling):
+    """3D's figure of merit: the same throughput per token of energy as 2D, many times the
+    throughput per mm² (the tiers stack capacity at almost constant footprint)."""
+    m3, m2 = vs.row(scaling, "moe|64|3d|256"), vs.row(scaling, "moe|64|2d|256")
+    per_mm2 = (m3["tokens_per_s"] / m3["area_mm2"]) / (m2["tokens_per_s"] / m2["area_mm2"])
+    text = vs.scaling_efficiency(scaling).get_supxlabel()
+    assert f"({per_mm2:.1f}x)" in text
+    assert per_mm2 > 5  # 36 tiers per tile: 17x less area, at most 2x less throughput
+    # the energy of a token does not depend on stacking: same MVMs, same digital work
+    assert m3["energy_dynamic_per_token_pj"] == pytest.approx(m2["energy_dynamic_per_token_pj"],
+                                                               rel=0.02)
+
+
+def test_conditions_takeaway_names_the_smallest_lead(conditions):
+    r = vs.condition_ratios(conditions)
+    b_min = min(r["batch"], key=r["batch"].get)
+    text = vs.conditions_figure(conditions).get_supxlabel()
+    assert f"{r['batch'][b_min]:.0f}x (batch {b_min})" in text
+
+
+def test_strategies_share_one_chip(conditions):
+    """in_order, balanced and moe_stacked are compared on one equal-capacity chip: 2E tiers."""
+    chips = {(r["n_tiles"], r["n_tiers"], r["n_dpus"], r["n_mha_units"], r["area_mm2"])
+             for r in conditions if r["label"].startswith("moe|strategy|")}
+    assert len(chips) == 1 and next(iter(chips))[1] == 2 * 64
+
+
+def test_provisioning_rows_by_hand(conditions):
+    """Per layer: 24 DPUs and 8 attention units (3D-SiM's BERT-base check: 288 and 96 for 12
+    layers); the digital area is units x 1.25 mm² and x 5 mm²: for the 516-layer dense model
+    516 x (24 x 1.25 + 8 x 5) = 36,120 mm², 98 % of its chip."""
+    rows = vs.provisioning_rows(conditions)
+    area = hardware.preset(experiments.PRESET).area
+    for r in rows:
+        assert r["digital_area_mm2"] == pytest.approx(r["n_dpus"] * area.dpu_area_mm2
+                                                      + r["n_mha_units"] * area.mha_unit_area_mm2)
+        if r["provisioning"] == "per_layer":
+            assert (r["dpus_per_layer"], r["mha_per_layer"]) == (24, 8)
+    deep = next(r for r in rows if r["family"] == "dense-deeper" and r["batch"] == 256
+                and r["provisioning"] == "per_layer")
+    assert deep["digital_area_mm2"] == pytest.approx(516 * (24 * 1.25 + 8 * 5.0))
+    assert deep["digital_area_mm2"] / deep["area_mm2"] > 0.97
+    for fam in ("moe", "dense-deeper"):
+        for b in (8, 256):
+            pl, tl = (next(r for r in rows if (r["family"], r["batch"], r["provisioning"])
+                           == (fam, b, k)) for k in ("per_layer", "to_load"))
+            assert tl["n_dpus"] <= pl["n_dpus"] and tl["n_mha_units"] <= pl["n_mha_units"]
+            assert tl["area_mm2"] < pl["area_mm2"]
+            assert (tl["n_tiles"], tl["n_tiers"]) == (pl["n_tiles"], pl["n_tiers"])
+    with pytest.raises(KeyError, match="no conditions row"):
+        vs.provisioning_rows(conditions, batches=(3,))
+
+
+def test_to_load_units_keep_the_kv_cache_on_chip(conditions):
+    """Each attention unit holds 2 MB of KV cache; the cache is batch x positions x layers x 2 x
+    d_model x 2 bytes (positions: the prompt and every generated token but the last), and whatever
+    exceeds units x 2 MB is read from HBM. Rows with HBM energy are exactly those whose cache does
+    not fit. By hand for MoE-64 at batch 256: 256 x 11 x 12 x 2048 x 2 B = 138.4 MB, against
+    96 x 2 MB = 192 MB with 8 units per layer (fits). Sized to the load, the attention units must
+    still hold it: ceil(138.4 MB / (12 layers x 2 MB)) = 6 per layer, 72 units, and nothing
+    spills."""
+    kv_mb = hardware.preset(experiments.PRESET).kv_sram_mb_per_mha_unit
+    assert kv_mb == 2.0
+    for r in conditions:
+        if r["label"].split("|")[1] not in ("units", "tiles", "batch"):
+            continue
+        cache = (r["batch"] * (r["prompt_len"] + r["gen_len"] - 1) * r["n_layers"]
+                 * 2 * r["d_model"] * 2.0)
+        spills = cache > r["n_mha_units"] * kv_mb * 1e6
+        assert (r["energy_dram_pj"] > 0) == spills, r["label"]
+    moe = {k: vs.row(conditions, f"moe|{k}|256") for k in ("tiles|1", "units|to_load")}
+    assert (moe["tiles|1"]["n_mha_units"], moe["units|to_load"]["n_mha_units"]) == (96, 72)
+    assert moe["tiles|1"]["energy_dram_pj"] == 0 == moe["units|to_load"]["energy_dram_pj"]
+    deep = vs.row(conditions, "dense-deeper|units|to_load|256")  # same cache per layer: 6 units
+    assert deep["n_mha_units"] == 6 * 516 and deep["energy_dram_pj"] == 0
 
 
 def test_condition_ratios_by_hand(conditions):
@@ -168,3 +274,23 @@ def test_playground_defaults_are_build_point_defaults():
     assert not p.model.is_moe
     assert p.chip.cost.mvm(512, 512).energy_pj == pytest.approx(2 * base.mvm(512, 512).energy_pj)
     assert p.chip.cost.mvm_energy_pj_per_cell == pytest.approx(2 * base.mvm_energy_pj_per_cell)
+
+
+def test_scaling_panel_offers_the_books_preset_and_paper():
+    panel = ws.scaling_panel(n_experts=2, batch=1, gen_len=1)
+    preset = next(c for c in panel.children
+                  if getattr(c, "description", "").startswith("chip preset"))
+    assert preset.value == experiments.PRESET and "paper" in preset.options
+
+
+def test_playground_chip_switch_moves_the_power_sliders():
+    """Choosing a preset sets the passive-power sliders to its values (paper: 3D-SiM's 1 W per
+    unit), so an untouched panel runs exactly that preset."""
+    c = ws._playground_controls()
+    assert c["chip"].value == experiments.PRESET and "paper" in c["chip"].options
+    c["chip"].value = "paper"
+    assert c["unit_passive_power_w"].value == 1.0
+    p = ws.point_from_controls({k: x.value for k, x in c.items()})
+    assert sweep.point_key(p) == sweep.point_key(ds.build_point(chip="paper"))
+    c["chip"].value = "physical"  # MoEwithPIM: 0.02412 W for 5 DPUs + 4 MHA units
+    assert c["unit_passive_power_w"].value == pytest.approx(0.02412 / 9)

@@ -6,10 +6,13 @@ and a one-line takeaway computed from the numbers it plots (``fig.get_supxlabel(
 
 Chapter 5 reads the shipped rows of :func:`~aimoe_lib.experiments.load` (``'scaling'``,
 ``'conditions'``, ``'zoo'``): :func:`scaling_throughput`, :func:`scaling_latency`,
-:func:`scaling_energy`, :func:`scaling_area_conflicts`, :func:`zoo_comparison`,
+:func:`scaling_energy`, ``scaling_efficiency``, :func:`scaling_area_conflicts`,
+``provisioning_figure`` (with ``provisioning_rows``), :func:`zoo_comparison`,
 :func:`conditions_figure` (with :func:`condition_ratios`), :func:`family_comparison` (and
 :func:`live_comparison` over :func:`~aimoe_lib.experiments.family_rows`, which simulates one
-configuration live) and the helpers :func:`series`, :func:`row`, :func:`scaling_table`.
+configuration live) and the helpers :func:`series`, :func:`row`, :func:`scaling_table`. Rows
+returned by :func:`row` and :func:`series` carry the efficiency columns of ``efficiency``
+(tokens/s per mm², tokens per joule of total and of dynamic energy).
 Chapter 9 reads the rows of :func:`~aimoe_lib.design_space.load`: :func:`pareto_figure` and
 :func:`pareto_table`.
 """
@@ -23,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from .. import experiments
+from .. import experiments, hardware
 from ..design_space import with_derived
 from ..experiments import FAMILIES
 from .style import figure, finish, table
@@ -33,13 +36,17 @@ __all__ = [
     "FAMILY_LABELS",
     "FAMILY_COLORS",
     "parse_label",
+    "efficiency",
     "row",
     "series",
     "scaling_table",
     "scaling_throughput",
     "scaling_latency",
     "scaling_energy",
+    "scaling_efficiency",
     "scaling_area_conflicts",
+    "provisioning_rows",
+    "provisioning_figure",
     "zoo_comparison",
     "condition_ratios",
     "conditions_figure",
@@ -68,18 +75,34 @@ def parse_label(label: str) -> tuple[str, int, str, int]:
     return parts[0], int(parts[1]), parts[2], int(parts[3])
 
 
+def efficiency(rows: Sequence[dict]) -> list[dict]:
+    """Copies of ``rows`` with the derived columns of :func:`~aimoe_lib.design_space.with_derived`
+    and the figures of merit of :class:`~aimoe_lib.simulator.result.SimResult`:
+    ``tokens_per_s_per_mm2`` (throughput over chip area), ``tokens_per_joule`` (generated tokens
+    per joule of total energy) and ``tokens_per_joule_dynamic`` (per joule of dynamic energy, the
+    operations alone). Rows that did not map are copied unchanged."""
+    out = []
+    for r in with_derived(list(rows)):
+        if not r.get("error"):
+            r["tokens_per_s_per_mm2"] = r["tokens_per_s"] / r["area_mm2"]
+            r["tokens_per_joule"] = 1e12 / r["energy_per_token_pj"]
+            r["tokens_per_joule_dynamic"] = 1e12 / r["energy_dynamic_per_token_pj"]
+        out.append(r)
+    return out
+
+
 def row(rows: Sequence[dict], label: str) -> dict:
-    """The row with this label, with the derived columns of
-    :func:`~aimoe_lib.design_space.with_derived`."""
+    """The row with this label, with the derived and efficiency columns of ``efficiency``."""
     for r in rows:
         if r["label"] == label:
-            return with_derived([r])[0]
+            return efficiency([r])[0]
     raise KeyError(f"no row labelled {label!r}; labels look like {rows[0]['label']!r}")
 
 
 def series(rows: Sequence[dict], family: str, chip: str = "3d", batch: int = 8) -> list[dict]:
     """The scaling rows of one family on one chip kind at one batch size, by growing E (with the
-    derived columns). Dense families start from the base model (E = 1), which all three share."""
+    derived and efficiency columns of ``efficiency``). Dense families start from the base
+    model (E = 1), which all three share."""
     if family not in FAMILIES:
         raise ValueError(f"series(family={family!r}): use one of {FAMILIES}")
     out = {}
@@ -89,7 +112,7 @@ def series(rows: Sequence[dict], family: str, chip: str = "3d", batch: int = 8) 
             out[e] = r
     if not out:
         raise ValueError(f"series: no rows for {family} on {chip} at batch {batch}")
-    return with_derived([out[e] for e in sorted(out)])
+    return efficiency([out[e] for e in sorted(out)])
 
 
 def _xy(rows, family, chip, batch, column, scale=1.0):
@@ -229,19 +252,44 @@ def scaling_energy(rows: Sequence[dict], batch: int = 256) -> Figure:
     _params_axis(ax_d, "dynamic energy per token (µJ)", f"Dynamic (operations), batch {batch}")
     _params_axis(ax_p, "total energy per token (µJ)", f"Dynamic + passive, batch {batch}")
     _params_axis(ax_s, "passive share of energy (%)", "Passive share, 3D chip", ylog=False)
-    ax_s.set_ylim(80, 100.5)
+    ax_s.set_ylim(0, 100)
     _legend(ax_d, loc="upper left")
     ax_s.legend(handles=[Line2D([], [], color="0.3", ls=":", label="batch 8"),
                          Line2D([], [], color="0.3", ls="-", label=f"batch {batch}")],
-                fontsize=8, loc="lower right")
+                fontsize=8, loc="upper left")
     m, d = series(rows, "moe", "3d", batch), series(rows, "dense-deeper", "3d", batch)
     dyn_m = [r["energy_dynamic_per_token_pj"] / 1e6 for r in m]
-    takeaway = (f"MoE dynamic energy stays at {min(dyn_m):.2f}-{max(dyn_m):.2f} µJ/token up to "
-                f"E = {m[-1]['n_experts']}, dense deeper reaches "
-                f"{d[-1]['energy_dynamic_per_token_pj'] / 1e6:,.0f} µJ; passive power is "
-                f"{1 - m[-1]['energy_dynamic_per_token_pj'] / m[-1]['energy_per_token_pj']:.0%} "
-                f"of the MoE's energy at batch {batch}")
+    share = lambda r: 1 - r["energy_dynamic_per_token_pj"] / r["energy_per_token_pj"]  # noqa: E731
+    takeaway = (f"Batch {batch}: MoE {min(dyn_m):.1f}-{max(dyn_m):.1f} µJ/token dynamic up to "
+                f"E = {m[-1]['n_experts']}, dense deeper "
+                f"{d[-1]['energy_dynamic_per_token_pj'] / 1e6:,.0f} µJ dynamic and "
+                f"{d[-1]['energy_per_token_pj'] / 1e6:,.0f} µJ total; passive share "
+                f"{share(m[-1]):.1%} (MoE), {share(d[-1]):.0%} (dense deeper)")
     return finish(fig, "Energy per generated token: dynamic and passive", takeaway)
+
+
+def scaling_efficiency(rows: Sequence[dict], batch: int = 256) -> Figure:
+    """The figures of merit of stacking tiers, against total parameters, on the 3D (solid) and 2D
+    (dashed) chips at ``batch``: throughput per chip area (tokens/s per mm²) and generated tokens
+    per joule of total energy (``efficiency``)."""
+    fig = figure(10.5, 4.3)
+    ax_a, ax_j = fig.subplots(1, 2)
+    for chip in ("3d", "2d"):
+        _plot_families(ax_a, rows, chip, batch, "tokens_per_s_per_mm2")
+        _plot_families(ax_j, rows, chip, batch, "tokens_per_joule")
+    _params_axis(ax_a, "throughput per area (tokens/s per mm²)",
+                 f"Throughput per mm², batch {batch}")
+    _params_axis(ax_j, "tokens per joule (total energy)", f"Tokens per joule, batch {batch}")
+    _legend(ax_a, loc="lower left")
+    m3, m2 = series(rows, "moe", "3d", batch)[-1], series(rows, "moe", "2d", batch)[-1]
+    d3 = series(rows, "dense-deeper", "3d", batch)[-1]
+    takeaway = (f"MoE-{m3['n_experts']}, batch {batch}: {m3['tokens_per_s_per_mm2']:,.0f} tokens/s "
+                f"per mm² on 3D vs {m2['tokens_per_s_per_mm2']:,.0f} on 2D "
+                f"({m3['tokens_per_s_per_mm2'] / m2['tokens_per_s_per_mm2']:.1f}x); "
+                f"{m3['tokens_per_joule']:,.0f} tokens/J on 3D vs {m2['tokens_per_joule']:,.0f} on "
+                f"2D, and {m3['tokens_per_joule'] / d3['tokens_per_joule']:.0f}x dense deeper's "
+                f"{d3['tokens_per_joule']:,.0f}")
+    return finish(fig, "Throughput per area and tokens per joule as models grow", takeaway)
 
 
 def scaling_area_conflicts(rows: Sequence[dict], batch: int = 256) -> Figure:
@@ -262,6 +310,98 @@ def scaling_area_conflicts(rows: Sequence[dict], batch: int = 256) -> Figure:
                 f"dense deeper: {d3[-1]['area_mm2']:,.0f} mm², mostly the digital units of its "
                 f"{d3[-1]['n_layers']} layers")
     return finish(fig, "Area and tile conflicts as models grow", takeaway)
+
+
+PROVISIONING = {"per_layer": "24 DPUs + 8 MHA units per layer",
+                "to_load": "units sized to the load"}
+"""The two ways of provisioning digital units compared by ``provisioning_rows``."""
+
+
+PROVISIONED_FAMILIES = ("moe", "dense-deeper")
+"""The families the conditions sweep provisions both ways."""
+
+
+def provisioning_rows(conditions: Sequence[dict],
+                      families: Sequence[str] = PROVISIONED_FAMILIES,
+                      batches: Sequence[int] = (8, 256)) -> list[dict]:
+    """Pairs of rows of the shipped 'conditions' sweep on the same 3D chip (702 tiles, E = 64 or
+    its dense twin): units provisioned per layer (``family|tiles|1|batch``, 24 DPUs and 8
+    attention units per layer) and sized to the load (``family|units|to_load|batch``). Each
+    returned row has the efficiency columns and ``provisioning`` ('per_layer' or 'to_load'),
+    ``family``, ``dpus_per_layer``, ``mha_per_layer`` and ``digital_area_mm2`` (units times
+    their areas in the book's preset, :data:`aimoe_lib.experiments.PRESET`)."""
+    by = {r["label"]: r for r in conditions}
+    area = hardware.preset(experiments.PRESET).area
+    out = []
+    for fam in families:
+        for b in batches:
+            for kind, label in (("per_layer", f"{fam}|tiles|1|{b}"),
+                                ("to_load", f"{fam}|units|to_load|{b}")):
+                if label not in by:
+                    raise KeyError(f"provisioning_rows: no conditions row {label!r}; regenerate "
+                                   "with python -m aimoe_lib.experiments conditions")
+                r = efficiency([by[label]])[0]
+                n = r["n_layers"]
+                r.update(provisioning=kind, family=fam, dpus_per_layer=r["n_dpus"] // n,
+                         mha_per_layer=r["n_mha_units"] // n,
+                         digital_area_mm2=r["n_dpus"] * area.dpu_area_mm2
+                         + r["n_mha_units"] * area.mha_unit_area_mm2)
+                out.append(r)
+    return out
+
+
+def provisioning_figure(conditions: Sequence[dict],
+                        families: Sequence[str] = PROVISIONED_FAMILIES,
+                        batches: Sequence[int] = (8, 256)) -> Figure:
+    """How much of the 3D area comparison is the provisioning of digital units: chip area
+    (labelled with the digital units' share), throughput per mm² and energy per token (dynamic,
+    with the passive part stacked on it, hatched) of MoE-64 and its dense-deeper twin, units per
+    layer against units sized to the load (``provisioning_rows``), at each batch size."""
+    rs = provisioning_rows(conditions, families, batches)
+    groups = [(f, b) for f in families for b in batches]
+    pick = {(r["family"], r["batch"], r["provisioning"]): r for r in rs}
+    x = np.arange(len(groups))
+    fig = figure(14.0, 4.3)
+    ax_a, ax_t, ax_e = fig.subplots(1, 3)
+    shades = {"per_layer": (-0.5, 1.0), "to_load": (0.5, 0.45)}
+    for kind, (off, alpha) in shades.items():
+        xs = x + off * 0.38
+        sel = [pick[(f, b, kind)] for f, b in groups]
+        cols = [FAMILY_COLORS[f] for f, _ in groups]
+        tot = np.array([r["area_mm2"] for r in sel])
+        ax_a.bar(xs, tot, 0.38, color=cols, alpha=alpha, edgecolor="k")
+        for xi, r in zip(xs, sel, strict=True):
+            ax_a.annotate(f"{r['digital_area_mm2'] / r['area_mm2']:.0%}", (xi, r["area_mm2"]),
+                          ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                          textcoords="offset points")
+        ax_t.bar(xs, [r["tokens_per_s_per_mm2"] for r in sel], 0.38, color=cols, alpha=alpha,
+                 edgecolor="k")
+        dyn = np.array([r["energy_dynamic_per_token_pj"] for r in sel]) / 1e6
+        etot = np.array([r["energy_per_token_pj"] for r in sel]) / 1e6
+        ax_e.bar(xs, dyn, 0.38, color=cols, alpha=alpha, edgecolor="k")
+        ax_e.bar(xs, etot - dyn, 0.38, bottom=dyn, color="none", edgecolor="k", hatch="//")
+    names = [f"{'MoE-64' if f == 'moe' else FAMILY_LABELS[f]}\nbatch {b}" for f, b in groups]
+    panels = ((ax_a, "chip area (mm²)", "Chip area (label: digital units' share)"),
+              (ax_t, "tokens/s per mm²", "Throughput per mm²"),
+              (ax_e, "energy per token (µJ)", "Energy: dynamic + passive (hatched)"))
+    for ax, ylabel, title in panels:
+        ax.set_xticks(x, names, fontsize=8)
+        ax.set(yscale="log", ylabel=ylabel, xlabel="model and batch", title=title)
+        _tidy_log_y(ax)
+        ax.grid(True, axis="y", which="major", alpha=0.3)
+    ax_a.set_ylim(top=3 * ax_a.get_ylim()[1])
+    ax_a.legend(handles=[Line2D([], [], color="0.3", lw=6, alpha=a, label=PROVISIONING[k])
+                         for k, (_, a) in shades.items()], fontsize=8, loc="upper left")
+    b = batches[-1]
+    m0, m1 = pick[("moe", b, "per_layer")], pick[("moe", b, "to_load")]
+    d0, d1 = pick[("dense-deeper", b, "per_layer")], pick[("dense-deeper", b, "to_load")]
+    takeaway = (f"Batch {b}, units sized to the load: dense deeper {d0['area_mm2']:,.0f} -> "
+                f"{d1['area_mm2']:,.0f} mm², MoE {m0['area_mm2']:,.0f} -> {m1['area_mm2']:,.0f} "
+                f"mm²; the MoE's lead in tokens/s per mm² falls from "
+                f"{m0['tokens_per_s_per_mm2'] / d0['tokens_per_s_per_mm2']:.0f}x to "
+                f"{m1['tokens_per_s_per_mm2'] / d1['tokens_per_s_per_mm2']:.0f}x")
+    return finish(fig, "Digital units per layer or sized to the load (3D chip, 6.56B parameters)",
+                  takeaway)
 
 
 def _zoo_row(rows, name, chip):
@@ -331,7 +471,8 @@ def condition_ratios(rows: Sequence[dict]) -> dict[str, dict]:
 def conditions_figure(rows: Sequence[dict]) -> Figure:
     """Small multiples of where the MoE advantage shrinks: MoE-64 / dense-deeper throughput ratio
     (equal total parameters, 3D chips) against batch size, tiles (and so tiers per tile), Zipf
-    routing skew and mapping strategy; one line (or bar) per batch size."""
+    routing skew and mapping strategy (every strategy on one equal-capacity chip with the tiers
+    ``moe_stacked`` needs); one line (or bar) per batch size."""
     r = condition_ratios(rows)
     by = {x["label"]: x for x in rows}
     fig = figure(14.0, 4.0)
@@ -360,7 +501,7 @@ def conditions_figure(rows: Sequence[dict]) -> Figure:
                  color=styles[b]["color"], label=f"batch {b}")
     ax_s.set_xticks(xs, names)
     ax_s.set(xlabel="mapping of the MoE", ylabel="MoE / dense throughput (x)",
-             title="Mapping strategy")
+             title=f"Mapping (one chip, {by['moe|strategy|in_order|256']['n_tiers']} tiers)")
     top = 1.25 * max(v for d in r.values() for v in d.values())
     for ax in (ax_b, ax_t, ax_z, ax_s):
         ax.grid(True, alpha=0.3)
@@ -368,10 +509,12 @@ def conditions_figure(rows: Sequence[dict]) -> Figure:
     ax_t.legend(fontsize=8, loc="lower left")
     ax_s.legend(fontsize=8, loc="upper right", ncols=2)
     zmax = max(s for s, _ in r["zipf"])
+    b_min = min(bs, key=lambda b: r["batch"][b])
+    after = (f", back to {r['batch'][bs[-1]]:.0f}x at batch {bs[-1]}" if b_min != bs[-1] else "")
     takeaway = (f"The MoE-64 lead shrinks from {r['batch'][bs[0]]:.0f}x (batch {bs[0]}) to "
-                f"{r['batch'][bs[-1]]:.0f}x (batch {bs[-1]}) and to "
-                f"{r['zipf'][(zmax, 256)]:.0f}x at Zipf s = {zmax:g} (batch 256); "
-                f"moe_stacked lifts it to {r['strategy'][('moe_stacked', 256)]:.0f}x")
+                f"{r['batch'][b_min]:.0f}x (batch {b_min}){after}; at batch 256 Zipf s = "
+                f"{zmax:g} cuts it to {r['zipf'][(zmax, 256)]:.0f}x, moe_stacked on the same chip "
+                f"lifts it to {r['strategy'][('moe_stacked', 256)]:.0f}x")
     return finish(fig, "Where the MoE advantage shrinks (MoE-64 vs dense deeper, 3D chips)",
                    takeaway)
 

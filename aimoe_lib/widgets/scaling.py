@@ -29,11 +29,14 @@ from .controls import (
 )
 
 __all__ = ["scaling_panel", "playground_panel", "point_from_controls", "PLAYGROUND_STRATEGIES",
-           "PLAYGROUND_CHIPS"]
+           "PLAYGROUND_CHIPS", "SCALING_PRESETS"]
 
 PLAYGROUND_STRATEGIES = tuple(s for s in STRATEGIES if s != "coactivation")
 """Strategies offered by :func:`playground_panel` (``coactivation`` needs a co-activation
 density, which chapter 6 builds)."""
+SCALING_PRESETS = tuple(dict.fromkeys((experiments.PRESET, "paper")))
+"""Chip presets offered by :func:`scaling_panel`: the book's first, then ``paper`` (the earlier
+constants, 1 W per digital unit)."""
 PLAYGROUND_CHIPS = ("physical", "paper", "3dsim", "hermes")
 """Chip presets offered by :func:`playground_panel` (costs, area model and units; the tiers and
 tiles come from the panel)."""
@@ -41,15 +44,18 @@ tiles come from the panel)."""
 
 # ============================================================================ chapter 5
 def scaling_panel(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: str = "3d",
-                  tiles_factor: float = 1.0, strategy: str = "in_order") -> w.interactive:
+                  tiles_factor: float = 1.0, strategy: str = "in_order",
+                  preset: str = experiments.PRESET) -> w.interactive:
     """Sliders over :func:`~aimoe_lib.viz.scaling.live_comparison`: experts E (the dense models
     follow its total), batch (at most 32), generated tokens (at most 8), 3D or 2D chip, tiles
-    (x 702, tiers follow) and the MoE's mapping strategy. Every change simulates the three models
-    again; a model that does not map shows its error message instead of the figure."""
-    def show(n_experts, batch, gen_len, chip, tiles_factor, strategy):
+    (x 702, tiers follow), the MoE's mapping strategy and the chip preset (``SCALING_PRESETS``:
+    the book's, and ``paper`` to reproduce the earlier constants). Every change simulates the
+    three models again; a model that does not map shows its error message instead of the
+    figure."""
+    def show(n_experts, batch, gen_len, chip, tiles_factor, strategy, preset):
         return viz_scaling.live_comparison(n_experts=n_experts, batch=batch, gen_len=gen_len,
                                            chip=chip, tiles_factor=tiles_factor,
-                                           strategy=strategy)
+                                           strategy=strategy, preset=preset)
 
     return w.interactive(
         showing_errors(show),
@@ -60,14 +66,18 @@ def scaling_panel(n_experts: int = 64, batch: int = 8, gen_len: int = 8, chip: s
         tiles_factor=choice_slider(tiles_factor, (0.5, 1.0, 2.0, 4.0),
                                    "tiles (x 702; tiers follow)"),
         strategy=dropdown(strategy, ("in_order", "balanced", "moe_stacked"), "MoE mapping"),
+        preset=dropdown(preset, SCALING_PRESETS, "chip preset (costs)"),
     )
 
 
 # ============================================================================ chapter 9
 def _playground_controls() -> dict:
+    """The playground's controls, at the book's preset (:data:`aimoe_lib.experiments.PRESET`);
+    choosing another chip preset moves the passive-power sliders to that preset's values, so
+    that an untouched slider never carries one preset's constant into another."""
     book = hardware.preset(experiments.PRESET).cost
     models = list(design_space.model_names()) + ["custom"]
-    return {
+    c = {
         # model
         "model": dropdown("moe-8e-top1", models, "model"),
         "d_model": choice_slider(1024, [256 * i for i in range(1, 17)], "custom: d_model"),
@@ -102,6 +112,14 @@ def _playground_controls() -> dict:
         "zipf_s": float_slider(0.0, 0.0, 2.0, 0.25, "routing skew (Zipf s; 0 = uniform)"),
         "seed": int_slider(0, 0, 9, "routing seed"),
     }
+
+    def follow_preset(change):
+        cost = hardware.preset(change["new"]).cost
+        for k in ("unit_passive_power_w", "tile_passive_power_w"):
+            c[k].value = getattr(cost, k)
+
+    c["chip"].observe(follow_preset, names="value")
+    return c
 
 
 def point_from_controls(values: dict):
