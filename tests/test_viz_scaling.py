@@ -294,3 +294,11 @@ def test_playground_chip_switch_moves_the_power_sliders():
     assert sweep.point_key(p) == sweep.point_key(ds.build_point(chip="paper"))
     c["chip"].value = "physical"  # MoEwithPIM: 0.02412 W for 5 DPUs + 4 MHA units
     assert c["unit_passive_power_w"].value == pytest.approx(0.02412 / 9)
+
+
+def test_unknown_row_label_names_the_label_and_a_close_one(scaling):
+    from aimoe_lib import checks
+    with pytest.raises(checks.UnknownKeyError, match=r"moe\|64\|3d\|9.*did you mean 'moe\|64\|3d\|8'"):
+        vs.row(scaling, "moe|64|3d|9")
+    with pytest.raises(ValueError, match="rows are empty"):
+        vs.row([], "moe|64|3d|8")

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from .. import experiments, hardware
+from .. import checks, experiments, hardware
 from ..design_space import with_derived
 from ..experiments import FAMILIES
 from .style import figure, finish, table
@@ -96,7 +96,10 @@ def row(rows: Sequence[dict], label: str) -> dict:
     for r in rows:
         if r["label"] == label:
             return efficiency([r])[0]
-    raise KeyError(f"no row labelled {label!r}; labels look like {rows[0]['label']!r}")
+    labels = [r["label"] for r in rows]
+    example = f"; labels look like {labels[0]!r}" if labels else "; the rows are empty"
+    raise checks.UnknownKeyError(f"row(label={label!r}): no row has this label"
+                                 f"{checks._suggest(label, labels)}{example}")
 
 
 def series(rows: Sequence[dict], family: str, chip: str = "3d", batch: int = 8) -> list[dict]:
