@@ -1,6 +1,8 @@
 # The two commands of the README:
 #   make study   build the virtual environment, execute every notebook, render the book
-#   make test    build the virtual environment, run the unit tests and nbval over every notebook
+#   make test    build the virtual environment, run the unit tests, nbval over every notebook and
+#                the browser test of the rendered book (tests/browser: it reuses _build/html, or
+#                renders the notebooks' stored outputs first with `make book-quick`)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3.11
@@ -12,7 +14,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: study test book env clean bench
+.PHONY: study test book book-quick browser-deps env clean bench
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -33,7 +35,28 @@ book: env
 
 study: book
 
-test: env
+# The book from the notebooks' stored outputs, without executing them (about a minute).
+# local_extensions paths are relative to the config file, hence the absolute tools/ path.
+book-quick: env
+	mkdir -p _build
+	sed -e 's/execute_notebooks: force/execute_notebooks: "off"/' \
+	    -e 's#book_ext: tools/#book_ext: $(CURDIR)/tools/#' _config.yml > _build/_config_quick.yml
+	$(VENV)/bin/jupyter-book build -W -n --keep-going . --config _build/_config_quick.yml
+
+# Headless Chromium for tests/browser, from Debian (root only); without it those tests skip.
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "warning: could not install chromium; the browser tests will be skipped"; \
+	else \
+	  echo "warning: chromium/chromedriver not found and not root: the browser tests will be skipped (apt-get install -y chromium chromium-driver)"; \
+	fi
+
+test: env browser-deps
+	@test -f _build/html/index.html || $(MAKE) book-quick
 	$(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
 
 bench: env

@@ -428,8 +428,8 @@ class AreaModel:
     tile area with the split stated on each field.
 
     [BUCHEL-AREA]: 1 mm² per 512x512 tile, 1.25 mm² per DPU, 5 mm² per attention unit, as reported
-    for Büchel et al. 2025 by a secondary literature summary (the paper's text was not available to
-    us; assumption A-BUCHEL-AREA until checked against the paper).
+    for Büchel et al. 2025 by a secondary literature summary (second-hand, hence assumption
+    A-BUCHEL-AREA).
     """
 
     array_area_mm2_per_weight: float = 0.25 * 1.0 / (512 * 512)

@@ -29,7 +29,8 @@ def test_environment_yml_mirrors_requirements():
 def test_readme_has_exactly_two_setup_commands():
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
-    commands = [line.split("#")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
+    commands = [line.split("#")[0].strip() for b in blocks for line in b.splitlines()
+                if line.strip()]
     assert commands == ["make study", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
@@ -39,16 +40,52 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 2
 
 
+def _tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_checked_cells_have_stored_outputs(nb):
-    """nbval skips cells saved without an execution count: a cleared notebook would pass vacuously."""
+    """nbval skips cells saved without an execution count: a cleared notebook would pass vacuously.
+    A checked cell carries the tag nbval-check-output (tools/nbval_tags.py)."""
     cells = json.loads(nb.read_text())["cells"]
-    checked = [c for c in cells if c["cell_type"] == "code"
-               and "".join(c["source"]).lstrip().startswith("# NBVAL_CHECK_OUTPUT")]
-    assert len(checked) >= 2, f"{nb.name}: mark a few key numbers with # NBVAL_CHECK_OUTPUT"
+    checked = [c for c in cells if c["cell_type"] == "code" and (
+        "nbval-check-output" in _tags(c)
+        or "".join(c["source"]).lstrip().startswith("# NBVAL_CHECK_OUTPUT"))]
+    assert len(checked) >= 2, f"{nb.name}: tag a few key numbers' cells nbval-check-output"
     for c in checked:
         assert c.get("execution_count") is not None, "".join(c["source"])[:80]
         assert c.get("outputs"), "".join(c["source"])[:80]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_nbval_marker_is_visible(nb):
+    """Readers see code cells: nbval's markers live in cell tags, not in comments."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import nbval_tags
+
+    cells = nbval_tags.leftover(json.loads(nb.read_text()))
+    assert not cells, (f"{nb.name}: code cells {cells} start with an NBVAL comment; run "
+                       f"python tools/nbval_tags.py book/{nb.name}")
+
+
+def test_nbval_tags_moves_comments_into_tags():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import nbval_tags
+
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {}, "source": ["# NBVAL_CHECK_OUTPUT\n", "print(1)"]},
+        {"cell_type": "code", "metadata": {"tags": ["keep"]}, "source": "# NBVAL_IGNORE_OUTPUT\nx"},
+        {"cell_type": "markdown", "metadata": {}, "source": ["# NBVAL_CHECK_OUTPUT"]},
+    ]}
+    assert nbval_tags.leftover(nb) == [0, 1]
+    assert nbval_tags.convert(nb) == 2
+    assert nb["cells"][0] == {"cell_type": "code", "metadata": {"tags": ["nbval-check-output"]},
+                              "source": ["print(1)"]}
+    assert nb["cells"][1]["metadata"]["tags"] == ["keep", "nbval-ignore-output"]
+    assert nb["cells"][1]["source"] == ["x"]
+    assert nb["cells"][2]["source"] == ["# NBVAL_CHECK_OUTPUT"]  # markdown is left alone
+    assert nbval_tags.leftover(nb) == []
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)

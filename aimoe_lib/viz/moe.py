@@ -2,7 +2,8 @@
 published models, how both grow with the number of experts, and a toy router.
 
 Tables: :func:`params_table` (with :func:`format_params_table`) and :func:`published_table`;
-figures: :func:`total_vs_active`, :func:`moe_scaling` and :func:`routing_example` (over
+figures: :func:`total_vs_active`, :func:`moe_scaling` (and :func:`moe_scaling_slider`, the same
+figure precomputed over a grid for the static book) and :func:`routing_example` (over
 :func:`toy_router`). Every figure is drawn in the house style of :mod:`aimoe_lib.viz.style`.
 """
 
@@ -16,10 +17,12 @@ from matplotlib.figure import Figure
 
 from .. import zoo
 from ..models import ModelSpec
+from .static import StaticSlider, static_slider
 from .style import C_ACTIVE, C_DENSE, C_MOE, FONT_SIZE, figure, finish, table
 
 __all__ = ["ParamRow", "params_table", "format_params_table", "published_table",
-           "total_vs_active", "moe_scaling", "RouterSample", "toy_router", "routing_example"]
+           "total_vs_active", "moe_scaling", "TOP_K_GRID", "EXPERT_WIDTH_GRID",
+           "moe_scaling_slider", "RouterSample", "toy_router", "routing_example"]
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,27 @@ def moe_scaling(d_model: int = 1024, n_layers: int = 12, d_expert: int = 4096, t
                 f"(+{100 * (act[-1] / act[0] - 1):.2f}%, the router)")
     return finish(fig, f"Adding experts at fixed k: d_model {d_model}, {n_layers} layers, "
                   f"experts of width {d_expert}", takeaway)
+
+
+TOP_K_GRID = (1, 2, 4, 8)
+"""Top-k values on the static slider: Switch (1), Mixtral (2), and two wider choices."""
+EXPERT_WIDTH_GRID = (1024, 2048, 4096, 8192)
+"""Expert widths (features) on the static slider: from fine-grained experts to wide ones."""
+
+
+def moe_scaling_slider(d_model: int = 1024, n_layers: int = 12, max_experts: int = 64,
+                       top_ks: Sequence[int] = TOP_K_GRID,
+                       widths: Sequence[int] = EXPERT_WIDTH_GRID) -> StaticSlider:
+    """:func:`moe_scaling` precomputed for the static book
+    (:func:`~aimoe_lib.viz.static.static_slider`): one slider for top-k (``top_ks``, starts at
+    2), one for the expert width (``widths``, starts at 4096)."""
+    def draw(top_k: int, d_expert: int) -> Figure:
+        return moe_scaling(d_model=d_model, n_layers=n_layers, d_expert=d_expert, top_k=top_k,
+                           max_experts=max_experts)
+
+    return static_slider(draw, {"top_k": top_ks, "d_expert": widths},
+                         default={"top_k": 2, "d_expert": 4096},
+                         labels={"top_k": "top-k", "d_expert": "expert width d_expert"})
 
 
 @dataclass(frozen=True)

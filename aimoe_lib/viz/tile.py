@@ -1,7 +1,8 @@
 """Figures of chapter 1 (the 3D AIMC tile): what tiers buy in capacity and area, the
 one-tier-at-a-time rule, and how many tiers published models need.
 
-Figures: :func:`tile_capacity_area`, :func:`one_tier_at_a_time`, :func:`mvm_cost_by_shape`,
+Figures: :func:`tile_capacity_area` (and :func:`tile_capacity_area_slider`, the same figure
+precomputed over a grid for the static book), :func:`one_tier_at_a_time`, :func:`mvm_cost_by_shape`,
 :func:`tier_switch_timeline`, :func:`model_fits`; the numbers they show: :func:`mvm_makespan_ns`
 and :func:`alternating_tiers_ns` (closed forms), :func:`mvm_energy_split` and
 :func:`mvm_efficiency` (one tier MVM of a given shape, with :func:`format_mvm_table`) and
@@ -30,9 +31,11 @@ from ..hardware import (
 )
 from ..mapping import blocks_needed
 from ..models import ModelSpec, Role
+from .static import StaticSlider, static_slider
 from .style import C_2D, C_3D, C_DENSE, C_MOE, FONT_SIZE, figure, finish, format_time, table
 
-__all__ = ["tile_capacity_area", "mvm_makespan_ns", "one_tier_at_a_time", "MVM_SHAPES",
+__all__ = ["tile_capacity_area", "OVERHEAD_GRID", "TIER_SHAPE_GRID", "tile_capacity_area_slider",
+           "mvm_makespan_ns", "one_tier_at_a_time", "MVM_SHAPES",
            "mvm_energy_split", "mvm_efficiency", "format_mvm_table", "mvm_cost_by_shape",
            "alternating_tiers_ns", "tier_switch_timeline", "tiers_needed", "DEFAULT_FIT_MODELS",
            "model_fits"]
@@ -108,6 +111,34 @@ def tile_capacity_area(n_tiles: int = 100, n_tiers_max: int = 1024, tier_rows: i
                 chips[-1].replace(reticle_mm2=reticle_mm2).n_dies]
         takeaway += f"; {dies[1]:,} vs {dies[0]:,} dies of <= {reticle_mm2:,.0f} mm²"
     return finish(fig, f"3D AIMC chip: {n_tiles} tiles of {tier_rows}x{tier_cols} tiers", takeaway)
+
+
+OVERHEAD_GRID = (0.0, 0.001, 0.005, 0.01, 0.05, 0.2)
+"""Values of the area each extra tier adds (x one tier's array) on the static slider: zero, the
+default of :class:`~aimoe_lib.hardware.AreaModel` (0.1 %, assumption A-TIER-OVERHEAD) and up to
+the 5 % and 20 % the chapter discusses."""
+TIER_SHAPE_GRID = (128, 256, 512, 1024)
+"""Tier shapes (rows = columns) on the static slider."""
+
+
+def tile_capacity_area_slider(n_tiles: int = 100, n_tiers_max: int = 1024,
+                              overheads: Sequence[float] = OVERHEAD_GRID,
+                              shapes: Sequence[int] = TIER_SHAPE_GRID) -> StaticSlider:
+    """:func:`tile_capacity_area` precomputed for the static book
+    (:func:`~aimoe_lib.viz.static.static_slider`): one slider for the area per extra tier
+    (``overheads``, x one array; starts at :class:`~aimoe_lib.hardware.AreaModel`'s default),
+    one for the square tier shape (``shapes``, starts at 512)."""
+    default_overhead = AreaModel().tier_overhead_fraction
+
+    def draw(tier_overhead_fraction: float, tier_shape: int) -> Figure:
+        return tile_capacity_area(n_tiles, n_tiers_max, tier_shape, tier_shape,
+                                  area=AreaModel(tier_overhead_fraction=tier_overhead_fraction))
+
+    return static_slider(draw, {"tier_overhead_fraction": overheads, "tier_shape": shapes},
+                         default={"tier_overhead_fraction": default_overhead, "tier_shape": 512},
+                         labels={"tier_overhead_fraction": "area per extra tier (x one array)",
+                                 "tier_shape": "tier rows = columns"},
+                         formats={"tier_overhead_fraction": "{:.1%}"})
 
 
 def mvm_makespan_ns(n_mvms: int, n_tiles: int, mvm_latency_ns: float) -> float:

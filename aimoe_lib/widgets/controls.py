@@ -1,6 +1,13 @@
 """The controls every panel is built from, in one style: labels as wide as they need, one width
 for every control, sliders that redraw only when released (``continuous_update=False``), and a
-message in place of the figure when a setting is invalid."""
+message in place of the figure when a setting is invalid.
+
+Importing this module (every panel does) also gives every widget displayed in IPython an HTML form,
+:func:`static_note_html`: Jupyter shows the live widget, while the static HTML book, where no
+kernel answers the sliders, shows a note that says how to run the panel instead of dead controls
+(the book's configuration drops the widget view from HTML pages). Figures shown in IPython carry
+their caption as alt text (:func:`aimoe_lib.viz.static.register_alt_text`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,10 @@ from collections.abc import Callable, Sequence
 import ipywidgets as w
 from IPython.display import Markdown
 
-__all__ = ["STYLE", "WIDTH", "int_slider", "float_slider", "choice_slider", "dropdown",
-           "checkbox", "toggle", "error_message", "showing_errors"]
+from ..viz.static import register_alt_text
+
+__all__ = ["STYLE", "STATIC_NOTE", "static_note_html", "WIDTH", "int_slider", "float_slider",
+           "choice_slider", "dropdown", "checkbox", "toggle", "error_message", "showing_errors"]
 
 STYLE = {"description_width": "initial"}
 """Label style of every control: the description takes the width it needs."""
@@ -76,3 +85,34 @@ def showing_errors(draw: Callable, errors: tuple[type[Exception], ...] = (ValueE
         except errors as err:
             return error_message(err)
     return show
+
+
+STATIC_NOTE = ("<strong>Interactive panel.</strong> Its controls need a running Python kernel, so "
+               "this page shows them as text only. Open this chapter as a notebook (the download "
+               "or launch button at the top of the page, or <code>book/</code> in the repository "
+               "after <code>make study</code>) and run it to move them; the figures above show "
+               "the default settings.")
+"""What the static book shows in place of a live panel.
+
+:meta hide-value:
+"""
+
+
+def static_note_html(widget: w.Widget) -> str:
+    """The HTML form of a displayed widget: :data:`~aimoe_lib.widgets.controls.STATIC_NOTE` in a
+    box (the live widget view comes first in Jupyter; the static book shows this)."""
+    return f'<div class="aimoe-live-note admonition note"><p>{STATIC_NOTE}</p></div>'
+
+
+def _register_static_note() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(w.Widget, static_note_html)
+        register_alt_text()
+
+
+_register_static_note()

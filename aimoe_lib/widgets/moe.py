@@ -2,7 +2,8 @@
 :func:`~aimoe_lib.viz.moe.moe_scaling`.
 
 The panel is an ``ipywidgets.interactive`` returned, not displayed, built from the controls of
-:mod:`aimoe_lib.widgets.controls`; the chapter shows the default figure in a cell of its own.
+:mod:`aimoe_lib.widgets.controls`. The static HTML book shows a "run this live" note in its place;
+its readers move the precomputed sliders of :func:`~aimoe_lib.viz.moe.moe_scaling_slider`.
 """
 
 from __future__ import annotations

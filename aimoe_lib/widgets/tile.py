@@ -2,9 +2,10 @@
 :func:`~aimoe_lib.viz.tile.tile_capacity_area`.
 
 The panel is an ``ipywidgets.interactive`` returned, not displayed (the last line of a notebook
-cell shows it), built from the controls of :mod:`aimoe_lib.widgets.controls`. In the static HTML
-book the sliders have no kernel behind them; the chapter shows the default figure in a cell of its
-own.
+cell shows it), built from the controls of :mod:`aimoe_lib.widgets.controls`. The static HTML book
+has no kernel behind these sliders and shows a "run this live" note instead; its readers move the
+precomputed sliders of :func:`~aimoe_lib.viz.tile.tile_capacity_area_slider` at the top of the
+chapter.
 """
 
 from __future__ import annotations
