@@ -45,6 +45,10 @@ Sources:
   DGX H100/H200 "eight single-port NVIDIA ConnectX-7 VPI ... up to 400 Gb/s"; DGX A100: 200 Gb/s
   per GPU (secondary report, chippub.substack.com).
 * [VLLM] vLLM's default ``gpu_memory_utilization=0.9`` (fraction of GPU memory it plans to use).
+* [PUBLISHED] ``data/gpu_published.json``: published decode and energy measurements (gpt-fast,
+  TensorRT-LLM, NVIDIA NIM, vLLM nightly benchmarks, ML.ENERGY, the Alice benchmark), each with its
+  title, authors, year, URL and the table or sentence it comes from. :data:`CALIBRATION` and
+  :data:`POWER_MODEL` are fitted to its ``fit`` rows; its ``heldout`` rows measure the fit's error.
 """
 
 from __future__ import annotations
@@ -52,10 +56,10 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -86,10 +90,64 @@ __all__ = [
     "NOT_USED",
     "MeasuredRow",
     "load_measured",
+    "PRECISIONS",
+    "SERVING_KINDS",
+    "precision_formats",
+    "Calibration",
+    "CALIBRATION",
+    "PowerModel",
+    "POWER_MODEL",
+    "PublishedPoint",
+    "published_points",
+    "PublishedRow",
+    "published_validation",
+    "format_published_validation",
+    "fit_calibration",
+    "fit_power_model",
+    "published_sources",
+    "effective_bits",
+    "HBM_STACK_AREA_MM2",
+    "FRAMEWORKS",
+    "METRICS",
+    "ROLES",
+    "PUBLISHED_FILE",
 ]
 
 COMPUTE_KINDS = ("bf16", "fp8", "int8")
 """Tensor-core precisions the roofline knows (``compute=``)."""
+
+PRECISIONS: dict[str, tuple[float, str]] = {
+    "bf16": (2.0, "bf16"),
+    "fp8": (1.0, "fp8"),
+    "int8": (1.0, "int8"),
+    "int4": (0.5, "bf16"),
+}
+"""Weight formats of ``roofline(..., precision=...)``: (bytes per stored weight, tensor-core
+precision of the matrix products). bf16: 2 bytes, BF16 tensor cores. fp8: 1 byte (E4M3), FP8
+tensor cores (H100/H200 only; [H100-DS] 1,978.9 TFLOP/s dense). int8: 1 byte, INT8 tensor cores
+(W8A8; [A100-DS] 624 TOPS, [H100-DS] 1,978.9 TOPS dense). int4: 0.5 byte, weight-only (W4A16: the
+weights are unpacked to BF16 before the product, as AWQ/GPTQ/Marlin kernels do; Hopper has no
+INT4 tensor cores), so BF16 rates."""
+
+SERVING_KINDS = ("static", "continuous")
+"""How a batch is served: ``'static'`` (all sequences start together, prefill then decode, as in
+offline benchmarks) or ``'continuous'`` (in-flight batching at a fixed number of sequences: every
+finished sequence is replaced by a new one whose prefill runs between decode steps)."""
+
+
+def precision_formats() -> tuple[str, ...]:
+    """Names accepted by ``roofline(..., precision=...)``."""
+    return tuple(PRECISIONS)
+
+
+def effective_bits(relative_noise: float) -> float:
+    """Bits of a uniform quantiser over [-w_max, w_max] whose rounding error (step / sqrt(12))
+    equals Gaussian weight noise of standard deviation ``relative_noise`` x w_max:
+    log2(2 / (relative_noise x sqrt(12))). E.g. 5 % noise: 3.5 bits."""
+    r = checks.real("effective_bits()", "relative_noise", relative_noise, minimum=0, strict=True,
+                    maximum=1, fix="pass the noise standard deviation as a fraction of max |W|, "
+                    "e.g. 0.05")
+    return math.log2(2.0 / (r * math.sqrt(12.0)))
 
 MEMORY_FRACTION = 0.9
 """Fraction of GPU memory that weights and KV cache may fill. Assumption A-GPU-MEM-USABLE: vLLM's
@@ -111,6 +169,11 @@ runs at the inter-node bandwidth (assumption A-GPU-INTERNODE)."""
 
 MAX_GPUS = 1024
 """Largest GPU count :func:`~aimoe_lib.gpu.fewest_gpus` tries."""
+
+HBM_STACK_AREA_MM2 = 110.0
+"""Footprint of one HBM stack, mm². Assumption A-GPU-HBM-AREA: about 11 mm x 10 mm per stack (the
+order of the JEDEC HBM2e/HBM3 package outline); A100 80GB and H100 SXM carry 5 active stacks of
+16 GB, H200 6 of 24 GB. Interposer and substrate are not counted."""
 
 
 # =================================================================================== GPU presets
@@ -163,9 +226,13 @@ class GPUSpec:
     datasheet, applied to every precision (assumption A-GPU-FLOP-EFF)."""
     source: str = ""
     """Where the numbers come from."""
+    hbm_stacks: int = 0
+    """HBM stacks on the package (memory_gb / GB per stack; [A100-DS], [H100-DS], [H200-DS])."""
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        set_("hbm_stacks", checks.integer("GPUSpec", "hbm_stacks", self.hbm_stacks, minimum=0,
+                                          maximum=64))
         for f in ("name", "label"):
             set_(f, checks.string("GPUSpec", f, getattr(self, f), empty=False))
         for f in ("process", "source"):
@@ -231,7 +298,7 @@ def a100() -> GPUSpec:
         bw_efficiency=A100_HBM_TRIAD_TB_S * 1e3 / 2039.0,
         flop_efficiency=A100_GEMM_TFLOPS / 312.0,
         source="[A100-DS] datasheet; [DIE] GA100 826 mm²; [AZURE] ND A100 v4 measurements; "
-               "[DGX] 200 Gb/s per GPU (secondary)")
+               "[DGX] 200 Gb/s per GPU (secondary)", hbm_stacks=5)
 
 
 def h100() -> GPUSpec:
@@ -244,7 +311,7 @@ def h100() -> GPUSpec:
         bw_efficiency=H100_HBM_TRIAD_TB_S * 1e3 / 3350.0,
         flop_efficiency=H100_GEMM_TFLOPS / 1978.9,
         source="[H100-DS] datasheet (dense = half the sparse headline); [DIE] GH100 814 mm²; "
-               "[AZURE] ND H100 v5 measurements; [DGX] 400 Gb/s ConnectX-7 per GPU")
+               "[AZURE] ND H100 v5 measurements; [DGX] 400 Gb/s ConnectX-7 per GPU", hbm_stacks=5)
 
 
 def h200() -> GPUSpec:
@@ -259,7 +326,7 @@ def h200() -> GPUSpec:
         bw_efficiency=H200_HBM_TRIAD_TB_S * 1e3 / 4800.0,
         flop_efficiency=H200_GEMM_TFLOPS / 1978.9,
         source="[H200-DS] as reported by secondary pages; [DIE] same GH100 die as H100; "
-               "[AZURE] ND H200 v5 measurements; [DGX] 400 Gb/s ConnectX-7 per GPU")
+               "[AZURE] ND H200 v5 measurements; [DGX] 400 Gb/s ConnectX-7 per GPU", hbm_stacks=6)
 
 
 _PRESETS: dict[str, Callable[[], GPUSpec]] = {"a100": a100, "h100": h100, "h200": h200}
@@ -514,6 +581,24 @@ class RooflineResult:
     """Average power of all GPUs."""
     silicon_area_mm2: float
     """n_gpus x die area."""
+    precision: str = ""
+    """Weight format (a key of :data:`~aimoe_lib.gpu.PRECISIONS`), or '' when set by
+    ``bytes_per_param``/``compute``."""
+    serving: str = "static"
+    """'static' or 'continuous' (:data:`~aimoe_lib.gpu.SERVING_KINDS`)."""
+    calibrated: bool = False
+    """True when the published calibration (:data:`~aimoe_lib.gpu.CALIBRATION`) is applied."""
+    overhead_s: float = 0.0
+    """Fixed time added to every forward pass (calibration), s."""
+    power_model: str = "tdp"
+    """'tdp' (every GPU at ``power_fraction`` x TDP) or 'fitted' (:class:`PowerModel`)."""
+    hbm_area_mm2: float = 0.0
+    """n_gpus x HBM stacks x assumed stack footprint (A-GPU-HBM-AREA), mm²."""
+
+    @property
+    def package_area_mm2(self) -> float:
+        """GPU dies plus HBM stacks, mm² (interposer and substrate not counted)."""
+        return self.silicon_area_mm2 + self.hbm_area_mm2
 
     @property
     def total_time_s(self) -> float:
@@ -629,12 +714,15 @@ MAX_GEN_LEN = 10**7
 
 
 def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: int = 128,
-             n_gpus: int | None = None, bytes_per_param: float = 2, kv_bytes: float = 2, *,
-             compute: str = "bf16", routing="uniform", seed: int = 0,
+             n_gpus: int | None = None, bytes_per_param: float | None = None,
+             kv_bytes: float = 2, *,
+             compute: str | None = None, routing="uniform", seed: int = 0,
              bw_efficiency: float | None = None, flop_efficiency: float | None = None,
              power_fraction: float = POWER_FRACTION,
              memory_fraction: float = MEMORY_FRACTION,
-             check_memory: bool = True) -> RooflineResult:
+             check_memory: bool = True, precision: str | None = None,
+             calibrated: bool = False, serving: str = "static",
+             power_model: str = "tdp") -> RooflineResult:
     """Roofline of ``batch`` sequences of ``prompt_len`` prompt tokens and ``gen_len`` generated
     tokens of ``spec`` (a ModelSpec or zoo name) on ``n_gpus`` GPUs of preset ``gpu``.
 
@@ -656,8 +744,48 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     and ``flop_efficiency`` default to the GPU preset's measured fractions. ``check_memory=False``
     skips the check that an explicit ``n_gpus`` holds the model (for comparing with measurements
     of a few layers scaled to the whole model, :class:`~aimoe_lib.gpu.MeasuredRow`).
+
+    ``precision`` (a key of :data:`~aimoe_lib.gpu.PRECISIONS`: 'bf16', 'fp8', 'int8', 'int4') sets
+    the bytes per weight and the tensor-core precision together; it cannot be combined with
+    ``bytes_per_param`` or ``compute`` (without it they default to 2 bytes and BF16).
+    ``calibrated=True`` applies :data:`~aimoe_lib.gpu.CALIBRATION`, fitted to published
+    measurements: a fixed overhead per forward pass and a tensor-core efficiency that falls for
+    passes of few tokens. ``serving='continuous'`` models in-flight batching at ``batch``
+    sequences: the time to first token is one sequence's prefill, and every decode step also
+    carries batch / gen_len prefills of joining sequences. ``power_model='fitted'`` replaces TDP
+    by :data:`~aimoe_lib.gpu.POWER_MODEL` (idle power plus memory and tensor-core utilisation,
+    TDP as the upper bound; ``power_fraction`` then scales that bound).
     """
     spec, g = _as_model(spec), get(gpu)
+    if precision is not None:
+        precision = checks.choice("", "precision", precision, tuple(PRECISIONS),
+                                  what="weight format",
+                                  fix=f"choose one of {', '.join(PRECISIONS)}")
+        for name, v in (("bytes_per_param", bytes_per_param), ("compute", compute)):
+            if v is not None:
+                raise ValueError(f"precision={precision!r} and {name}={v!r}: precision sets the "
+                                 f"bytes per weight and the tensor-core precision; pass one or "
+                                 f"the other")
+        bytes_per_param, compute = PRECISIONS[precision]
+        if compute == "fp8" and not g.fp8_tflops:
+            raise ValueError(f"precision='fp8': the {g.label} has no FP8 tensor cores; use "
+                             "precision='bf16', 'int8' or 'int4'")
+    bytes_per_param = 2 if bytes_per_param is None else bytes_per_param
+    compute = "bf16" if compute is None else compute
+    if isinstance(calibrated, Calibration):
+        cal = calibrated
+    else:
+        cal = CALIBRATION if checks.boolean("", "calibrated", calibrated,
+                                            fix="pass True, False or a gpu.Calibration") else None
+    serving = checks.choice("", "serving", serving, SERVING_KINDS, what="serving mode",
+                            fix="use 'static' or 'continuous'")
+    if isinstance(power_model, PowerModel):
+        pm, power_model = power_model, "fitted"
+    else:
+        power_model = checks.choice("", "power_model", power_model, ("tdp", "fitted"),
+                                    what="power model",
+                                    fix="use 'tdp', 'fitted' or a gpu.PowerModel")
+        pm = POWER_MODEL
     routing = _check_routing(routing)
     batch = _check_int("batch", batch, 1)
     prompt_len = _check_int("prompt_len", prompt_len, 1)
@@ -697,31 +825,57 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     L, d = spec.n_layers, spec.d_model
     kv_tok = L * spec.kv_cache_elements_per_token * kv_bytes  # bytes per token, all layers
     att = _attention_flops_per_key(spec) * L                  # FLOPs per (query, key) pair
+    oh = cal.overhead_s if cal else 0.0
 
-    # prefill
-    n_pre = batch * prompt_len
+    def _fl(tokens: float) -> float:  # achievable FLOP/s of a pass of `tokens` tokens
+        return fl * (cal.flop_scale(tokens) if cal else 1.0)
+
+    # prefill (continuous serving: one sequence joins at a time)
+    pre_seqs = 1 if serving == "continuous" else batch
+    n_pre = pre_seqs * prompt_len
     wp = weight_traffic(spec, n_pre, routing, seed)
     head = spec.d_model * spec.vocab_size
     pre_bytes = wp.params_read * bytes_per_param + 2 * n_pre * kv_tok
-    pre_flops = (2 * (n_pre * (wp.active_params_per_token - head) + batch * head)
-                 + att * batch * prompt_len * (prompt_len + 1) / 2)
-    pre_comm = 2 * L * _allreduce_s(g, n, n_pre * d * ACT_BYTES)
-    t_pre, pre_cb = _phase_time(pre_bytes, pre_flops, pre_comm, bw, fl)
+    pre_flops = (2 * (n_pre * (wp.active_params_per_token - head) + pre_seqs * head)
+                 + att * pre_seqs * prompt_len * (prompt_len + 1) / 2)
+    pre_comm = 2 * L * _allreduce_s(g, n, n_pre * d * ACT_BYTES) + oh
+    t_pre, pre_cb = _phase_time(pre_bytes, pre_flops, pre_comm, bw, _fl(n_pre))
 
     # decode steps g = 1 .. gen_len - 1 (context = prompt_len + g keys); gen_len = 1: the next step
     wd = weight_traffic(spec, batch, routing, seed)
-    ctx = prompt_len + np.arange(1, max(gen_len, 2), dtype=float)
+    if serving == "continuous":  # sequences at every stage: mean context over a lifetime
+        ctx = np.full(max(gen_len - 1, 1), prompt_len + gen_len / 2.0)
+    else:
+        ctx = prompt_len + np.arange(1, max(gen_len, 2), dtype=float)
     dec_w = wd.params_read * bytes_per_param
     dec_kv = batch * kv_tok * (ctx + 1)  # read the context, write the new entry
     dec_flops = batch * (2 * wd.active_params_per_token + att * ctx)
-    dec_comm = 2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES)
-    t_dec, dec_cb = _phase_time(dec_w + dec_kv, dec_flops, dec_comm, bw, fl)
+    dec_comm = (2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES) + oh
+                + (cal.per_seq_s * batch if cal else 0.0))
+    kv_eff = cal.kv_efficiency if cal else 1.0
+    t_dec, dec_cb = _phase_time(dec_w + dec_kv / kv_eff, dec_flops, dec_comm, bw, _fl(batch))
+    if serving == "continuous":  # batch / gen_len joining prefills per decode step
+        t_dec = t_dec + batch / gen_len * float(t_pre)
     decode_time = float(t_dec.sum()) if gen_len > 1 else 0.0
     if not all(0 < t < math.inf for t in (float(t_pre), float(t_dec.mean()))) \
             or not math.isfinite(decode_time):
         raise ValueError(f"gpu={g.name!r}: the roofline times ({float(t_pre):g} s to first token, "
                          f"{float(t_dec.mean()):g} s per output token) are not finite positive "
                          "numbers; give the GPUSpec realistic bandwidth and peak figures")
+
+    if power_model == "tdp":
+        power = n * g.tdp_w * power_fraction
+    else:  # time-weighted utilisation of HBM and tensor cores against datasheet peaks
+        t_all = float(t_pre) + decode_time
+        n_steps = max(gen_len - 1, 0)
+        n_pre_runs = 1.0 + (batch * n_steps / gen_len if serving == "continuous" else 0.0)
+        bytes_all = pre_bytes * n_pre_runs + float((dec_w + dec_kv).sum()) * (n_steps > 0)
+        flops_all = pre_flops * n_pre_runs + float(dec_flops.sum()) * (n_steps > 0)
+        if n_steps == 0:
+            t_all, bytes_all, flops_all = float(t_pre), pre_bytes, pre_flops
+        u_mem = bytes_all / (n * g.hbm_bandwidth_gb_s * 1e9 * t_all)
+        u_comp = flops_all / (n * peak * 1e12 * t_all)
+        power = n * pm.power_w(g, u_mem, u_comp) * power_fraction
 
     return RooflineResult(
         model=spec.name, gpu=g.label, n_gpus=n, batch=batch, prompt_len=prompt_len,
@@ -736,8 +890,10 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
         decode_flops=float(dec_flops.mean()), decode_comm_s=float(dec_comm),
         decode_bound="compute" if dec_cb.mean() > 0.5 else "memory",
         ttft_s=float(t_pre), time_per_output_token_s=float(t_dec.mean()),
-        decode_time_s=decode_time, power_w=n * g.tdp_w * power_fraction,
-        silicon_area_mm2=n * g.die_area_mm2)
+        decode_time_s=decode_time, power_w=float(power),
+        silicon_area_mm2=n * g.die_area_mm2, precision=precision or "", serving=serving,
+        calibrated=cal is not None, overhead_s=oh, power_model=power_model,
+        hbm_area_mm2=n * g.hbm_stacks * HBM_STACK_AREA_MM2)
 
 
 def sweep_batches(spec, gpu="h100", batches=(1, 2, 4, 8, 16, 32, 64), **kwargs
@@ -1064,3 +1220,347 @@ def load_measured(path) -> tuple[MeasuredRow, ...]:
         raise ValueError(f"load_measured(path={str(path)!r}): not a text CSV ({e}); "
                          f"{fix}") from None
     return tuple(rows)
+
+
+# =================================================================================== calibration
+@dataclass(frozen=True)
+class Calibration:
+    """Corrections of the roofline fitted to published measurements
+    (:func:`~aimoe_lib.gpu.fit_calibration` on the ``fit`` rows of ``data/gpu_published.json``).
+
+    A forward pass takes max(bytes / bandwidth, FLOPs / (peak x flop_efficiency x s(T))) +
+    all-reduces + ``overhead_s``, where s(T) = T / (T + ``flop_half_tokens``) for a pass of T
+    tokens: matrix products of few rows use the tensor cores poorly, and every pass pays kernel
+    launches, sampling and scheduling that the roofline does not see.
+    """
+
+    overheads_s: dict
+    """Fixed time of every forward pass (decode step or prefill) per serving framework
+    (:data:`FRAMEWORKS`), s."""
+    flop_half_tokens: float
+    """Tokens per pass at which the tensor cores reach half their GEMM efficiency."""
+    per_seq_s: float = 0.0
+    """Time per sequence in a decode step beyond the roofline (sampling, KV-page bookkeeping), s;
+    fitted for all frameworks together."""
+    kv_efficiency: float = 1.0
+    """Achieved bandwidth of KV-cache reads relative to weight reads (paged, gathered attention
+    reads reach less of the HBM bandwidth than streaming weights)."""
+    framework: str = "nim"
+    """Framework whose overhead :attr:`overhead_s` returns (default NVIDIA NIM: TensorRT-LLM
+    engines with in-flight batching, FP8, as Mixtral and Llama are served in production)."""
+
+    def __post_init__(self) -> None:
+        ov = self.overheads_s
+        if not isinstance(ov, dict) or set(ov) != set(FRAMEWORKS):
+            raise ValueError(f"Calibration.overheads_s={ov!r}: must map every framework of "
+                             f"{FRAMEWORKS} to a time in s")
+        object.__setattr__(self, "overheads_s", {k: checks.real(
+            "Calibration", f"overheads_s[{k!r}]", v, minimum=0, maximum=1.0,
+            fix="pass a time per forward pass in s, e.g. 0.002") for k, v in ov.items()})
+        object.__setattr__(self, "per_seq_s", checks.real(
+            "Calibration", "per_seq_s", self.per_seq_s, minimum=0, maximum=0.01,
+            fix="pass a time per sequence and step in s, e.g. 2e-5"))
+        object.__setattr__(self, "kv_efficiency", checks.real(
+            "Calibration", "kv_efficiency", self.kv_efficiency, minimum=0, strict=True,
+            maximum=1.0, fix="pass a fraction in (0, 1]"))
+        checks.choice("Calibration", "framework", self.framework, FRAMEWORKS, what="framework")
+        object.__setattr__(self, "flop_half_tokens", checks.real(
+            "Calibration", "flop_half_tokens", self.flop_half_tokens, minimum=0, maximum=1e9,
+            fix="pass a token count >= 0 (0: no small-pass penalty)"))
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.overheads_s.items())), self.flop_half_tokens,
+                     self.per_seq_s, self.kv_efficiency, self.framework))
+
+    @property
+    def overhead_s(self) -> float:
+        """Overhead of :attr:`framework`, s."""
+        return self.overheads_s[self.framework]
+
+    def for_framework(self, framework: str) -> Calibration:
+        """The same calibration with the overhead of ``framework``."""
+        framework = checks.choice("Calibration.for_framework()", "framework", framework,
+                                  FRAMEWORKS, what="framework",
+                                  fix=f"choose one of {', '.join(FRAMEWORKS)}")
+        return Calibration(dict(self.overheads_s), self.flop_half_tokens, self.per_seq_s,
+                           self.kv_efficiency, framework)
+
+    def flop_scale(self, tokens: float) -> float:
+        """s(T): the fraction of the GEMM efficiency a pass of ``tokens`` tokens reaches."""
+        return tokens / (tokens + self.flop_half_tokens) if tokens > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class PowerModel:
+    """Board power of one GPU: ``idle_w`` + TDP x (``mem_fraction`` x u_mem + ``comp_fraction``
+    x u_comp), at most TDP, where u_mem and u_comp are the run's HBM traffic and tensor-core work
+    over the datasheet peaks times the run time. Fitted by :func:`~aimoe_lib.gpu.fit_power_model`
+    to published energy measurements; ``idle_w`` is a published idle reading."""
+
+    idle_w: float
+    """Power of an idle GPU, W."""
+    mem_fraction: float
+    """Share of TDP drawn at full datasheet HBM bandwidth (beyond idle)."""
+    comp_fraction: float
+    """Share of TDP drawn at the full datasheet tensor-core rate (beyond idle)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "idle_w", checks.real(
+            "PowerModel", "idle_w", self.idle_w, minimum=0, maximum=2000,
+            fix="pass the idle board power in W"))
+        for f in ("mem_fraction", "comp_fraction"):
+            object.__setattr__(self, f, checks.real(
+                "PowerModel", f, getattr(self, f), minimum=0, maximum=10,
+                fix="pass a share of TDP >= 0"))
+
+    def power_w(self, g: GPUSpec, u_mem: float, u_comp: float) -> float:
+        """Average power of one GPU of preset ``g`` at utilisations ``u_mem``, ``u_comp``, W
+        (capped at its TDP)."""
+        return min(g.tdp_w, self.idle_w + g.tdp_w * (self.mem_fraction * u_mem
+                                                       + self.comp_fraction * u_comp))
+
+
+FRAMEWORKS = ("gpt-fast", "tensorrt-llm", "nim", "vllm")
+"""Serving frameworks of the published measurements; each gets its own fitted overhead."""
+
+PUBLISHED_FILE = "gpu_published.json"
+"""Shipped file of published measurements (``data/gpu_published.json``)."""
+METRICS = ("tpot_s", "tokens_per_s", "latency_s", "j_per_token")
+"""Metrics of a :class:`PublishedPoint`."""
+ROLES = ("fit", "heldout", "excluded")
+"""Roles of a :class:`PublishedPoint`."""
+
+_MISTRAL7B = ("Mistral-7B: the Llama-2-7B shapes with 8 KV heads, FFN width 14,336 "
+              "(mistralai/Mistral-7B-v0.1 config.json: num_key_value_heads 8, intermediate_size "
+              "14336, vocab 32000, 32 layers, hidden 4096)")
+
+
+def _published_model(name: str) -> ModelSpec:
+    if name == "llama-3.3-70b":
+        return zoo.get("llama-2-70b").replace(name="llama-3.3-70b", vocab_size=128256,
+                                              source=_LLAMA33_CONFIG)
+    if name == "mistral-7b":
+        return zoo.get("llama-2-7b").replace(name="mistral-7b", n_kv_heads=8, d_ff=14336,
+                                             source=_MISTRAL7B)
+    return zoo.get(name)
+
+
+@dataclass(frozen=True)
+class PublishedPoint:
+    """One row of ``data/gpu_published.json``: a published decode or energy measurement with its
+    setup."""
+
+    id: str
+    """Short unique name."""
+    source: dict
+    """title, authors, year, url, setup of the publication."""
+    where: str
+    """Table/figure/sentence the number is read from."""
+    model: str
+    """Zoo model name, or 'llama-3.3-70b' / 'mistral-7b' (built from zoo shapes)."""
+    gpu: str
+    """GPU preset."""
+    n_gpus: int
+    """GPUs (tensor parallel)."""
+    precision: str
+    """Weight format (:data:`PRECISIONS`)."""
+    kv_bytes: float
+    """Bytes per cached key/value element."""
+    batch: int
+    """Sequences served together (concurrency for continuous serving)."""
+    prompt_len: int
+    """Prompt tokens per sequence."""
+    gen_len: int
+    """Generated tokens per sequence."""
+    serving: str
+    """'static' or 'continuous'."""
+    framework: str
+    """Serving framework (:data:`FRAMEWORKS`)."""
+    metric: str
+    """'tpot_s', 'tokens_per_s', 'latency_s' (prefill + all decode steps) or 'j_per_token'."""
+    published: str
+    """The number as published."""
+    value: float
+    """The number in SI units (s, tokens/s or J)."""
+    role: str
+    """'fit', 'heldout' or 'excluded'."""
+    note: str = ""
+    """Assumptions of the row, or why it is excluded."""
+
+    def spec(self) -> ModelSpec:
+        """The measured model."""
+        return _published_model(self.model)
+
+    def roofline(self, calibrated=True, power_model="fitted") -> RooflineResult:
+        """The roofline of this setup with the overhead of its framework (memory not checked:
+        the published run fitted)."""
+        if calibrated is True:
+            calibrated = CALIBRATION
+        if isinstance(calibrated, Calibration):
+            calibrated = calibrated.for_framework(self.framework)
+        return roofline(self.spec(), self.gpu, batch=self.batch, prompt_len=self.prompt_len,
+                        gen_len=self.gen_len, n_gpus=self.n_gpus, kv_bytes=self.kv_bytes,
+                        precision=self.precision, serving=self.serving, calibrated=calibrated,
+                        power_model=power_model, check_memory=False)
+
+    def predict(self, calibrated=True, power_model="fitted") -> float:
+        """The model's value of ``metric``."""
+        r = self.roofline(calibrated, power_model)
+        return {"tpot_s": r.time_per_output_token_s, "tokens_per_s": r.tokens_per_s,
+                "latency_s": r.total_time_s, "j_per_token": r.energy_per_token_j}[self.metric]
+
+
+def published_sources() -> dict:
+    """The ``sources`` table of ``data/gpu_published.json`` (key -> title, authors, year, url,
+    setup)."""
+    return _load_published()["sources"]
+
+
+@lru_cache(maxsize=1)
+def _load_published() -> dict:
+    import json
+
+    from . import shipped
+    return json.loads(shipped.data_path(PUBLISHED_FILE).read_text(encoding="utf-8"))
+
+
+def published_points(kind: str = "decode", roles=ROLES) -> tuple[PublishedPoint, ...]:
+    """Rows of ``data/gpu_published.json`` of ``kind`` ('decode' or 'energy') whose role is in
+    ``roles``."""
+    kind = checks.choice("published_points()", "kind", kind, ("decode", "energy"),
+                         what="kind", fix="use 'decode' or 'energy'")
+    roles = checks.items("published_points()", "roles", roles, fix=f"pass roles of {ROLES}")
+    for r in roles:
+        checks.choice("published_points()", "roles", r, ROLES, what="role")
+    data = _load_published()
+    out = []
+    for row in data[kind]:
+        if row["role"] not in roles:
+            continue
+        kw = {k: row[k] for k in ("id", "where", "model", "gpu", "n_gpus", "precision",
+                                  "kv_bytes", "batch", "prompt_len", "gen_len", "serving",
+                                  "framework", "metric", "published", "value", "role")}
+        out.append(PublishedPoint(source=data["sources"][row["source"]],
+                                  note=row.get("note", ""), **kw))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """A published point next to the model's prediction."""
+
+    point: PublishedPoint
+    """The measurement."""
+    predicted: float
+    """The model's value of the metric (SI units)."""
+
+    @property
+    def error(self) -> float:
+        """Error of the modelled *time or energy* relative to the measured one: for
+        ``tokens_per_s`` measured / predicted - 1, otherwise predicted / measured - 1 (negative:
+        the model is faster or more frugal than measured)."""
+        if self.point.metric == "tokens_per_s":
+            return self.point.value / self.predicted - 1.0
+        return self.predicted / self.point.value - 1.0
+
+
+def published_validation(kind: str = "decode", calibrated=True, power_model="fitted",
+                         roles=ROLES) -> tuple[PublishedRow, ...]:
+    """Every published point of ``kind`` next to the model's prediction."""
+    return tuple(PublishedRow(p, p.predict(calibrated, power_model))
+                 for p in published_points(kind, roles))
+
+
+def _fmt_value(metric: str, v: float) -> str:
+    if metric in ("tpot_s", "latency_s"):
+        return f"{v * 1e3:,.2f} ms"
+    if metric == "tokens_per_s":
+        return f"{v:,.0f} tok/s"
+    return f"{v:.3g} J"
+
+
+def format_published_validation(rows) -> str:
+    """A plain-text table: setup, metric, role, measured, model, error."""
+    rows = checks.items("format_published_validation()", "rows", rows,
+                        fix="pass the rows of gpu.published_validation()")
+    head = (f"{'measurement':34} {'GPU':>8} {'prec':>4} {'batch':>5} {'metric':>12} {'role':>8} "
+            f"{'measured':>13} {'model':>13} {'error':>7}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        checks.instance("format_published_validation()", "rows", r, PublishedRow)
+        p = r.point
+        lines.append(f"{p.id[:34]:34} {str(p.n_gpus) + 'x' + p.gpu:>8} {p.precision:>4} "
+                     f"{p.batch:5d} {p.metric:>12} {p.role:>8} "
+                     f"{_fmt_value(p.metric, p.value):>13} "
+                     f"{_fmt_value(p.metric, r.predicted):>13} {r.error:+7.1%}")
+    return "\n".join(lines)
+
+
+def _log_loss(points, **kw) -> float:
+    return float(sum(math.log(p.predict(**kw) / p.value) ** 2 for p in points))
+
+
+def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
+                    overheads_s=None) -> Calibration:
+    """The :class:`Calibration` minimising the squared log error of the time predictions over the
+    ``fit`` rows of ``data/gpu_published.json`` on a grid: ``kv_efficiencies`` (default 0.6 to 1
+    in steps of 0.1) x ``half_tokens`` (default 0 and 128) x ``per_seq_s`` (default 0, 5, 10,
+    15, 20, 30 µs) x, per framework independently, ``overheads_s`` (default 0 to 10 ms in 0.2 ms
+    steps). Takes a few minutes."""
+    pts = published_points("decode", ("fit",))
+    kvs = (0.6, 0.7, 0.8, 0.9, 1.0) if kv_efficiencies is None else kv_efficiencies
+    hts = (0.0, 128.0) if half_tokens is None else half_tokens
+    pss = (0.0, 5e-6, 10e-6, 15e-6, 20e-6, 30e-6) if per_seq_s is None else per_seq_s
+    ohs = np.round(np.arange(0, 10.01e-3, 2e-4), 6) if overheads_s is None else overheads_s
+    best = None
+    for kv in kvs:
+        for ht in hts:
+            for ps in pss:
+                total, chosen = 0.0, {}
+                for fw in FRAMEWORKS:
+                    fp = [p for p in pts if p.framework == fw]
+                    if not fp:
+                        chosen[fw] = 0.0
+                        continue
+                    cands = []
+                    for oh in ohs:
+                        c = Calibration({f: float(oh) for f in FRAMEWORKS}, float(ht), float(ps),
+                                        float(kv), fw)
+                        cands.append((_log_loss(fp, calibrated=c, power_model="tdp"), float(oh)))
+                    loss, oh = min(cands)
+                    total += loss
+                    chosen[fw] = oh
+                if best is None or total < best[0] - 1e-12:
+                    best = (total, Calibration(chosen, float(ht), float(ps), float(kv)))
+    return best[1]
+
+
+def fit_power_model(fractions=None, idle_w: float | None = None) -> PowerModel:
+    """The :class:`PowerModel` minimising the squared log error of energy per token over the
+    ``fit`` rows of the energy table (with :data:`CALIBRATION` times), on a grid of
+    ``fractions`` (default 0 to 1.5 in steps of 0.02) for both shares; ``idle_w`` defaults to the
+    published idle reading of the file."""
+    pts = published_points("energy", ("fit",))
+    if idle_w is None:
+        idle_w = _load_published()["idle_power"][0]["value_w"]
+    fr = np.arange(0, 1.501, 0.02) if fractions is None else fractions
+    best = None
+    for fm in fr:
+        for fc in fr:
+            pm = PowerModel(float(idle_w), float(fm), float(fc))
+            loss = _log_loss(pts, calibrated=True, power_model=pm)
+            if best is None or loss < best[0] - 1e-12:
+                best = (loss, pm)
+    return best[1]
+
+
+CALIBRATION = Calibration({"gpt-fast": 0.002, "tensorrt-llm": 0.0092, "nim": 0.0012,
+                           "vllm": 0.0028}, flop_half_tokens=128.0, per_seq_s=1e-05,
+                          kv_efficiency=1.0)
+"""The calibration the book uses: the result of :func:`~aimoe_lib.gpu.fit_calibration` on the
+``fit`` rows of ``data/gpu_published.json`` (a test re-runs the fit and checks these values)."""
+
+POWER_MODEL = PowerModel(idle_w=80.3, mem_fraction=0.88, comp_fraction=0.28)
+"""The power model the book uses: the result of :func:`~aimoe_lib.gpu.fit_power_model`;
+``idle_w`` is the published H200 idle reading (80.3 W, Serial Alice), used for every preset
+(assumption A-GPU-IDLE)."""

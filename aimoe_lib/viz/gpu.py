@@ -385,3 +385,156 @@ def compare_bars(model: str = "mixtral-8x7b", batch: int = 8, gpu: str = "h100",
     plain_log_axes(fig)
     return finish(fig, f"{model_spec(model).name}, batch {batch}, {prompt_len} + {gen_len} tokens",
                   takeaway)
+
+
+# ====================================================================== operating points (fair)
+from ..gpu_comparison import (  # noqa: E402 - grouped with the figures that use them
+    AIMC_PARETO_BATCHES,
+    PARETO_BATCHES,
+    GpuOperatingPoint,
+    OperatingComparison,
+    aimc_curve,
+    compare_operating_points,
+    gpu_curve,
+)
+
+__all__ += ["operating_points", "format_operating_comparisons", "published_validation_figure"]
+
+C_PREC = {"bf16": "tab:gray", "fp8": "tab:orange", "int8": "tab:brown", "int4": "tab:red"}
+
+
+def operating_points(model: str = "mixtral-8x7b", gpu: str = "h100", precision: str = "fp8",
+                     n_gpus: int = 0, n_tiers: int = 64, preset: str = PRESET,
+                     tpot_target_ms: float = 50.0, prompt_len: int = 16,
+                     gen_len: int = 16) -> Figure:
+    """The chapter's headline: throughput against time per output token (left) and energy per
+    token against throughput (right) over batch sizes, for the GPU (calibrated roofline, fitted
+    power; ``precision`` solid, bf16 dashed for reference; ``n_gpus=0``: the fewest that hold
+    the largest batch) and the simulated AIMC chip of ``n_tiers`` tiers and ``preset`` (total
+    energy solid, dynamic dotted). Every argument is a scalar. The takeaway compares both at
+    their best batch within ``tpot_target_ms``."""
+    spec = model_spec(model)
+    n = None if not n_gpus else int(n_gpus)
+    op = GpuOperatingPoint(gpu=gpu, precision=precision, n_gpus=n)
+    precs = [precision] + (["bf16"] if precision != "bf16" else [])
+    curves = {p: gpu_curve(spec, GpuOperatingPoint(gpu=gpu, precision=p, n_gpus=n),
+                           PARETO_BATCHES, prompt_len, gen_len) for p in precs}
+    a = aimc_curve(spec.name, n_tiers, preset, AIMC_PARETO_BATCHES, prompt_len, gen_len)
+    fig = figure(11.0, 4.8)
+    ax1, ax2 = fig.subplots(1, 2)
+    for p, rr in curves.items():
+        if not rr:
+            continue
+        lab = f"{rr[0].n_gpus} x {rr[0].gpu}, {p} (calibrated roofline)"
+        style = "s-" if p == precision else "s--"
+        ax1.plot([r.time_per_output_token_s * 1e3 for r in rr], [r.tokens_per_s for r in rr],
+                 style, color=C_PREC.get(p, "k"), label=lab)
+        ax2.plot([r.tokens_per_s for r in rr], [r.energy_per_token_j * 1e3 for r in rr], style,
+                 color=C_PREC.get(p, "k"), label=lab)
+        for r in rr:
+            if r.batch in (1, 8, 64, 512):
+                ax1.annotate(f"B={r.batch}", (r.time_per_output_token_s * 1e3, r.tokens_per_s),
+                             fontsize=FONT_SIZE - 3, xytext=(3, -9), textcoords="offset points")
+    lab = f"3D AIMC, {n_tiers} tiers ({preset}, simulated)"
+    ax1.plot([x.tpot_s * 1e3 for x in a], [x.tokens_per_s for x in a], "o-", color=C_AIMC,
+             label=lab)
+    for x in a:
+        ax1.annotate(f"B={x.batch}", (x.tpot_s * 1e3, x.tokens_per_s), fontsize=FONT_SIZE - 3,
+                     xytext=(3, 4), textcoords="offset points", color=C_AIMC)
+    ax2.plot([x.tokens_per_s for x in a], [x.energy_per_token_j * 1e3 for x in a], "o-",
+             color=C_AIMC, label=lab + ", total")
+    ax2.plot([x.tokens_per_s for x in a], [dynamic_energy_per_token_j(x) * 1e3 for x in a], "o:",
+             color=C_AIMC, mfc="none", label=lab + ", dynamic")
+    ax1.axvline(tpot_target_ms, color="0.5", lw=1, ls="-.")
+    ax1.text(tpot_target_ms, 0.03, f" {tpot_target_ms:g} ms target", fontsize=FONT_SIZE - 2,
+             color="0.4", rotation=90, va="bottom", transform=ax1.get_xaxis_transform())
+    for ax, xl, yl, t in ((ax1, "time per output token (ms)", "throughput (generated tokens/s)",
+                           "throughput vs latency (batch 1 ... 512)"),
+                          (ax2, "throughput (generated tokens/s)", "energy per token (mJ)",
+                           "energy per token vs throughput")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.set_title(t)
+        ax.grid(True, which="both", alpha=0.3)
+    ax1.legend(fontsize=FONT_SIZE - 3, loc="lower left")
+    ax2.legend(fontsize=FONT_SIZE - 3, loc="upper right")
+    c = compare_operating_points(spec.name, op, n_tiers, preset, (tpot_target_ms / 1e3,),
+                                 PARETO_BATCHES, AIMC_PARETO_BATCHES, prompt_len, gen_len)[0]
+    if c.aimc is None or c.gpu is None:
+        who = "GPU" if c.gpu is None else "AIMC chip"
+        takeaway = f"no {who} batch meets {tpot_target_ms:g} ms per output token"
+    else:
+        takeaway = (f"best batch within {tpot_target_ms:g} ms: AIMC B={c.aimc.batch} "
+                    f"{c.aimc.tokens_per_s:,.0f} vs GPU B={c.gpu.batch} "
+                    f"{c.gpu.tokens_per_s:,.0f} tokens/s ({c.throughput_ratio:.2g}x); per mm² "
+                    f"(HBM counted) {c.per_area_ratio:.2g}x; per W {c.per_power_ratio:.2g}x "
+                    f"({c.per_power_dynamic_ratio:.2g}x vs AIMC dynamic)")
+    plain_log_axes(fig)
+    g0 = curves[precision][0] if curves[precision] else None
+    side = (f"{g0.n_gpus} x {g0.gpu} {precision}" if g0 else f"{gpu} {precision}")
+    return finish(fig, f"{spec.name}, {prompt_len} + {gen_len} tokens: {side} (calibrated, "
+                       f"fitted power) vs 3D AIMC {n_tiers} tiers ({preset})", takeaway)
+
+
+def format_operating_comparisons(rows) -> str:
+    """A plain-text table of :func:`~aimoe_lib.gpu_comparison.compare_operating_points` rows:
+    target, preset, each side's best batch, tokens/s, energy per token (AIMC total and dynamic),
+    power and area, and the ratios."""
+    head = (f"{'TPOT':>6} {'preset':>8} | {'AIMC B':>6} {'tok/s':>9} {'mJ/tok':>7} {'dyn':>6} "
+            f"{'W':>6} {'mm²':>6} | {'GPU B':>5} {'tok/s':>8} {'mJ/tok':>7} {'W':>6} "
+            f"{'mm²':>6} | {'tok/s':>6} {'/mm²':>6} {'/W':>6}")
+    lines = [head, "-" * len(head)]
+    for c in rows:
+        checks_ok = isinstance(c, OperatingComparison)
+        if not checks_ok:
+            raise ValueError(f"format_operating_comparisons(rows=...): {c!r} is not an "
+                             "OperatingComparison; pass compare_operating_points() rows")
+        t = f"{c.tpot_target_s * 1e3:g}ms"
+        if c.aimc is None or c.gpu is None:
+            lines.append(f"{t:>6} {c.preset:>8} | none meets the target "
+                         f"({'GPU' if c.gpu is None else 'AIMC'})")
+            continue
+        a, g = c.aimc, c.gpu
+        aw = a.energy_per_token_j * a.tokens_per_s
+        lines.append(
+            f"{t:>6} {c.preset:>8} | {a.batch:6d} {a.tokens_per_s:9,.0f} "
+            f"{a.energy_per_token_j * 1e3:7.2f} {dynamic_energy_per_token_j(a) * 1e3:6.2f} "
+            f"{aw:6.0f} {a.area_mm2:6.0f} | {g.batch:5d} {g.tokens_per_s:8,.0f} "
+            f"{g.energy_per_token_j * 1e3:7.1f} {g.power_w:6.0f} {g.package_area_mm2:6.0f} | "
+            f"{c.throughput_ratio:5.2g}x {c.per_area_ratio:5.2g}x {c.per_power_ratio:5.2g}x")
+    return "\n".join(lines)
+
+
+def published_validation_figure(rows=None, tolerance: float = 0.25) -> Figure:
+    """Measured against modelled values of the published points (``rows`` of
+    :func:`aimoe_lib.gpu.published_validation`, default the decode table), fit and held-out rows
+    marked apart, with the ±``tolerance`` band."""
+    if rows is None:
+        rows = gpu_mod.published_validation("decode")
+    rows = list(rows)
+    fig = figure(6.4, 4.8)
+    ax = fig.subplots()
+    marks = {"fit": ("o", "tab:blue"), "heldout": ("D", "tab:orange"), "excluded": ("x", "0.5")}
+    for role, (m, col) in marks.items():
+        rr = [r for r in rows if r.point.role == role]
+        if rr:
+            idx = [rows.index(r) for r in rr]
+            ax.scatter(idx, [r.error * 100 for r in rr], marker=m, color=col, s=40,
+                       label=f"{role} ({len(rr)})")
+    ax.axhspan(-tolerance * 100, tolerance * 100, color="tab:green", alpha=0.12,
+               label=f"±{tolerance:.0%}")
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r.point.id for r in rows], rotation=80, fontsize=FONT_SIZE - 4)
+    ax.set_ylabel("model error (%, time or energy)")
+    ax.set_title("calibrated roofline against published measurements")
+    ax.legend(fontsize=FONT_SIZE - 2)
+    used = [r for r in rows if r.point.role != "excluded"]
+    inside = sum(abs(r.error) <= tolerance for r in used)
+    held = [r for r in used if r.point.role == "heldout"]
+    takeaway = (f"{inside} of {len(used)} used points within ±{tolerance:.0%}; held out: "
+                f"{sum(abs(r.error) <= tolerance for r in held)} of {len(held)} "
+                f"(worst {max((abs(r.error) for r in held), default=0):.0%})")
+    return finish(fig, "GPU model vs published measurements", takeaway)
