@@ -512,7 +512,7 @@ class PartialSums(str, Enum):
     """(row blocks - 1) adds of ``out`` elements, one after another ([3DSIM])."""
     TREE = "tree"
     """A binary tree of adds of ``out`` elements over the layer's DPUs: ceil(log2(row blocks))
-    adds deep, (row blocks - 1) adds of energy."""
+    adds deep, (row blocks - 1) adds of energy (assumption A-ACC-TREE)."""
     PERIPHERY = "periphery"
     """In the tiles' periphery as the partial outputs are read out: no DPU time, the adds'
     energy (assumption A-ACC-PERIPHERY)."""

@@ -2,7 +2,7 @@
 capacity / area / power, presets and validation.
 
 The per-operation numbers are the table of superstarghy/MoEwithPIM src/threedsim/accelerator.py,
-labelled there as taken from the 3D-CiM paper ("MoEwithPIM table via DESIGN.md §3"), at vector
+labelled there as taken from the 3D-CiM paper ([MOEPIM] in aimoe_lib/hardware.py), at vector
 lengths d = 256, 512, 768, 1024.
 """
 
@@ -31,14 +31,14 @@ D = (256, 512, 768, 1024)
 # ---------------------------------------------------------------------------- the cost table
 @pytest.mark.parametrize("d", [1, 256, 1024, 5000])
 def test_mvm_one_tier(cost, d):
-    # MoEwithPIM table via DESIGN.md §3: MVM (one tier) 100 ns, 10 000 pJ, whatever the length
+    # [MOEPIM] table (src/threedsim/accelerator.py): MVM (one tier) 100 ns, 10 000 pJ, whatever the length
     assert cost.cost(OpKind.MVM, d) == OpCost(100.0, 10_000.0)
 
 
 @pytest.mark.parametrize(("d", "ns", "pj"), list(zip(D, (50, 50, 100, 100),
                                                      (20.96, 20.96, 41.92, 41.92))))
 def test_layernorm_table(cost, d, ns, pj):
-    # MoEwithPIM table via DESIGN.md §3: LayerNorm 50, 50, 100, 100 ns;
+    # [MOEPIM] table (src/threedsim/accelerator.py): LayerNorm 50, 50, 100, 100 ns;
     # 20.96, 20.96, 41.92, 41.92 pJ
     c = cost.cost("layernorm", d)
     assert c.latency_ns == pytest.approx(ns)
@@ -47,7 +47,7 @@ def test_layernorm_table(cost, d, ns, pj):
 
 @pytest.mark.parametrize(("d", "pj"), list(zip(D, (0.02, 0.03, 0.05, 0.06))))
 def test_relu_table(cost, d, pj):
-    # MoEwithPIM table via DESIGN.md §3: ReLU 1 ns; 0.02, 0.03, 0.05, 0.06 pJ (two digits printed,
+    # [MOEPIM] table (src/threedsim/accelerator.py): ReLU 1 ns; 0.02, 0.03, 0.05, 0.06 pJ (two digits printed,
     # so a per-element line can only match each to within a few thousandths of a pJ)
     c = cost.cost("relu", d)
     assert c.latency_ns == 1.0
@@ -63,7 +63,7 @@ def test_relu_per_element_is_least_squares_fit(cost):
 
 @pytest.mark.parametrize("d", D)
 def test_gelu_table(cost, d):
-    # MoEwithPIM table via DESIGN.md §3: GeLU 16*d/256 + 6 ns (22, 38, 54, 70), 9.63 pJ per 256
+    # [MOEPIM] table (src/threedsim/accelerator.py): GeLU 16*d/256 + 6 ns (22, 38, 54, 70), 9.63 pJ per 256
     c = cost.cost("gelu", d)
     assert c.latency_ns == pytest.approx(16 * d / 256 + 6)
     assert c.energy_pj == pytest.approx(9.63 * d / 256)
@@ -73,7 +73,7 @@ def test_gelu_table(cost, d):
 
 @pytest.mark.parametrize("d", D)
 def test_add_table(cost, d):
-    # MoEwithPIM table via DESIGN.md §3: Add 8*d/256 + 4 ns (12, 20, 28, 36), 9.43 pJ per 256
+    # [MOEPIM] table (src/threedsim/accelerator.py): Add 8*d/256 + 4 ns (12, 20, 28, 36), 9.43 pJ per 256
     c = cost.cost("add", d)
     assert c.latency_ns == pytest.approx(8 * d / 256 + 4)
     assert c.energy_pj == pytest.approx(9.43 * d / 256)
@@ -81,7 +81,7 @@ def test_add_table(cost, d):
 
 @pytest.mark.parametrize(("d", "ns"), list(zip(D, (24, 24, 48, 48))))
 def test_comm_table(cost, d, ns):
-    # MoEwithPIM table via DESIGN.md §3: Communication 24, 24, 48, 48 ns; 12.93 pJ per 256
+    # [MOEPIM] table (src/threedsim/accelerator.py): Communication 24, 24, 48, 48 ns; 12.93 pJ per 256
     c = cost.cost("comm", d)
     assert c.latency_ns == pytest.approx(ns)
     assert c.energy_pj == pytest.approx(12.93 * d / 256)
@@ -90,7 +90,7 @@ def test_comm_table(cost, d, ns):
 @pytest.mark.parametrize("n", [1, 7, 128])
 @pytest.mark.parametrize("d", D)
 def test_mha_table(cost, d, n):
-    # MoEwithPIM table via DESIGN.md §3: whole sequence of n tokens (n queries over n keys)
+    # [MOEPIM] table (src/threedsim/accelerator.py): whole sequence of n tokens (n queries over n keys)
     # n^2 (1.064e-4 d + 1.521e-5 d^2) ns and 0.022289 d n^2 pJ
     c = cost.cost("mha", d, n_queries=n, n_keys=n)
     assert c.latency_ns == pytest.approx(n * n * (1.064e-4 * d + 1.521e-5 * d * d))

@@ -302,3 +302,14 @@ def test_unknown_row_label_names_the_label_and_a_close_one(scaling):
         vs.row(scaling, "moe|64|3d|9")
     with pytest.raises(ValueError, match="rows are empty"):
         vs.row([], "moe|64|3d|8")
+
+
+def test_chapter_5_slider_frames_are_the_family_comparison(scaling):
+    from aimoe_lib.viz.static import png_bytes
+    s = vs.family_slider(scaling, experts=(2, 64), chips=("3d",), batches=(8, 256))
+    assert s.shape == (2, 1, 2)
+    default = vs.family_comparison([vs.row(scaling, f"{f}|64|3d|8") for f in vs.FAMILIES])
+    assert s._repr_png_() == png_bytes(default)
+    other = vs.family_comparison([vs.row(scaling, f"{f}|2|3d|256") for f in vs.FAMILIES])
+    assert s.frame(n_experts=2, chip="3d", batch=256) == png_bytes(other)
+    assert s.frame(n_experts=2, chip="3d", batch=256) != s._repr_png_()

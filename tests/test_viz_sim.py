@@ -313,3 +313,14 @@ def test_simulation_panel_constructs_and_shows_mapping_errors():
     assert isinstance(panel.result, Figure)
     bad = simulation_panel(batch=1, prompt_len=1, gen_len=1, n_tiers=4, strategy="moe_stacked")
     assert "MappingError" in bad.result.data
+
+
+def test_chapter_4_slider_frames_are_the_panel_figure():
+    """The static slider's frames are the live panel's figure at each grid point: its default is
+    the panel at its defaults (4 sequences, 16 tiers), another frame the figure of that run."""
+    from aimoe_lib.viz.static import png_bytes
+    s = viz_sim.overview_slider(batches=(1, 4), tiers=(16,))
+    assert s.shape == (2, 1) and s.names == ("batch", "n_tiers")
+    assert s._repr_png_() == png_bytes(viz_sim.overview(experiments.small_run(None, 4, 4, 4, 16)))
+    assert s.frame(batch=1, n_tiers=16) == png_bytes(
+        viz_sim.overview(experiments.small_run(None, 1, 4, 4, 16)))

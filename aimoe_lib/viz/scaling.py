@@ -29,6 +29,7 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 from .. import checks, experiments, hardware
 from ..design_space import with_derived
 from ..experiments import FAMILIES
+from .static import StaticSlider, static_slider
 from .style import figure, finish, table
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "FAMILY_LABELS",
     "FAMILY_COLORS",
     "parse_label",
+    "family_slider",
     "efficiency",
     "row",
     "series",
@@ -661,3 +663,23 @@ def pareto_table(front: Sequence[dict]) -> str:
                    "M tok/s", "µJ/token", "area mm²", "bound by"], body,
                   [False, True, True, True, True, False, True, True, True, True, False])
 
+
+
+def family_slider(rows: Sequence[dict], experts: Sequence[int] = experiments.EXPERTS[1:],
+                  chips: Sequence[str] = ("3d", "2d"), batches: Sequence[int] = experiments.BATCHES,
+                  default: tuple = (64, "3d", 8)) -> StaticSlider:
+    """:func:`family_comparison` of the shipped scaling rows (``rows``, labels
+    ``family|E|chip|batch``) precomputed for the static book
+    (:func:`~aimoe_lib.viz.static.static_slider`): sliders for E (the MoE's experts and the dense
+    models of its total; E = 1 is the shared base model, so the grid starts at 2), the chip
+    (3D or its 2D flattening) and the batch; starts at ``default`` (E, chip, batch). Draws from
+    the rows only, no simulation."""
+    def draw(n_experts: int, chip: str, batch: int) -> Figure:
+        return family_comparison([row(rows, f"{fam}|{n_experts}|{chip}|{batch}")
+                                  for fam in FAMILIES])
+
+    return static_slider(draw, {"n_experts": tuple(experts), "chip": tuple(chips),
+                                "batch": tuple(batches)},
+                         default=dict(zip(("n_experts", "chip", "batch"), default, strict=True)),
+                         labels={"n_experts": "experts E (dense: the same total)",
+                                 "chip": "chip", "batch": "sequences (batch)"})

@@ -45,6 +45,7 @@ from ..simulator.trace import (
     gantt_data,
     op_kinds,
 )
+from .static import StaticSlider, static_slider
 from .style import (
     FONT_SIZE,
     figure,
@@ -64,6 +65,9 @@ __all__ = [
     "conflicts_picture",
     "sweep_batch",
     "overview",
+    "overview_slider",
+    "SLIDER_BATCHES",
+    "SLIDER_TIERS",
     "context_costs",
     "format_context_table",
     "ENERGY_KINDS",
@@ -722,3 +726,27 @@ def format_context_table(rows: Sequence[ContextRow]) -> str:
             f"{run / 1e12:,.3g} J, HBM traffic "
             f"{last.run_energy_pj.get('dram', 0.0) / run:.0%} of it")
     return table(head, body, [True] * len(head)) + "\n" + foot
+
+
+SLIDER_BATCHES = (1, 2, 4, 8, 16, 32)
+"""Sequences on chapter 4's static slider: from one token's chain (latency-bound) to a chip whose
+busiest tiles are busy most of the time."""
+SLIDER_TIERS = (4, 16, 64)
+"""Tiers per tile on chapter 4's static slider: the same small MoE on more tiles of fewer tiers,
+the chapter's 16-tier chip, and fewer tiles of more tiers."""
+
+
+def overview_slider(batches: Sequence[int] = SLIDER_BATCHES, tiers: Sequence[int] = SLIDER_TIERS,
+                    prompt_len: int = 4, gen_len: int = 4, default: tuple[int, int] = (4, 16)
+                    ) -> StaticSlider:
+    """:func:`overview` of :func:`~aimoe_lib.experiments.small_run` (the small MoE of chapter 4 on
+    the book's preset, ``prompt_len`` + ``gen_len`` tokens per sequence) precomputed for the
+    static book (:func:`~aimoe_lib.viz.static.static_slider`): one slider for the sequences
+    (``batches``), one for the tiers per tile (``tiers``); starts at ``default`` (sequences,
+    tiers), the live panel's defaults. One simulation per frame."""
+    def draw(batch: int, n_tiers: int) -> Figure:
+        return overview(experiments.small_run(None, batch, prompt_len, gen_len, n_tiers))
+
+    return static_slider(draw, {"batch": tuple(batches), "n_tiers": tuple(tiers)},
+                         default={"batch": default[0], "n_tiers": default[1]},
+                         labels={"batch": "sequences (batch)", "n_tiers": "tiers per tile"})
