@@ -29,7 +29,7 @@ env: $(VENV)/.installed
 
 # Fresh execution every time: jupyter-cache hashes only notebook code, not aimoe_lib.
 book: env
-	rm -rf _build/html _build/.jupyter_cache _build/jupyter_execute
+	rm -rf _build/html _build/.doctrees _build/.jupyter_cache _build/jupyter_execute
 	$(VENV)/bin/jupyter-book build -W -n --keep-going .
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
@@ -38,6 +38,7 @@ study: book
 # The book from the notebooks' stored outputs, without executing them (about a minute).
 # local_extensions paths are relative to the config file, hence the absolute tools/ path.
 book-quick: env
+	rm -rf _build/html _build/.doctrees
 	mkdir -p _build
 	sed -e 's/execute_notebooks: force/execute_notebooks: "off"/' \
 	    -e 's#book_ext: tools/#book_ext: $(CURDIR)/tools/#' _config.yml > _build/_config_quick.yml

@@ -109,3 +109,16 @@ def test_moe_costs_its_active_parameters_on_the_chip():
     assert h.tpot_s == pytest.approx(m.tpot_s, rel=0.03)
     # and it pays for its idle experts in tiles: 3.6x the parameters
     assert m.n_tiles / d.n_tiles == pytest.approx(mix.total_params / dense.total_params, rel=0.05)
+
+
+def test_chapter_7_slider_frames_are_the_operating_points_figure():
+    """The static slider's default frame is the chapter's headline figure; another frame is the
+    figure at that point (a different weight format changes it)."""
+    from aimoe_lib.viz import gpu as vg
+    from aimoe_lib.viz.static import png_bytes
+    s = vg.operating_points_slider(precisions=("fp8", "int4"), targets_ms=(50.0,),
+                                   presets=("physical",))
+    assert s.shape == (2, 1, 1)
+    assert s._repr_png_() == png_bytes(vg.operating_points(precision="fp8", preset="physical"))
+    int4 = png_bytes(vg.operating_points(precision="int4", preset="physical"))
+    assert s.frame(precision="int4", tpot_target_ms=50.0, preset="physical") == int4 != s._repr_png_()

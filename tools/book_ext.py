@@ -150,6 +150,7 @@ SOURCE_TAGS = {
     "UCIE": "dassharma2022ucie",
     "SHIM-YU": "shim2021nand",
     "BUCHEL-AREA": "buchel2025moe3d",
+    "GPTFAST": "pytorch2023gptfast",
 }
 """Source tags of the code (book/appendix_assumptions.md lists them) and their entries in
 book/references.bib."""

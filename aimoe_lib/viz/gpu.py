@@ -12,6 +12,8 @@ the total.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -27,6 +29,7 @@ from ..gpu_comparison import (
     distinct_experts,
     model_spec,
 )
+from .static import StaticSlider, static_slider
 from .style import FONT_SIZE, figure, finish, format_number, plain_log_axes
 
 __all__ = [
@@ -538,3 +541,36 @@ def published_validation_figure(rows=None, tolerance: float = 0.25) -> Figure:
                 f"{sum(abs(r.error) <= tolerance for r in held)} of {len(held)} "
                 f"(worst {max((abs(r.error) for r in held), default=0):.0%})")
     return finish(fig, "GPU model vs published measurements", takeaway)
+
+
+__all__ += ["operating_points_slider", "SLIDER_PRECISIONS", "SLIDER_TPOT_TARGETS_MS",
+            "SLIDER_PRESETS"]
+
+SLIDER_PRECISIONS = ("bf16", "fp8", "int8", "int4")
+"""GPU weight formats on chapter 7's static slider (the H100 supports all four)."""
+SLIDER_TPOT_TARGETS_MS = (20.0, 50.0)
+"""Time-per-output-token targets on chapter 7's static slider, ms (the issue's two)."""
+SLIDER_PRESETS = ("physical", "paper")
+"""AIMC cost presets on chapter 7's static slider: the book's and the earlier constants."""
+
+
+def operating_points_slider(model: str = "mixtral-8x7b", gpu: str = "h100", n_tiers: int = 64,
+                            precisions: Sequence[str] = SLIDER_PRECISIONS,
+                            targets_ms: Sequence[float] = SLIDER_TPOT_TARGETS_MS,
+                            presets: Sequence[str] = SLIDER_PRESETS,
+                            default: tuple = ("fp8", 50.0, PRESET)) -> StaticSlider:
+    """:func:`operating_points` precomputed for the static book
+    (:func:`~aimoe_lib.viz.static.static_slider`): sliders for the GPU's weight format, the TPOT
+    target and the AIMC preset; starts at ``default`` (precision, target, preset), the chapter's
+    headline figure. The AIMC curves are simulated once per preset (cached)."""
+    def draw(precision: str, tpot_target_ms: float, preset: str) -> Figure:
+        return operating_points(model, gpu=gpu, precision=precision, n_tiers=n_tiers,
+                                preset=preset, tpot_target_ms=tpot_target_ms)
+
+    return static_slider(draw, {"precision": tuple(precisions), "tpot_target_ms": tuple(targets_ms),
+                                "preset": tuple(presets)},
+                         default=dict(zip(("precision", "tpot_target_ms", "preset"), default,
+                                          strict=True)),
+                         labels={"precision": "GPU weights", "tpot_target_ms": "TPOT target",
+                                 "preset": "AIMC cost preset"},
+                         formats={"tpot_target_ms": "{:.0f} ms"})

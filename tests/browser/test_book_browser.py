@@ -37,7 +37,7 @@ WIDTH, HEIGHT = 1280, 900
 PAGE_BUDGET_BYTES = 5_000_000
 """Largest chapter page with its images (the budget of the static-slider design)."""
 SLIDER_PAGES = ("book/01_tile.html", "book/02_moe.html", "book/04_simulation.html",
-                "book/05_scaling.html")
+                "book/05_scaling.html", "book/07_gpu.html")
 """Pages that must carry at least one static slider (add chapters as they get one)."""
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
