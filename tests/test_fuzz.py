@@ -285,8 +285,8 @@ def test_fuzz_simulate_tiny(name, value):
 
 
 ROOF_ARGS = {"batch": "int", "prompt_len": "int", "gen_len": "int", "n_gpus": "int?",
-             "bytes_per_param": "real", "seed": "int", "check_memory": "bool",
-             "power_fraction": "real", "compute": "str"}
+             "bytes_per_param": "real?", "seed": "int", "check_memory": "bool",
+             "power_fraction": "real", "compute": "str?", "precision": "str?", "calibrated": "bool"}
 
 
 @FUZZ

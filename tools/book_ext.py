@@ -95,7 +95,9 @@ def _author_year(entry) -> str:
 
 def _register_author_year_style() -> None:
     from pybtex.plugin import register_plugin
+    from pybtex.richtext import Text
     from pybtex.style.formatting.unsrt import Style as Unsrt
+    from pybtex.style.template import join, node, sentence
     from pybtex.style.labels import BaseLabelStyle
 
     class AuthorYearLabels(BaseLabelStyle):
@@ -111,12 +113,53 @@ def _register_author_year_style() -> None:
                     label += "abcdefghijklmnopqrstuvwxyz"[count[label] - 1]
                 yield label
 
+    @node
+    def names_et_al(children, context, role, **kwargs):
+        """pybtex's ``names``, with a trailing 'others' written 'et al.' (not as a name)."""
+        persons = context["entry"].persons[role]
+        listed = [p for p in persons if str(p) != "others"]
+        style = context["style"]
+        text = join(**kwargs)[[style.format_name(p, style.abbreviate_names)
+                               for p in listed]].format_data(context)
+        return Text(text, " et al.") if len(listed) < len(persons) else text
+
     class AuthorYear(Unsrt):
         default_label_style = "aimoe-authoryear"
         default_sorting_style = "author_year_title"
 
+        def format_names(self, role, as_sentence=True):
+            formatted = names_et_al(role, sep=", ", sep2=" and ", last_sep=", and ")
+            return sentence[formatted] if as_sentence else formatted
+
     register_plugin("pybtex.style.labels", "aimoe-authoryear", AuthorYearLabels)
     register_plugin("pybtex.style.formatting", "authoryear", AuthorYear)
+
+
+def _et_al_for_others() -> None:
+    """Cite an entry whose authors end in 'and others' (not all listed in the .bib) as
+    'Büchel et al.': sphinxcontrib-bibtex abbreviates only lists of three or more persons and
+    would print pybtex's person 'others' as a name ('Büchel and others'). Replaces its ``names``
+    template node, which its person styles look up when they format a citation."""
+    from pybtex.richtext import Text
+    from pybtex.style.template import FieldIsMissing, node
+    from sphinxcontrib.bibtex.style import referencing, template
+
+    @node
+    def names(children, data, role, **kwargs):
+        assert not children
+        try:
+            persons = data["entry"].persons[role]
+        except KeyError:
+            raise FieldIsMissing(role, data["entry"]) from None
+        style = data["style"]
+        listed = [p for p in persons if str(p) != "others"]
+        formatted = [style.person.style_plugin.format(p, style.person.abbreviate) for p in listed]
+        if len(listed) < len(persons) and formatted and kwargs.get("other") is not None:
+            return Text(formatted[0].format_data(data), kwargs["other"])
+        return template.join(**kwargs)[formatted].format_data(data)
+
+    template.names = names
+    referencing.names = names
 
 
 ALT_KEY = "Description"
@@ -202,6 +245,7 @@ def setup(app):
     app.connect("autodoc-process-signature", _enum_signature)
     app.connect("autodoc-process-docstring", _cite_tags)
     _register_author_year_style()
+    _et_al_for_others()
     app.connect("doctree-resolved", _alt_from_png)
     app.connect("config-inited", _configure_buttons)
     app.connect("html-page-context", _drop_thebe, priority=900)

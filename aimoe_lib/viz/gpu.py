@@ -477,8 +477,8 @@ def operating_points(model: str = "mixtral-8x7b", gpu: str = "h100", precision: 
     plain_log_axes(fig)
     g0 = curves[precision][0] if curves[precision] else None
     side = (f"{g0.n_gpus} x {g0.gpu} {precision}" if g0 else f"{gpu} {precision}")
-    return finish(fig, f"{spec.name}, {prompt_len} + {gen_len} tokens: {side} (calibrated, "
-                       f"fitted power) vs 3D AIMC {n_tiers} tiers ({preset})", takeaway)
+    return finish(fig, f"{spec.name}, {prompt_len} + {gen_len} tokens: {side} vs 3D AIMC "
+                       f"{n_tiers} tiers ({preset})", takeaway)
 
 
 def format_operating_comparisons(rows) -> str:
