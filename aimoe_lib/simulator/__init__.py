@@ -9,7 +9,10 @@ Modules, one job each:
 
 - :mod:`~aimoe_lib.simulator.program` -- the workload, its passes (:func:`~aimoe_lib.simulator.program.pass_layout`,
   the one home of tokens per pass and positions) and the token program.
-- :mod:`~aimoe_lib.simulator.engine` -- the compiled event loop and :func:`~aimoe_lib.simulator.engine.simulate`.
+- :mod:`~aimoe_lib.simulator.engine` -- the compiled event loop and :func:`~aimoe_lib.simulator.engine.simulate`;
+  its state is bounded by what is in flight (:func:`~aimoe_lib.simulator.engine.engine_state_bytes`).
+- :mod:`~aimoe_lib.simulator.engine_v1` -- the previous loop (state per token x operation), kept
+  for the benchmark and as a second oracle.
 - :mod:`~aimoe_lib.simulator.result` -- :class:`~aimoe_lib.simulator.result.SimResult` and the event-log dtype.
 - :mod:`~aimoe_lib.simulator.reference` -- a plain, exact scheduler the tests compare against.
 - :mod:`~aimoe_lib.simulator.trace` -- analyses of a recorded run: Gantt rows, the critical path
@@ -18,10 +21,25 @@ Modules, one job each:
 
 from . import trace
 from .engine import EngineInput, EngineOutput, engine_input, run_engine, simulate
-from .program import F_FIRST, F_HEAD, F_KV_CONSUMER, F_LAST  # operation flags
-from .program import R_DPU, R_DRAM, R_MHA, R_TILES, RES_NAMES  # resource classes
-from .program import PassLayout, Program, Step, Workload, build_program, pass_layout
-from .program import kv_cache_bytes, kv_spill_fraction
+from .program import (  # operation flags  # resource classes
+           F_FIRST,
+           F_HEAD,
+           F_KV_CONSUMER,
+           F_LAST,
+           R_DPU,
+           R_DRAM,
+           R_MHA,
+           R_TILES,
+           RES_NAMES,
+           PassLayout,
+           Program,
+           Step,
+           Workload,
+           build_program,
+           kv_cache_bytes,
+           kv_spill_fraction,
+           pass_layout,
+)
 from .result import LOG_DTYPE, SimResult
 
 __all__ = ["Workload", "SimResult", "Program", "Step", "PassLayout", "pass_layout",

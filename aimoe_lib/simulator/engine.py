@@ -13,11 +13,19 @@ The engine claims resources at the moment an operation becomes ready (numba-comp
 code runs as plain Python without numba). Its inputs and outputs are named structures
 (:class:`EngineInput`, :class:`EngineOutput`); :mod:`aimoe_lib.simulator.reference` schedules the
 same program the textbook way, and the tests check that both agree exactly.
+
+**State and speed.** Memory follows what is in flight, not the run's length
+(:func:`engine_state_bytes`): one heap entry per ready operation, a join slot per token instance
+(:attr:`~aimoe_lib.simulator.program.Program.join_slot`), and the KV release state of each
+sequence's current pass, reused pass after pass. Consecutive tiles that every operation reaches
+together advance as one run (:attr:`~aimoe_lib.simulator.program.Program.tile_run`), and the
+blocks of a tile add their latencies in O(1) (``_repeat_add_py``, bit for bit the repeated
+additions the reference makes). :mod:`~aimoe_lib.simulator.engine_v1` keeps the previous loop.
 """
 
 from __future__ import annotations
 
-import heapq
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -26,7 +34,6 @@ from ..hardware import ChipConfig
 from ..mapping import Mapping
 from ..models import ModelSpec
 from .program import (
-    unit_set_entries,
     F_FIRST,
     F_HEAD,
     F_KV_CONSUMER,
@@ -37,17 +44,19 @@ from .program import (
     Program,
     Workload,
     build_program,
+    unit_set_entries,
 )
 from .result import SimResult, make_result
 
 __all__ = ["EngineInput", "EngineOutput", "PROGRAM_ARRAYS", "LAYOUT_ARRAYS", "engine_input",
-           "run_engine", "simulate", "state_bytes_estimate", "MAX_STATE_BYTES"]
+           "run_engine", "simulate", "state_bytes_estimate", "engine_state_bytes", "MAX_STATE_BYTES"]
 
 
 PROGRAM_ARRAYS = ("res", "group", "moe", "branch", "stage", "lat", "energy", "comm_in", "comm_out",
                   "comm_energy", "layer", "npreds", "succ_ptr", "succ", "flags", "kv_layer",
                   "grp_ptr", "grp_tile", "grp_count", "grp_tier_ptr", "grp_tiers", "grp_energy",
-                  "expert_gid", "choices")
+                  "expert_gid", "choices", "join_slot", "tile_run", "run_tile0", "run_len",
+                  "rgrp_ptr", "rgrp_entry")
 """Arrays of :class:`~aimoe_lib.simulator.program.Program` the event loop reads, by name."""
 
 LAYOUT_ARRAYS = ("ntok", "pass_base", "inst_pass", "inst_tok", "inst_pos")
@@ -59,7 +68,7 @@ EngineInput = NamedTuple("EngineInput", [(f, np.ndarray) for f in PROGRAM_ARRAYS
                             ("dram_bytes_per_key", float), ("mvm_latency_ns", float),
                             ("tier_switch_latency_ns", float), ("tier_switch_energy_pj", float),
                             ("mha_op_latency_ns", float), ("mha_op_energy_pj", float),
-                            ("attention_pass", bool),
+                            ("attention_pass", bool), ("n_join_slots", int),
                             ("n_layers", int), ("n_dpus", int), ("n_mha", int), ("n_tiles", int),
                             ("batch", int), ("record", bool), ("log_capacity", int)])
 EngineInput.__doc__ = """Everything the event loop reads: the program's arrays (``PROGRAM_ARRAYS``,
@@ -110,6 +119,7 @@ def engine_input(prog: Program, log_capacity: int = 1) -> EngineInput:
         tier_switch_energy_pj=float(prog.tier_switch_energy_pj),
         mha_op_latency_ns=float(prog.mha_op_latency_ns),
         mha_op_energy_pj=float(prog.mha_op_energy_pj), attention_pass=bool(prog.attention_pass),
+        n_join_slots=int(prog.n_join_slots),
         n_layers=int(prog.n_layers),
         n_dpus=int(prog.n_units[0]), n_mha=int(prog.n_units[1]), n_tiles=int(prog.n_tiles),
         batch=int(w.batch), record=bool(w.record_events), log_capacity=int(log_capacity))
@@ -131,18 +141,138 @@ def _log_event_py(log_f, log_i, n_log, start, end, resource, unit, s, p, j, laye
     return n_log + 1
 
 
+_TWO53 = 9007199254740992  # 2**53: integers up to here are exact in a float64
+
+
+def _repeat_add_py(v, step, n):
+    """``v`` after ``n`` floating-point additions of ``step`` (``v += step`` n times, IEEE
+    round-to-nearest-even), in O(1) per power of two crossed instead of O(n); ``v >= 0``,
+    ``step >= 0``.
+
+    Within one binade [2^(e-1), 2^e) every value is a multiple of u = 2^(e-53), so ``v + step``
+    rounds to ``v + round(step / u) * u`` whenever ``step / u`` is not a tie (x.5): each addition
+    adds the same multiple of u and k of them land exactly on ``v + k * round(step / u) * u``, as
+    long as the sum stays inside the binade. Ties, sums near a binade's top and ``v < step`` take
+    one plain addition at a time, so the result is the loop's, bit for bit."""
+    if n <= 16:  # short: plain additions are cheaper
+        for _ in range(n):
+            v = v + step
+        return v
+    if step == 0.0:
+        return v
+    while n > 0:
+        if v < step or v < 1e-280:  # (and no units that underflow)
+            v = v + step
+            n -= 1
+            continue
+        e = math.frexp(v)[1]
+        u = math.ldexp(1.0, e - 53)
+        r = step / u  # exact: a power-of-two scaling, below 2**53 because step <= v
+        b = math.floor(r)
+        frac = r - b
+        if frac == 0.5:  # a tie: rounds to even, which depends on v
+            v = v + step
+            n -= 1
+            continue
+        bi = np.int64(b)
+        if frac > 0.5:
+            bi += 1
+        if bi == 0:  # step < u / 2: every addition rounds back to v
+            return v
+        a = np.int64(v / u)
+        k = (_TWO53 - 2 - a) // bi  # additions that stay at least two units below 2^e
+        if k <= 0:
+            v = v + step
+            n -= 1
+            continue
+        if k > n:
+            k = n
+        v = float(a + k * bi) * u
+        n -= k
+    return v
+
+
+def _sift_down_py(heap, n, i, t, k):
+    """Put the entry (t, k) into the hole at ``i`` of the 4-ary min-heap ``heap[:n]``, moving
+    smaller children up (entries ordered by time, then key)."""
+    while True:
+        c = 4 * i + 1
+        if c >= n:
+            break
+        m = c
+        mt = heap[c, 0]
+        mk = heap[c, 1]
+        e = c + 4
+        if e > n:
+            e = n
+        for cc in range(c + 1, e):
+            ct = heap[cc, 0]
+            if ct < mt or (ct == mt and heap[cc, 1] < mk):
+                m = cc
+                mt = ct
+                mk = heap[cc, 1]
+        if mt < t or (mt == t and mk < k):
+            heap[i, 0] = mt
+            heap[i, 1] = mk
+            i = m
+        else:
+            break
+    heap[i, 0] = t
+    heap[i, 1] = k
+
+
+def _sift_up_py(heap, i, t, k):
+    """Put the entry (t, k) into the hole at ``i`` of a 4-ary min-heap, moving larger parents
+    down."""
+    while i > 0:
+        p = (i - 1) >> 2
+        pt = heap[p, 0]
+        if t < pt or (t == pt and k < heap[p, 1]):
+            heap[i, 0] = pt
+            heap[i, 1] = heap[p, 1]
+            i = p
+        else:
+            break
+    heap[i, 0] = t
+    heap[i, 1] = k
+
+
+def _push_py(heap, n, top_free, t, k):
+    """Insert (t, k); with ``top_free`` the root is the event being handled and is replaced (one
+    sift instead of a pop and a push). Returns the heap (grown when full) and its size."""
+    if top_free:
+        _sift_down(heap, n, 0, t, k)
+        return heap, n
+    if n == heap.shape[0]:
+        bigger = np.empty((2 * n + 16, 2), np.float64)
+        bigger[:n] = heap[:n]
+        heap = bigger
+    _sift_up(heap, n, t, k)
+    return heap, n + 1
+
+
 _log_event = _log_event_py
+_repeat_add = _repeat_add_py
+_sift_down = _sift_down_py
+_sift_up = _sift_up_py
+_push = _push_py
 
 
 def _engine_py(inp):
     """Claim-at-ready event loop over ``inp`` (an :class:`EngineInput`); returns the fields of an
-    :class:`EngineOutput` in order."""
+    :class:`EngineOutput` in order.
+
+    State is bounded by what is in flight: one event per ready operation in a 4-ary heap of
+    (time, key) pairs (key = instance x operations + operation: the tie order), a (count, ready
+    time) pair per join slot of each token instance (:attr:`Program.join_slot`; an operation with
+    one predecessor is ready when that one ends), and the KV-ready times and release pointers of
+    each sequence's current pass, reused pass after pass."""
     res, group, moe, branch, stage = inp.res, inp.group, inp.moe, inp.branch, inp.stage
     lat, energy, comm_in, comm_out = inp.lat, inp.energy, inp.comm_in, inp.comm_out
     comm_energy, layer, npreds, succ_ptr, succ = (inp.comm_energy, inp.layer, inp.npreds,
                                                   inp.succ_ptr, inp.succ)
     flags, kv_layer = inp.flags, inp.kv_layer
-    grp_ptr, grp_tile, grp_count, grp_energy = inp.grp_ptr, inp.grp_tile, inp.grp_count, inp.grp_energy
+    grp_tile, grp_count, grp_energy = inp.grp_tile, inp.grp_count, inp.grp_energy
     expert_gid, choices = inp.expert_gid, inp.choices
     dpu_ptr, dpu_idx, mha_ptr, mha_idx = inp.dpu_ptr, inp.dpu_idx, inp.mha_ptr, inp.mha_idx
     ntok, pass_base, inst_pass, inst_tok, inst_pos = (inp.ntok, inp.pass_base, inp.inst_pass,
@@ -150,6 +280,7 @@ def _engine_py(inp):
     dram_bpk, mvm_lat, n_layers = inp.dram_bytes_per_key, inp.mvm_latency_ns, inp.n_layers
     mha_lat0, mha_en0, att_pass = inp.mha_op_latency_ns, inp.mha_op_energy_pj, inp.attention_pass
     grp_tier_ptr, grp_tiers = inp.grp_tier_ptr, inp.grp_tiers
+    join_slot, n_slots = inp.join_slot, inp.n_join_slots
     sw_lat, sw_en = inp.tier_switch_latency_ns, inp.tier_switch_energy_pj
     switching = sw_lat > 0.0 or sw_en > 0.0
     batch, record, log_cap = inp.batch, inp.record, inp.log_capacity
@@ -157,17 +288,31 @@ def _engine_py(inp):
     n_passes = ntok.shape[0]
     per_seq = pass_base[n_passes]
     n_inst = batch * per_seq
-    remaining = np.empty((n_inst, n_ops), np.int64)
-    rtime = np.zeros((n_inst, n_ops), np.float64)
-    for i in range(n_inst):
-        for o in range(n_ops):
-            remaining[i, o] = npreds[o]
-    kvt = np.full((n_inst, n_layers), -1.0)
-    ptr = np.zeros((batch, n_passes, n_layers), np.int64)  # tokens released (causal) or ready (pass)
-    pmax = np.zeros((batch, n_passes, n_layers), np.float64)
-    tile_free = np.zeros(inp.n_tiles, np.float64)
-    tile_busy = np.zeros(inp.n_tiles, np.float64)
-    tile_tier = np.full(inp.n_tiles, -1, np.int64)  # tier of the tile's last MVM (-1: none yet)
+    max_ntok = 0
+    for p in range(n_passes):
+        if ntok[p] > max_ntok:
+            max_ntok = ntok[p]
+    pass_keys = np.zeros(n_passes, np.int64)  # keys a pass-synchronised attention reads
+    for p in range(n_passes):
+        for q in range(pass_base[p], pass_base[p + 1]):
+            pass_keys[p] += inst_pos[q] + 1
+    # switches inside a group entry (consecutive blocks on different tiers)
+    grp_switches = np.zeros(grp_count.shape[0], np.int64)
+    for q in range(grp_count.shape[0]):
+        for b in range(grp_tier_ptr[q] + 1, grp_tier_ptr[q + 1]):
+            if grp_tiers[b] != grp_tiers[b - 1]:
+                grp_switches[q] += 1
+    jcount = np.zeros(n_inst * n_slots, np.int64)  # inputs arrived at each join slot
+    jtime = np.zeros(n_inst * n_slots, np.float64)  # the latest of them
+    kvt = np.full((batch, max_ntok if not att_pass else 0, n_layers), -1.0)
+    ptr = np.zeros((batch, n_layers), np.int64)  # tokens released (causal) or ready (pass)
+    pmax = np.zeros((batch, n_layers), np.float64)
+    tile_run, run_tile0, run_len = inp.tile_run, inp.run_tile0, inp.run_len
+    rgrp_ptr, rgrp_entry = inp.rgrp_ptr, inp.rgrp_entry
+    n_runs = run_len.shape[0]
+    run_free = np.zeros(n_runs, np.float64)  # the tiles of a run share their state
+    run_busy = np.zeros(n_runs, np.float64)
+    run_tier = np.full(n_runs, -1, np.int64)  # tier of the run's last MVM (-1: none yet)
     dpu_free = np.zeros(inp.n_dpus, np.float64)
     dpu_busy = np.zeros(inp.n_dpus, np.float64)
     mha_free = np.zeros(inp.n_mha, np.float64)
@@ -192,14 +337,18 @@ def _engine_py(inp):
     for o in range(n_ops):
         if flags[o] & F_FIRST:
             first_op = o
-    heap = [(0.0, np.int64(0))]
-    heap.pop()
+    # the prompt's tokens, all ready at once, in key order: already a heap
+    n_heap = batch * ntok[0]
+    heap = np.empty((n_heap + 16, 2), np.float64)
     for s in range(batch):
         for j in range(ntok[0]):
-            inst = s * per_seq + j
-            heapq.heappush(heap, (comm_in[first_op], inst * n_ops + first_op))
-    while len(heap) > 0:
-        t, key = heapq.heappop(heap)
+            i = s * ntok[0] + j
+            heap[i, 0] = comm_in[first_op]
+            heap[i, 1] = float((s * per_seq + j) * n_ops + first_op)
+    while n_heap > 0:
+        t = heap[0, 0]
+        key = np.int64(heap[0, 1])
+        top_free = True  # the root still holds this event: the first push replaces it
         inst = key // n_ops
         o = key - inst * n_ops
         s = inst // per_seq
@@ -215,35 +364,43 @@ def _engine_py(inp):
             g = group[o]
             if g < 0:
                 g = expert_gid[moe[o], stage[o], choices[s, pos, moe[o], branch[o]]]
-            for q in range(grp_ptr[g], grp_ptr[g + 1]):
-                tl = grp_tile[q]
-                st = tile_free[tl]
+            for qr in range(rgrp_ptr[g], rgrp_ptr[g + 1]):  # run by run (Program.tile_run)
+                q = rgrp_entry[qr]
+                c = tile_run[grp_tile[q]]
+                m = run_len[c]
+                st = run_free[c]
                 if st > t:
-                    conflicts += 1
-                    stall += st - t
+                    conflicts += m
+                    stall = _repeat_add(stall, st - t, m)
                 else:
                     st = t
                 en = st
-                if switching:  # blocks back to back, each on its tier
-                    for b in range(grp_tier_ptr[q], grp_tier_ptr[q + 1]):
-                        if tile_tier[tl] >= 0 and tile_tier[tl] != grp_tiers[b]:
+                cnt = grp_count[q]
+                if switching and (grp_switches[q] > 0 or (
+                        run_tier[c] >= 0 and run_tier[c] != grp_tiers[grp_tier_ptr[q]])):
+                    n_sw = 0
+                    for b in range(grp_tier_ptr[q], grp_tier_ptr[q + 1]):  # block by block
+                        if run_tier[c] >= 0 and run_tier[c] != grp_tiers[b]:
                             en += sw_lat
-                            tile_busy[tl] += sw_lat
-                            e_mvm += sw_en
-                        tile_tier[tl] = grp_tiers[b]
+                            run_busy[c] += sw_lat
+                            n_sw += 1
+                        run_tier[c] = grp_tiers[b]
                         en += mvm_lat
-                        tile_busy[tl] += mvm_lat
-                else:
-                    for _ in range(grp_count[q]):  # blocks back to back (as the reference adds)
-                        en += mvm_lat
-                        tile_busy[tl] += mvm_lat
-                n_mvm += grp_count[q]
-                tile_free[tl] = en
+                        run_busy[c] += mvm_lat
+                    e_mvm = _repeat_add(e_mvm, sw_en, n_sw * m)  # every tile's switches
+                else:  # blocks back to back on one tier: cnt additions, as the reference adds
+                    if switching:
+                        run_tier[c] = grp_tiers[grp_tier_ptr[q]]
+                    en = _repeat_add(en, mvm_lat, cnt)
+                    run_busy[c] = _repeat_add(run_busy[c], mvm_lat, cnt)
+                n_mvm += cnt * m
+                run_free[c] = en
                 if en > f:
                     f = en
                 if record:
-                    n_log = _log_event(log_f, log_i, n_log, st, en, R_TILES, tl, s, p, j,
-                                       layer[o], o)
+                    for tl in range(run_tile0[c], run_tile0[c] + m):
+                        n_log = _log_event(log_f, log_i, n_log, st, en, R_TILES, tl, s, p, j,
+                                           layer[o], o)
             e_mvm += grp_energy[g]
         else:
             if r == R_DPU or r == R_MHA:
@@ -255,9 +412,7 @@ def _engine_py(inp):
                     free_a, busy_a, uptr, uidx = mha_free, mha_busy, mha_ptr, mha_idx
                     keys = pos + 1
                     if att_pass:  # one operation for every token of the pass
-                        keys = 0
-                        for q in range(pass_base[p], pass_base[p + 1]):
-                            keys += inst_pos[q] + 1
+                        keys = pass_keys[p]
                     dur = mha_lat0 + lat[o] * keys
                     e_att += mha_en0 + energy[o] * keys
                 sl = layer[o]
@@ -266,8 +421,8 @@ def _engine_py(inp):
                 for q in range(uptr[sl], uptr[sl + 1]):
                     u = uidx[q]  # ascending: the first idle unit found has the lowest index
                     if free_a[u] <= t:
-                        if idle < 0:
-                            idle = u
+                        idle = u
+                        break
                     elif best < 0 or free_a[u] < free_a[best]:
                         best = u
                 unit = idle if idle >= 0 else best
@@ -296,10 +451,17 @@ def _engine_py(inp):
             makespan = fo
         if flags[o] & F_LAST:
             token_times[s, p] = fo
+            # every token of pass p has released its keys/values at every layer (the last token
+            # attended after all of them): the sequence's release state starts afresh
+            for lyr in range(n_layers):
+                ptr[s, lyr] = 0
+                pmax[s, lyr] = 0.0
             if p + 1 < n_passes:
                 for jj in range(ntok[p + 1]):
                     inst2 = s * per_seq + pass_base[p + 1] + jj
-                    heapq.heappush(heap, (fo + comm_in[first_op], inst2 * n_ops + first_op))
+                    heap, n_heap = _push(heap, n_heap, top_free, fo + comm_in[first_op],
+                                         float(inst2 * n_ops + first_op))
+                    top_free = False
         # a pass-synchronised attention completes every token of its pass at once
         i0, i1 = inst, inst + 1
         if att_pass and (flags[o] & F_KV_CONSUMER):
@@ -311,41 +473,69 @@ def _engine_py(inp):
                 sc = succ[q]
                 if (flags[sc] & F_HEAD) and jc != ntok[p] - 1:
                     continue
-                if fo > rtime[ic, sc]:
-                    rtime[ic, sc] = fo
-                remaining[ic, sc] -= 1
-                if remaining[ic, sc] == 0:
-                    if flags[sc] & F_KV_CONSUMER:
-                        lyr = kv_layer[sc]
-                        kvt[ic, lyr] = rtime[ic, sc]
-                        base = s * per_seq + pass_base[p]
-                        if att_pass:  # wait for every token of the pass, then one operation
-                            ptr[s, p, lyr] += 1
-                            if rtime[ic, sc] > pmax[s, p, lyr]:
-                                pmax[s, p, lyr] = rtime[ic, sc]
-                            if ptr[s, p, lyr] == ntok[p]:
-                                last = base + ntok[p] - 1
-                                heapq.heappush(heap, (pmax[s, p, lyr] + comm_in[sc],
-                                                      last * n_ops + sc))
-                        else:
-                            while ptr[s, p, lyr] < ntok[p] and kvt[base + ptr[s, p, lyr], lyr] >= 0.0:
-                                k2 = base + ptr[s, p, lyr]
-                                if kvt[k2, lyr] > pmax[s, p, lyr]:
-                                    pmax[s, p, lyr] = kvt[k2, lyr]
-                                heapq.heappush(heap, (pmax[s, p, lyr] + comm_in[sc], k2 * n_ops + sc))
-                                ptr[s, p, lyr] += 1
-                    else:
-                        heapq.heappush(heap, (rtime[ic, sc] + comm_in[sc], ic * n_ops + sc))
+                rt = fo
+                js = join_slot[sc]
+                if js >= 0:  # wait for every input
+                    ji = ic * n_slots + js
+                    if fo > jtime[ji]:
+                        jtime[ji] = fo
+                    jcount[ji] += 1
+                    if jcount[ji] < npreds[sc]:
+                        continue
+                    rt = jtime[ji]
+                    jcount[ji] = 0
+                    jtime[ji] = 0.0
+                if flags[sc] & F_KV_CONSUMER:
+                    lyr = kv_layer[sc]
+                    base = s * per_seq + pass_base[p]
+                    if att_pass:  # wait for every token of the pass, then one operation
+                        ptr[s, lyr] += 1
+                        if rt > pmax[s, lyr]:
+                            pmax[s, lyr] = rt
+                        if ptr[s, lyr] == ntok[p]:
+                            last = base + ntok[p] - 1
+                            heap, n_heap = _push(heap, n_heap, top_free,
+                                                 pmax[s, lyr] + comm_in[sc],
+                                                 float(last * n_ops + sc))
+                            top_free = False
+                    else:  # release every token whose keys/values and all before it exist
+                        kvt[s, jc, lyr] = rt
+                        while ptr[s, lyr] < ntok[p] and kvt[s, ptr[s, lyr], lyr] >= 0.0:
+                            jr = ptr[s, lyr]
+                            if kvt[s, jr, lyr] > pmax[s, lyr]:
+                                pmax[s, lyr] = kvt[s, jr, lyr]
+                            kvt[s, jr, lyr] = -1.0
+                            heap, n_heap = _push(heap, n_heap, top_free,
+                                                 pmax[s, lyr] + comm_in[sc],
+                                                 float((base + jr) * n_ops + sc))
+                            top_free = False
+                            ptr[s, lyr] += 1
+                else:
+                    heap, n_heap = _push(heap, n_heap, top_free, rt + comm_in[sc],
+                                         float(ic * n_ops + sc))
+                    top_free = False
+        if top_free:  # nothing replaced the handled event: pop it
+            n_heap -= 1
+            if n_heap > 0:
+                _sift_down(heap, n_heap, 0, heap[n_heap, 0], heap[n_heap, 1])
+    tile_busy = np.zeros(inp.n_tiles, np.float64)
+    for tl in range(inp.n_tiles):
+        tile_busy[tl] = run_busy[tile_run[tl]]
     n_keep = min(n_log, log_cap)
     return (makespan, token_times, tile_busy, dpu_busy, mha_busy, dram_busy, e_mvm, e_dig, e_att,
             e_dram, e_comm, conflicts, stall, n_events, n_mvm, log_f[:n_keep], log_i[:n_keep],
             n_log)
 
 
-try:  # the compiled engine; the same function runs as plain Python without numba
+try:  # the compiled engine; the same functions run as plain Python without numba
     import numba
 
-    _log_event = numba.njit(cache=True)(_log_event_py)
+    # helpers inlined into the loop by numba (no call or reference-count traffic per event)
+    _log_event = numba.njit(cache=True, inline="always")(_log_event_py)
+    _repeat_add = numba.njit(cache=True, inline="always")(_repeat_add_py)
+    _sift_down = numba.njit(cache=True, inline="always")(_sift_down_py)
+    _sift_up = numba.njit(cache=True, inline="always")(_sift_up_py)
+    _push = numba.njit(cache=True, inline="always")(_push_py)
     _engine = numba.njit(cache=True)(_engine_py)
 except ImportError:  # pragma: no cover - numba is a pinned dependency
     _engine = _engine_py
@@ -363,13 +553,16 @@ machine); pass ``max_state_bytes`` to raise it."""
 
 def state_bytes_estimate(model: ModelSpec, chip: ChipConfig, workload: Workload,
                          max_events_logged: int = 2_000_000) -> int:
-    """Memory the engine will hold for this run, bytes, from the inputs alone (no allocation):
-    16 B per (token instance, operation) for pending-predecessor counts and ready times, 8 B per
-    (token instance, layer) of KV-ready times, the routed experts (8 B per sequence, position,
-    MoE layer and pick), 16 B per tile and unit, and the event log when recorded (72 B per
-    event), and 16 B per entry of the units each layer may use (every unit for every layer when
-    pooled). Token instances are batch x the tokens of every pass; operations are bounded by the
-    layer's steps (8 + 3 per expert a token runs) plus the embedding and the head."""
+    """A conservative bound of the memory a run needs, bytes, from the inputs alone (no
+    allocation): what the previous engine (:mod:`~aimoe_lib.simulator.engine_v1`) held, which
+    bounds this engine's state (:func:`engine_state_bytes`) from above and is what
+    :func:`simulate`'s ``max_state_bytes`` guards: 16 B per (token instance, operation) for
+    pending-predecessor counts and ready times, 8 B per (token instance, layer) of KV-ready
+    times, the routed experts (8 B per sequence, position, MoE layer and pick), 16 B per tile and
+    unit, and the event log when recorded (72 B per event), and 16 B per entry of the units each
+    layer may use (every unit for every layer when pooled). Token instances are batch x the tokens
+    of every pass; operations are bounded by the layer's steps (8 + 3 per expert a token runs)
+    plus the embedding and the head."""
     w = workload
     per_seq = (w.prompt_len + w.gen_len - 1 if w.kv_cache
                else w.gen_len * w.prompt_len + w.gen_len * (w.gen_len - 1) // 2)
@@ -381,6 +574,37 @@ def state_bytes_estimate(model: ModelSpec, chip: ChipConfig, workload: Workload,
              + 8 * w.batch * w.positions * n_moe * max(model.top_k, 1)
              + 16 * w.batch * w.gen_len * model.n_layers
              + 16 * (chip.n_tiles + chip.n_dpus + chip.n_mha_units)
+             + 16 * unit_set_entries(chip, model.n_layers))
+    if w.record_events:
+        total += 72 * min(max_events_logged, n_inst * n_ops * 4)
+    return int(total)
+
+
+def engine_state_bytes(model: ModelSpec, chip: ChipConfig, workload: Workload,
+                       max_events_logged: int = 2_000_000) -> int:
+    """Memory this engine holds for a run, bytes, from the inputs alone: 16 B per token instance
+    for the (count, time) join slot of a MoE layer's combination (none for a dense model), the
+    KV-ready times of one pass (8 B per sequence, token of the longest pass and layer), the
+    release pointers (16 B per sequence and layer), the event heap (16 B per pending event, up to
+    twice the longest pass's tokens of every sequence while it grows), the routed experts (2 B per
+    sequence, position, MoE layer and pick, twice while they are transposed), the token times
+    (8 B per generated token), 40 B per tile and the units' sets, and the event log when recorded
+    (72 B per event). Unlike :func:`state_bytes_estimate` nothing grows with tokens x
+    operations."""
+    w = workload
+    lay_max = max(w.prompt_len, 1) if w.kv_cache else w.prompt_len + w.gen_len - 1
+    per_seq = (w.prompt_len + w.gen_len - 1 if w.kv_cache
+               else w.gen_len * w.prompt_len + w.gen_len * (w.gen_len - 1) // 2)
+    n_inst = w.batch * per_seq
+    n_moe = model.n_layers if model.is_moe else 0
+    branches = (model.top_k + model.n_shared_experts) if model.is_moe else 1
+    n_ops = 6 + model.n_layers * (8 + 3 * branches)
+    total = (16 * n_inst * (1 if model.is_moe else 0)
+             + 8 * w.batch * lay_max * model.n_layers + 16 * w.batch * model.n_layers
+             + 32 * w.batch * lay_max
+             + 4 * w.batch * w.positions * n_moe * max(model.top_k, 1)
+             + 8 * w.batch * w.gen_len
+             + 40 * chip.n_tiles + 16 * (chip.n_dpus + chip.n_mha_units)
              + 16 * unit_set_entries(chip, model.n_layers))
     if w.record_events:
         total += 72 * min(max_events_logged, n_inst * n_ops * 4)

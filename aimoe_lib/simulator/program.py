@@ -273,7 +273,7 @@ class Program:
     expert_gid: np.ndarray
     """(n_moe, 2, E) tile group of expert e's up (0) / down (1) MVMs."""
     choices: np.ndarray
-    """(batch, positions, n_moe, k) routed experts."""
+    """(batch, positions, n_moe, k) routed experts (int16, or int32 beyond 32,768 experts)."""
     dram_bytes_per_key: float
     """KV bytes per past token and layer (DRAM traffic per key)."""
     mha_op_latency_ns: float
@@ -337,6 +337,112 @@ class Program:
             for q in self.succ[self.succ_ptr[o]:self.succ_ptr[o + 1]]:
                 out[int(q)].append(o)
         return tuple(tuple(p) for p in out)
+
+    @cached_property
+    def _tile_runs(self) -> tuple[np.ndarray, ...]:
+        """(run_tile0, run_len, tile_run, rgrp_ptr, rgrp_entry): see :attr:`tile_run`."""
+        n_t = self.n_tiles
+        n_q = self.grp_tile.size
+        gid = np.repeat(np.arange(self.grp_ptr.size - 1, dtype=np.int64), np.diff(self.grp_ptr))
+        tile, cnt = self.grp_tile, self.grp_count
+        switching = self.tier_switch_latency_ns > 0 or self.tier_switch_energy_pj > 0
+        if switching:  # the tiers a tile runs each group's blocks on matter too
+            ids: dict = {}
+            tp = self.grp_tier_ptr
+            seq = np.array([ids.setdefault(tuple(self.grp_tiers[tp[q]:tp[q + 1]].tolist()),
+                                           len(ids)) for q in range(n_q)], dtype=np.int64)
+        else:
+            seq = np.zeros(n_q, dtype=np.int64)
+        order = np.lexsort((seq, cnt, gid, tile))
+        g_s, c_s, k_s, t_s = gid[order], cnt[order], seq[order], tile[order]
+        per_tile = np.bincount(t_s, minlength=n_t).astype(np.int64)
+        # tile t + 1 continues tile t's run when both hold the same (group, blocks, tiers) list
+        same = np.zeros(n_t, dtype=bool)
+        if n_t > 1:
+            same[1:] = per_tile[1:] == per_tile[:-1]
+            e = np.arange(n_q, dtype=np.int64)
+            te = t_s
+            cand = (te > 0) & same[te]
+            prev = e[cand] - per_tile[te[cand] - 1]
+            cur = e[cand]
+            bad = ((g_s[cur] != g_s[prev]) | (c_s[cur] != c_s[prev]) | (k_s[cur] != k_s[prev]))
+            same[np.unique(te[cand][bad])] = False
+        same[0] = False
+        tile_run = np.cumsum(~same) - 1
+        run_tile0 = np.flatnonzero(~same).astype(np.int64)
+        run_len = np.diff(np.append(run_tile0, n_t)).astype(np.int64)
+        # each group's entries (ascending tile) merged run by run
+        run_of_q = tile_run[tile]
+        first = np.ones(n_q, dtype=bool)
+        if n_q > 1:
+            first[1:] = (run_of_q[1:] != run_of_q[:-1])
+        first[self.grp_ptr[:-1][np.diff(self.grp_ptr) > 0]] = True
+        rgrp_entry = np.flatnonzero(first).astype(np.int64)
+        rgrp_ptr = np.searchsorted(rgrp_entry, self.grp_ptr).astype(np.int64)
+        return run_tile0, run_len, tile_run.astype(np.int64), rgrp_ptr, rgrp_entry
+
+    @property
+    def tile_run(self) -> np.ndarray:
+        """Run of each tile. A *run* is a maximal range of consecutive tiles that hold blocks of
+        the same groups, the same number on each (and, with a tier-switch cost, on the same
+        tiers): every operation reaches all of its tiles or none, so they stay in the same state
+        and the engine advances them as one, times their count (:attr:`run_len`), in the same
+        order the per-tile loop would."""
+        return self._tile_runs[2]
+
+    @property
+    def run_tile0(self) -> np.ndarray:
+        """First tile of each run (:attr:`tile_run`)."""
+        return self._tile_runs[0]
+
+    @property
+    def run_len(self) -> np.ndarray:
+        """Tiles in each run (:attr:`tile_run`)."""
+        return self._tile_runs[1]
+
+    @property
+    def rgrp_ptr(self) -> np.ndarray:
+        """Groups by run: group g's runs are entries ``rgrp_entry[rgrp_ptr[g]:rgrp_ptr[g + 1]]``."""
+        return self._tile_runs[3]
+
+    @property
+    def rgrp_entry(self) -> np.ndarray:
+        """For each run of a group, the group entry (index into ``grp_tile``) of its first tile."""
+        return self._tile_runs[4]
+
+    @cached_property
+    def join_slot(self) -> np.ndarray:
+        """Slot of each *join* (an operation with two or more predecessors) in a token instance's
+        join state, else -1. Two joins share a slot only when they can never wait at the same
+        time: every predecessor of the later one descends from the earlier one (so it is ready
+        before the later one's first input arrives). Greedy colouring in graph order; the
+        engine keeps ``n_join_slots`` (count, ready time) pairs per token instance instead of a
+        pair per operation."""
+        n = self.n_ops
+        slot = np.full(n, -1, dtype=np.int64)
+        joins = [o for o in range(n) if self.npreds[o] >= 2]
+        if not joins:
+            return slot
+        desc = [0] * n  # bit set of each op and the ops that descend from it
+        for o in reversed(range(n)):  # successors come later in graph order
+            d = 1 << o
+            for q in self.succ[self.succ_ptr[o]:self.succ_ptr[o + 1]]:
+                d |= desc[int(q)]
+            desc[o] = d
+        preds = self.preds
+
+        def ordered(a: int, b: int) -> bool:  # b waits only after a is ready
+            return all((desc[a] >> p) & 1 for p in preds[b])
+
+        for i, b in enumerate(joins):
+            taken = {int(slot[a]) for a in joins[:i] if not ordered(a, b) and not ordered(b, a)}
+            slot[b] = next(c for c in range(len(joins)) if c not in taken)
+        return slot
+
+    @property
+    def n_join_slots(self) -> int:
+        """Join slots per token instance (:attr:`join_slot`): 0 without joins."""
+        return int(self.join_slot.max()) + 1 if self.n_ops else 0
 
     def op_index(self, flag: int) -> int:
         """The operation carrying ``flag`` (``F_FIRST`` or ``F_LAST``: there is exactly one)."""
@@ -556,6 +662,16 @@ def _by_role(ms, *roles):
     return [m for m in ms if m.role in roles and m.expert < 0]
 
 
+def _routed_ffn_mats(ms, n_experts: int) -> list:
+    """``_ffn_mats(ms, e, shared=False)`` for every routed expert e, in one pass over ``ms``."""
+    em: list[list] = [[] for _ in range(n_experts)]
+    for m in ms:
+        if m.is_routed_expert:
+            em[m.expert].append(m)
+    return [([m for m in x if m.role in (Role.FFN_GATE, Role.FFN_UP)],
+             [m for m in x if m.role is Role.FFN_DOWN]) for x in em]
+
+
 def _ffn_mats(ms, expert: int, *, shared: bool):
     """(up/gate matrices, down matrices) of routed expert or shared expert ``expert``."""
     em = [m for m in ms if m.expert == expert and (m.shared if shared else m.is_routed_expert)]
@@ -638,15 +754,16 @@ def _moe_ffn(b: _Builder, layer: int, ms, prev: int, mi: int, expert_gid: np.nda
     l3, e3 = b.cost_sum((OpKind.SOFTMAX, model.n_experts),
                         (OpKind.TOPK, model.n_experts, model.top_k))
     topk = b.dpu(Step.TOPK, layer, [router], (lr + l3, er + e3))
+    routed = _routed_ffn_mats(ms, model.n_experts)
     for e in range(model.n_experts):
-        for stage, mats in enumerate(_ffn_mats(ms, e, shared=False)):
+        for stage, mats in enumerate(routed[e]):
             expert_gid[mi, stage, e] = b.group(mats)
     # every expert has the shape of expert 0: its costs stand for the routed one
-    up0, dn0 = _ffn_mats(ms, 0, shared=False)
+    up0, dn0 = routed[0]
     lu, eu = b.acc(up0)
     la, ea = b.act(model.d_expert)
     ld, ed = b.acc(dn0)
-    stages = [_ffn_mats(ms, e, shared=False) for e in range(model.n_experts)]
+    stages = routed
     up_in, up_out = b.tile_comm(up0, placed=[m for st in stages for m in st[0]])
     dn_in, dn_out = b.tile_comm(dn0, placed=[m for st in stages for m in st[1]])
     downs, down_acc = [], [0.0, 0.0]
@@ -853,13 +970,16 @@ def _assemble(b: _Builder, expert_gid: np.ndarray) -> Program:
 
 
 def _route(model: ModelSpec, w: Workload) -> np.ndarray:
+    """(batch, positions, n_moe, k) expert ids in the narrow integer type
+    :func:`~aimoe_lib.routing.route` returns (int16 for up to 32,768 experts): one copy, no
+    widening."""
     positions = w.positions
     if not model.is_moe:
-        return np.zeros((w.batch, positions, 1, 1), dtype=np.int64)
+        return np.zeros((w.batch, positions, 1, 1), dtype=np.int16)
     # rows position-major: the batch's sequences at one position are consecutive routing rows, and
     # a longer run only appends rows (prefix-stable)
     ch = routing_mod.route(model, positions * w.batch, w.routing, seed=w.seed)
-    ch = np.asarray(ch, dtype=np.int64).reshape(positions, w.batch, ch.shape[1], ch.shape[2])
+    ch = ch.reshape(positions, w.batch, ch.shape[1], ch.shape[2])
     return np.ascontiguousarray(ch.transpose(1, 0, 2, 3))
 
 
