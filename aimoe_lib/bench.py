@@ -19,6 +19,8 @@ import tracemalloc
 
 import numpy as np
 
+from . import checks
+
 # (suite, case) -> (model, strategy, tier rows/cols, tiers per tile, time limit s, memory limit MB)
 MAPPING_CASES = {
     "deepseek-v3 in_order": ("deepseek-v3", "in_order", 512, 1024, 10.0, 1000.0),
@@ -272,13 +274,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command line; ``argv`` is the list of arguments (None: ``sys.argv[1:]``). Returns the exit
     status; unknown suites exit with status 2 and a message before anything runs."""
-    if argv is None:
-        argv = sys.argv[1:]
-    if isinstance(argv, str) or not isinstance(argv, list | tuple) \
-            or not all(isinstance(a, str) for a in argv):
-        raise ValueError(f"main(argv={argv!r}): pass a list of argument strings, e.g. "
-                         "['mapping'] (a bare string would be split into letters)")
-    argv = list(argv)
+    argv = checks.argv("main", argv, "['mapping']")
     if argv[:1] == ["_case"]:  # internal: one case, in the subprocess _case starts
         serving = {**SERVING_CASES, **{f"decode {g}": None for g in DECODE_GEN}}
         cases = {"mapping": (_run_mapping_case, MAPPING_CASES), "sim": (_run_sim_case, SIM_CASES),

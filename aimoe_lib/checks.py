@@ -19,6 +19,7 @@ import difflib
 import math
 import numbers
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -317,3 +318,15 @@ def path(owner: str, name: str, value, *, kind: str = "file", fix: str = "") -> 
             raise _fail(owner, name, shown, f"its folder {str(parent)!r} {why}",
                         fix or "create the folder first or pass a path in an existing folder")
     return p
+
+
+def argv(owner: str, value, example: str) -> list[str]:
+    """A command line's arguments: ``value`` as a list of strings, ``sys.argv[1:]`` when None.
+    A bare string is refused (it would be split into letters); ``example`` shows a valid list."""
+    if value is None:
+        return sys.argv[1:]
+    if isinstance(value, str) or not isinstance(value, list | tuple) \
+            or not all(isinstance(a, str) for a in value):
+        raise ValueError(f"{owner}(argv={value!r}): pass a list of argument strings, e.g. "
+                         f"{example} (a bare string would be split into letters)")
+    return list(value)

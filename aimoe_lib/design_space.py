@@ -511,12 +511,7 @@ def to_python(point: sweep.Point) -> str:
 # ============================================================================ command line
 def main(argv: list[str] | None = None) -> int:
     """Command line; ``argv`` is the list of arguments (None: ``sys.argv[1:]``)."""
-    if argv is None:
-        argv = sys.argv[1:]
-    if isinstance(argv, str) or not isinstance(argv, list | tuple) \
-            or not all(isinstance(a, str) for a in argv):
-        raise ValueError(f"main(argv={argv!r}): pass a list of argument strings, e.g. "
-                         "['--no-cache'] (a bare string would be split into letters)")
+    argv = checks.argv("main", argv, "['--no-cache']")
     ap = argparse.ArgumentParser(prog="python -m aimoe_lib.design_space",
                                  description="Run the design-space sweep of chapter 9 and write "
                                              "data/design_space.json.")

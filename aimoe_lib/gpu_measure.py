@@ -508,12 +508,7 @@ def _check_out(out: str | None) -> None:
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 2 a reported problem). The output
     path is checked before anything is measured."""
-    if argv is None:
-        argv = sys.argv[1:]
-    if isinstance(argv, str) or not isinstance(argv, list | tuple) \
-            or not all(isinstance(a, str) for a in argv):
-        raise ValueError(f"main(argv={argv!r}): pass a list of argument strings, e.g. "
-                         "['--device', 'cpu', '--dry-run'] (a bare string would be split into letters)")
+    argv = checks.argv("main", argv, "['--device', 'cpu', '--dry-run']")
     try:
         settings, out = _parse(list(argv))
         _check_out(out)
