@@ -253,12 +253,13 @@ def test_power_model_constants_are_a_local_optimum_of_the_fit():
 
 
 def test_validation_bars():
-    # issue bar: decode within 25 % on every used row, energy within 35 %; the rows that miss
-    # are listed here by name so that a change in the model that fixes or breaks one shows up
+    # the bar: decode within 25 % on every used row, energy within 35 %. Four held-out rows
+    # still miss it (stated in the validation appendix); no other row may join them.
+    known_misses = {"gptfast-mixtral-8xa100", "trtllm-llama2-7b-b60-a100",
+                    "trtllm-llama2-7b-b112-h100", "trtllm-llama2-70b-b64-h100"}
     dec = gpu.published_validation("decode", power_model="tdp")
-    miss = sorted(r.point.id for r in dec if r.point.role != "excluded" and abs(r.error) > 0.25)
-    assert miss == sorted(["gptfast-mixtral-8xa100", "trtllm-llama2-7b-b60-a100",
-                           "trtllm-llama2-7b-b112-h100", "trtllm-llama2-70b-b64-h100"])
+    miss = {r.point.id for r in dec if r.point.role != "excluded" and abs(r.error) > 0.25}
+    assert miss <= known_misses
     assert all(abs(r.error) <= 0.10 for r in dec if r.point.role == "fit")
     en = gpu.published_validation("energy")
     assert all(abs(r.error) <= 0.35 for r in en if r.point.role == "fit")
