@@ -11,6 +11,7 @@ Regenerate the shipped results (about a minute on 2 cores)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -129,6 +130,18 @@ def zoo_pairs() -> list[tuple[str, str]]:
     return [("olmoe-1b-7b", "llama-2-7b"), ("mixtral-8x7b", "llama-2-70b")]
 
 
+@functools.lru_cache(maxsize=16)
+def _loaded_chip(spec: ModelSpec, chip: hardware.ChipConfig, batch: int, prompt_len: int,
+                 gen_len: int) -> hardware.ChipConfig:
+    """``chip`` with its units provisioned to the load of ``batch`` sequences of ``prompt_len`` +
+    ``gen_len`` tokens, uniform routing (:func:`~aimoe_lib.provisioning.provision_to_load`,
+    several simulations); deterministic, so kept for the next :func:`condition_points` call of
+    the same session (a Workload compares by identity, hence its fields as the key)."""
+    from .provisioning import provision_to_load
+    w = Workload(batch=batch, prompt_len=prompt_len, gen_len=gen_len)
+    return provision_to_load(spec, chip, mapping.map_model(spec, chip), w).chip
+
+
 def condition_points(workload: Workload = WORKLOAD, preset: str = PRESET) -> list[sweep.Point]:
     """Where the MoE advantage shrinks: MoE-64 vs dense-deeper of equal total parameters, varying
     batch size, routing skew (Zipf s), tiers per tile, mapping strategy and the provisioning of
@@ -136,8 +149,6 @@ def condition_points(workload: Workload = WORKLOAD, preset: str = PRESET) -> lis
     tiers ``moe_stacked`` needs, for every strategy); ``units|to_load`` replaces the 24 + 8 units
     per layer by the fewest that stay at most half busy at that batch
     (:func:`~aimoe_lib.provisioning.provision_to_load`)."""
-    from .provisioning import provision_to_load
-
     moe = moe_variant(BASE, 64)
     dense = dense_deeper(BASE, moe.total_params)
     n_tiles = blocks_needed(BASE)
@@ -154,7 +165,7 @@ def condition_points(workload: Workload = WORKLOAD, preset: str = PRESET) -> lis
                 c = fitting_chip(spec, n_tiles=max(1, int(n_tiles * mult)), units="per_layer",
                                  preset=preset)
                 pts.append(sweep.Point(spec, c, "in_order", wb, label=f"{fam}|tiles|{mult}|{b}"))
-            loaded = provision_to_load(spec, chip, mapping.map_model(spec, chip), wb).chip
+            loaded = _loaded_chip(spec, chip, b, workload.prompt_len, workload.gen_len)
             pts.append(sweep.Point(spec, loaded, "in_order", wb, label=f"{fam}|units|to_load|{b}"))
             if not spec.is_moe:
                 continue
