@@ -21,7 +21,7 @@ Modules, one job each:
 
 from . import trace
 from .engine import EngineInput, EngineOutput, engine_input, run_engine, simulate
-from .program import (  # operation flags  # resource classes
+from .program import (  # operation flags, resource classes and the program
            F_FIRST,
            F_HEAD,
            F_KV_CONSUMER,
