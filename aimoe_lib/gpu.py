@@ -664,12 +664,14 @@ class RooflineResult:
         ])
 
 
-def _allreduce_s(g: GPUSpec, n: int, nbytes: float) -> float:
-    """One all-reduce of ``nbytes`` over ``n`` GPUs (A-GPU-ALLREDUCE, A-GPU-INTERNODE)."""
+def _allreduce_s(g: GPUSpec, n: int, nbytes: float, latency_scale: float = 1.0) -> float:
+    """One all-reduce of ``nbytes`` over ``n`` GPUs (A-GPU-ALLREDUCE, A-GPU-INTERNODE), its
+    small-message latency scaled by ``latency_scale`` (:attr:`Calibration.allreduce_scale`)."""
     if n <= 1:
         return 0.0
     bw = g.allreduce_bus_gb_s if n <= GPUS_PER_NODE else g.internode_gb_s
-    return g.allreduce_latency_us * 1e-6 + 2 * (n - 1) / n * nbytes / (bw * 1e9)
+    return (latency_scale * g.allreduce_latency_us * 1e-6
+            + 2 * (n - 1) / n * nbytes / (bw * 1e9))
 
 
 def _memory_needed(spec: ModelSpec, batch: int, prompt_len: int, gen_len: int,
@@ -707,6 +709,17 @@ def _phase_time(nbytes: float, flops: float, comm_s: float, bw: float, fl: float
     with np.errstate(over="ignore"):  # absurd GPUSpec rates: refused by roofline as not finite
         t_mem, t_comp = np.asarray(nbytes / bw), np.asarray(flops / fl)
     return np.maximum(t_mem, t_comp) + comm_s, t_comp > t_mem
+
+
+def _kernels_time(kernels, comm_s: float, bw: float, fl: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Kernels that run one after the other, each at its own roofline: sum over ``kernels``
+    ((bytes, FLOPs) pairs) of max(bytes / bw, FLOPs / fl), plus ``comm_s``. Also whether the
+    FLOP term exceeds the byte term summed over the kernels (compute-bound)."""
+    with np.errstate(over="ignore"):
+        t = [(np.asarray(b / bw), np.asarray(f / fl)) for b, f in kernels]
+    total = sum(np.maximum(m, c) for m, c in t) + comm_s
+    return total, sum(c for _, c in t) > sum(m for m, _ in t)
 
 
 MAX_GEN_LEN = 10**7
@@ -749,8 +762,10 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     the bytes per weight and the tensor-core precision together; it cannot be combined with
     ``bytes_per_param`` or ``compute`` (without it they default to 2 bytes and BF16).
     ``calibrated=True`` applies :data:`~aimoe_lib.gpu.CALIBRATION`, fitted to published
-    measurements: a fixed overhead per forward pass and a tensor-core efficiency that falls for
-    passes of few tokens. ``serving='continuous'`` models in-flight batching at ``batch``
+    measurements: a fixed overhead per forward pass, a tensor-core efficiency that falls for
+    passes of few tokens, the weight GEMMs and the attention of a pass as separate kernels whose
+    times add (A-GPU-KERNELS), KV reads per query head where the framework's attention kernel
+    does so (A-GPU-GQA-READS) and a fitted all-reduce latency. ``serving='continuous'`` models in-flight batching at ``batch``
     sequences: the time to first token is one sequence's prefill, and every decode step also
     carries batch / gen_len prefills of joining sequences. ``power_model='fitted'`` replaces TDP
     by :data:`~aimoe_lib.gpu.POWER_MODEL` (idle power plus memory and tensor-core utilisation,
@@ -835,11 +850,18 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     n_pre = pre_seqs * prompt_len
     wp = weight_traffic(spec, n_pre, routing, seed)
     head = spec.d_model * spec.vocab_size
-    pre_bytes = wp.params_read * bytes_per_param + 2 * n_pre * kv_tok
-    pre_flops = (2 * (n_pre * (wp.active_params_per_token - head) + pre_seqs * head)
-                 + att * pre_seqs * prompt_len * (prompt_len + 1) / 2)
-    pre_comm = 2 * L * _allreduce_s(g, n, n_pre * d * ACT_BYTES) + oh
-    t_pre, pre_cb = _phase_time(pre_bytes, pre_flops, pre_comm, bw, _fl(n_pre))
+    ar_scale = cal.allreduce_scale if cal else 1.0
+    pre_w_bytes, pre_kv_bytes = wp.params_read * bytes_per_param, 2 * n_pre * kv_tok
+    pre_bytes = pre_w_bytes + pre_kv_bytes
+    pre_lin_flops = 2 * (n_pre * (wp.active_params_per_token - head) + pre_seqs * head)
+    pre_att_flops = att * pre_seqs * prompt_len * (prompt_len + 1) / 2
+    pre_flops = pre_lin_flops + pre_att_flops
+    pre_comm = 2 * L * _allreduce_s(g, n, n_pre * d * ACT_BYTES, ar_scale) + oh
+    if cal:  # weight GEMMs, then attention: two kernels, each at its own roofline
+        t_pre, pre_cb = _kernels_time(((pre_w_bytes, pre_lin_flops),
+                                       (pre_kv_bytes, pre_att_flops)), pre_comm, bw, _fl(n_pre))
+    else:
+        t_pre, pre_cb = _phase_time(pre_bytes, pre_flops, pre_comm, bw, _fl(n_pre))
 
     # decode steps g = 1 .. gen_len - 1 (context = prompt_len + g keys); gen_len = 1: the next step
     wd = weight_traffic(spec, batch, routing, seed)
@@ -848,12 +870,22 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     else:
         ctx = prompt_len + np.arange(1, max(gen_len, 2), dtype=float)
     dec_w = wd.params_read * bytes_per_param
-    dec_kv = batch * kv_tok * (ctx + 1)  # read the context, write the new entry
-    dec_flops = batch * (2 * wd.active_params_per_token + att * ctx)
-    dec_comm = (2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES) + oh
+    # read the context, write the new entry; a framework that reads a grouped-query model's
+    # KV heads once per query head (A-GPU-GQA-READS) reads the context n_heads / n_kv_heads times
+    group = (spec.n_heads / spec.n_kv_heads
+             if cal and cal.kv_reads_per_query_head and spec.attention is AttentionKind.MHA
+             else 1.0)
+    dec_kv = batch * kv_tok * (ctx * group + 1)
+    dec_lin_flops = batch * 2 * wd.active_params_per_token
+    dec_flops = dec_lin_flops + batch * att * ctx
+    dec_comm = (2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES, ar_scale) + oh
                 + (cal.per_seq_s * batch if cal else 0.0))
-    kv_eff = cal.kv_efficiency if cal else 1.0
-    t_dec, dec_cb = _phase_time(dec_w + dec_kv / kv_eff, dec_flops, dec_comm, bw, _fl(batch))
+    if cal:
+        t_dec, dec_cb = _kernels_time(((dec_w, dec_lin_flops),
+                                       (dec_kv / cal.kv_efficiency, batch * att * ctx)),
+                                      dec_comm, bw, _fl(batch))
+    else:
+        t_dec, dec_cb = _phase_time(dec_w + dec_kv, dec_flops, dec_comm, bw, _fl(batch))
     if serving == "continuous":  # batch / gen_len joining prefills per decode step
         t_dec = t_dec + batch / gen_len * float(t_pre)
     decode_time = float(t_dec.sum()) if gen_len > 1 else 0.0
@@ -1228,10 +1260,14 @@ class Calibration:
     """Corrections of the roofline fitted to published measurements
     (:func:`~aimoe_lib.gpu.fit_calibration` on the ``fit`` rows of ``data/gpu_published.json``).
 
-    A forward pass takes max(bytes / bandwidth, FLOPs / (peak x flop_efficiency x s(T))) +
-    all-reduces + ``overhead_s``, where s(T) = T / (T + ``flop_half_tokens``) for a pass of T
-    tokens: matrix products of few rows use the tensor cores poorly, and every pass pays kernel
-    launches, sampling and scheduling that the roofline does not see.
+    A forward pass takes, for its weight GEMMs and its attention one after the other
+    (A-GPU-KERNELS), max(bytes / bandwidth, FLOPs / (peak x flop_efficiency x s(T))), plus
+    all-reduces (latency x ``allreduce_scale``) + ``overhead_s`` (+ ``per_seq_s`` per sequence
+    in a decode step), where s(T) = T / (T + ``flop_half_tokens``) for a pass of T tokens:
+    matrix products of few rows use the tensor cores poorly, and every pass pays kernel launches,
+    sampling and scheduling that the roofline does not see. KV-cache reads run at
+    ``kv_efficiency`` of the bandwidth and, for a grouped-query model in a framework of
+    :data:`KV_READS_PER_QUERY_HEAD`, read each KV head once per query head.
     """
 
     overheads_s: dict
@@ -1248,6 +1284,10 @@ class Calibration:
     framework: str = "nim"
     """Framework whose overhead :attr:`overhead_s` returns (default NVIDIA NIM: TensorRT-LLM
     engines with in-flight batching, FP8, as Mixtral and Llama are served in production)."""
+    allreduce_scale: float = 1.0
+    """Small-message all-reduce latency relative to the nccl-tests figure of the GPU preset
+    (:attr:`GPUSpec.allreduce_latency_us`): inside a captured CUDA graph or a fused engine an
+    all-reduce does not pay the host launch that nccl-tests times."""
 
     def __post_init__(self) -> None:
         ov = self.overheads_s
@@ -1267,10 +1307,13 @@ class Calibration:
         object.__setattr__(self, "flop_half_tokens", checks.real(
             "Calibration", "flop_half_tokens", self.flop_half_tokens, minimum=0, maximum=1e9,
             fix="pass a token count >= 0 (0: no small-pass penalty)"))
+        object.__setattr__(self, "allreduce_scale", checks.real(
+            "Calibration", "allreduce_scale", self.allreduce_scale, minimum=0, maximum=10,
+            fix="pass a factor >= 0 on the measured all-reduce latency, e.g. 0.5"))
 
     def __hash__(self) -> int:
         return hash((tuple(sorted(self.overheads_s.items())), self.flop_half_tokens,
-                     self.per_seq_s, self.kv_efficiency, self.framework))
+                     self.per_seq_s, self.kv_efficiency, self.framework, self.allreduce_scale))
 
     @property
     def overhead_s(self) -> float:
@@ -1283,7 +1326,13 @@ class Calibration:
                                   FRAMEWORKS, what="framework",
                                   fix=f"choose one of {', '.join(FRAMEWORKS)}")
         return Calibration(dict(self.overheads_s), self.flop_half_tokens, self.per_seq_s,
-                           self.kv_efficiency, framework)
+                           self.kv_efficiency, framework, self.allreduce_scale)
+
+    @property
+    def kv_reads_per_query_head(self) -> bool:
+        """Whether :attr:`framework`'s decode attention reads a grouped-query model's keys and
+        values once per *query* head (:data:`KV_READS_PER_QUERY_HEAD`)."""
+        return KV_READS_PER_QUERY_HEAD[self.framework]
 
     def flop_scale(self, tokens: float) -> float:
         """s(T): the fraction of the GEMM efficiency a pass of ``tokens`` tokens reaches."""
@@ -1321,7 +1370,26 @@ class PowerModel:
 
 
 FRAMEWORKS = ("gpt-fast", "tensorrt-llm", "nim", "vllm")
-"""Serving frameworks of the published measurements; each gets its own fitted overhead."""
+"""Serving frameworks of the published measurements; each gets its own fitted overhead.
+'tensorrt-llm' is the v0.6.1 release of the published tables; 'nim' the later TensorRT-LLM
+engines inside NVIDIA NIM 1.8."""
+
+KV_READS_PER_QUERY_HEAD = {
+    # gpt-fast model.py (commit 056f8fb4, Attention.forward): k.repeat_interleave(n_head //
+    # n_local_heads, dim=1) copies each key/value head once per query head before attention.
+    "gpt-fast": True,
+    # TensorRT-LLM v0.6.1 decodes with the masked multi-head attention kernel, one thread block
+    # per (sequence, query head), each loading its group's keys and values; the XQA kernels that
+    # share one load among a group's query heads came later (release notes of v0.10.0,
+    # github.com/NVIDIA/TensorRT-LLM/releases/tag/v0.10.0: "Integrated the new NVIDIA Hopper XQA
+    # kernels for LLaMA 2 70B model").
+    "tensorrt-llm": True,
+    # NIM 1.8 (TensorRT-LLM with XQA) and vLLM's paged attention read each KV head once.
+    "nim": False,
+    "vllm": False,
+}
+"""Frameworks whose decode attention reads a grouped-query model's KV cache once per query head
+(n_heads / n_kv_heads times its size; assumption A-GPU-GQA-READS)."""
 
 PUBLISHED_FILE = "gpu_published.json"
 """Shipped file of published measurements (``data/gpu_published.json``)."""
@@ -1501,37 +1569,42 @@ def _log_loss(points, **kw) -> float:
 
 
 def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
-                    overheads_s=None) -> Calibration:
+                    overheads_s=None, allreduce_scales=None) -> Calibration:
     """The :class:`Calibration` minimising the squared log error of the time predictions over the
     ``fit`` rows of ``data/gpu_published.json`` on a grid: ``kv_efficiencies`` (default 0.6 to 1
     in steps of 0.1) x ``half_tokens`` (default 0 and 128) x ``per_seq_s`` (default 0, 5, 10,
-    15, 20, 30 µs) x, per framework independently, ``overheads_s`` (default 0 to 10 ms in 0.2 ms
-    steps). Takes a few minutes."""
+    15, 20, 30 µs) x ``allreduce_scales`` (default 0.25, 0.5, 0.75, 1) x, per framework
+    independently, ``overheads_s`` (default 0 to 10 ms in 0.2 ms steps). Takes several
+    minutes."""
     pts = published_points("decode", ("fit",))
     kvs = (0.6, 0.7, 0.8, 0.9, 1.0) if kv_efficiencies is None else kv_efficiencies
     hts = (0.0, 128.0) if half_tokens is None else half_tokens
     pss = (0.0, 5e-6, 10e-6, 15e-6, 20e-6, 30e-6) if per_seq_s is None else per_seq_s
+    ars = (0.25, 0.5, 0.75, 1.0) if allreduce_scales is None else allreduce_scales
     ohs = np.round(np.arange(0, 10.01e-3, 2e-4), 6) if overheads_s is None else overheads_s
     best = None
     for kv in kvs:
         for ht in hts:
             for ps in pss:
-                total, chosen = 0.0, {}
-                for fw in FRAMEWORKS:
-                    fp = [p for p in pts if p.framework == fw]
-                    if not fp:
-                        chosen[fw] = 0.0
-                        continue
-                    cands = []
-                    for oh in ohs:
-                        c = Calibration({f: float(oh) for f in FRAMEWORKS}, float(ht), float(ps),
-                                        float(kv), fw)
-                        cands.append((_log_loss(fp, calibrated=c, power_model="tdp"), float(oh)))
-                    loss, oh = min(cands)
-                    total += loss
-                    chosen[fw] = oh
-                if best is None or total < best[0] - 1e-12:
-                    best = (total, Calibration(chosen, float(ht), float(ps), float(kv)))
+                for ar in ars:
+                    total, chosen = 0.0, {}
+                    for fw in FRAMEWORKS:
+                        fp = [p for p in pts if p.framework == fw]
+                        if not fp:
+                            chosen[fw] = 0.0
+                            continue
+                        cands = []
+                        for oh in ohs:
+                            c = Calibration({f: float(oh) for f in FRAMEWORKS}, float(ht),
+                                            float(ps), float(kv), fw, float(ar))
+                            cands.append((_log_loss(fp, calibrated=c, power_model="tdp"),
+                                          float(oh)))
+                        loss, oh = min(cands)
+                        total += loss
+                        chosen[fw] = oh
+                    if best is None or total < best[0] - 1e-12:
+                        best = (total, Calibration(chosen, float(ht), float(ps), float(kv),
+                                                   allreduce_scale=float(ar)))
     return best[1]
 
 
@@ -1554,13 +1627,13 @@ def fit_power_model(fractions=None, idle_w: float | None = None) -> PowerModel:
     return best[1]
 
 
-CALIBRATION = Calibration({"gpt-fast": 0.002, "tensorrt-llm": 0.0092, "nim": 0.0012,
-                           "vllm": 0.0028}, flop_half_tokens=128.0, per_seq_s=1e-05,
-                          kv_efficiency=1.0)
+CALIBRATION = Calibration({"gpt-fast": 0.0014, "tensorrt-llm": 0.0006, "nim": 0.0028,
+                           "vllm": 0.003}, flop_half_tokens=0.0, per_seq_s=1.5e-05,
+                          kv_efficiency=1.0, allreduce_scale=0.75)
 """The calibration the book uses: the result of :func:`~aimoe_lib.gpu.fit_calibration` on the
 ``fit`` rows of ``data/gpu_published.json`` (a test re-runs the fit and checks these values)."""
 
-POWER_MODEL = PowerModel(idle_w=80.3, mem_fraction=0.88, comp_fraction=0.28)
+POWER_MODEL = PowerModel(idle_w=80.3, mem_fraction=0.86, comp_fraction=0.3)
 """The power model the book uses: the result of :func:`~aimoe_lib.gpu.fit_power_model`;
 ``idle_w`` is the published H200 idle reading (80.3 W, Serial Alice), used for every preset
 (assumption A-GPU-IDLE)."""
