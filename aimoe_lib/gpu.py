@@ -840,7 +840,7 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     L, d = spec.n_layers, spec.d_model
     kv_tok = L * spec.kv_cache_elements_per_token * kv_bytes  # bytes per token, all layers
     att = _attention_flops_per_key(spec) * L                  # FLOPs per (query, key) pair
-    oh = cal.overhead_s if cal else 0.0
+    oh = cal.pass_overhead_s(spec.n_layers) if cal else 0.0
 
     def _fl(tokens: float) -> float:  # achievable FLOP/s of a pass of `tokens` tokens
         return fl * (cal.flop_scale(tokens) if cal else 1.0)
@@ -1288,6 +1288,9 @@ class Calibration:
     """Small-message all-reduce latency relative to the nccl-tests figure of the GPU preset
     (:attr:`GPUSpec.allreduce_latency_us`): inside a captured CUDA graph or a fused engine an
     all-reduce does not pay the host launch that nccl-tests times."""
+    overhead_per_layer: bool = False
+    """If True, :attr:`overheads_s` are times per *layer* and a pass pays them once per layer of
+    the model (kernel launches and their tails grow with the layers); if False, once per pass."""
 
     def __post_init__(self) -> None:
         ov = self.overheads_s
@@ -1310,15 +1313,22 @@ class Calibration:
         object.__setattr__(self, "allreduce_scale", checks.real(
             "Calibration", "allreduce_scale", self.allreduce_scale, minimum=0, maximum=10,
             fix="pass a factor >= 0 on the measured all-reduce latency, e.g. 0.5"))
+        object.__setattr__(self, "overhead_per_layer", checks.boolean(
+            "Calibration", "overhead_per_layer", self.overhead_per_layer))
 
     def __hash__(self) -> int:
         return hash((tuple(sorted(self.overheads_s.items())), self.flop_half_tokens,
-                     self.per_seq_s, self.kv_efficiency, self.framework, self.allreduce_scale))
+                     self.per_seq_s, self.kv_efficiency, self.framework, self.allreduce_scale,
+                     self.overhead_per_layer))
 
     @property
     def overhead_s(self) -> float:
-        """Overhead of :attr:`framework`, s."""
+        """Overhead of :attr:`framework`, s (per layer if :attr:`overhead_per_layer`)."""
         return self.overheads_s[self.framework]
+
+    def pass_overhead_s(self, n_layers: int) -> float:
+        """Overhead of one forward pass of a model of ``n_layers`` layers, s."""
+        return self.overhead_s * (n_layers if self.overhead_per_layer else 1)
 
     def for_framework(self, framework: str) -> Calibration:
         """The same calibration with the overhead of ``framework``."""
@@ -1326,7 +1336,8 @@ class Calibration:
                                   FRAMEWORKS, what="framework",
                                   fix=f"choose one of {', '.join(FRAMEWORKS)}")
         return Calibration(dict(self.overheads_s), self.flop_half_tokens, self.per_seq_s,
-                           self.kv_efficiency, framework, self.allreduce_scale)
+                           self.kv_efficiency, framework, self.allreduce_scale,
+                           self.overhead_per_layer)
 
     @property
     def kv_reads_per_query_head(self) -> bool:
@@ -1568,20 +1579,38 @@ def _log_loss(points, **kw) -> float:
     return float(sum(math.log(p.predict(**kw) / p.value) ** 2 for p in points))
 
 
+def _time_like(p: PublishedPoint, cal: Calibration) -> float:
+    """The prediction of ``p`` as a time (1 / tokens/s for throughput rows)."""
+    v = p.predict(cal, "tdp")
+    return 1.0 / v if p.metric == "tokens_per_s" else v
+
+
 def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
-                    overheads_s=None, allreduce_scales=None) -> Calibration:
+                    overheads_s=None, allreduce_scales=None,
+                    overhead_per_layer: bool = False) -> Calibration:
     """The :class:`Calibration` minimising the squared log error of the time predictions over the
     ``fit`` rows of ``data/gpu_published.json`` on a grid: ``kv_efficiencies`` (default 0.6 to 1
     in steps of 0.1) x ``half_tokens`` (default 0 and 128) x ``per_seq_s`` (default 0, 5, 10,
     15, 20, 30 µs) x ``allreduce_scales`` (default 0.25, 0.5, 0.75, 1) x, per framework
-    independently, ``overheads_s`` (default 0 to 10 ms in 0.2 ms steps). Takes several
-    minutes."""
+    independently, ``overheads_s`` (default 0 to 10 ms in 0.2 ms steps per pass, or, with
+    ``overhead_per_layer``, 0 to 200 µs in 2 µs steps per layer).
+
+    A row's predicted time is affine in its framework's overhead (the overhead is added outside
+    every max() of the roofline), so each row is evaluated at two overheads per grid point and
+    the overhead grid is searched in closed form; the result equals an exhaustive search.
+    """
     pts = published_points("decode", ("fit",))
     kvs = (0.6, 0.7, 0.8, 0.9, 1.0) if kv_efficiencies is None else kv_efficiencies
     hts = (0.0, 128.0) if half_tokens is None else half_tokens
     pss = (0.0, 5e-6, 10e-6, 15e-6, 20e-6, 30e-6) if per_seq_s is None else per_seq_s
     ars = (0.25, 0.5, 0.75, 1.0) if allreduce_scales is None else allreduce_scales
-    ohs = np.round(np.arange(0, 10.01e-3, 2e-4), 6) if overheads_s is None else overheads_s
+    if overheads_s is None:
+        overheads_s = (np.round(np.arange(0, 200.01e-6, 2e-6), 9) if overhead_per_layer
+                       else np.round(np.arange(0, 10.01e-3, 2e-4), 6))
+    ohs = np.asarray(overheads_s, dtype=float)
+    per_layer = checks.boolean("fit_calibration()", "overhead_per_layer", overhead_per_layer)
+    by_fw = {fw: [p for p in pts if p.framework == fw] for fw in FRAMEWORKS}
+    delta = float(ohs.max()) if ohs.max() > 0 else 1e-3
     best = None
     for kv in kvs:
         for ht in hts:
@@ -1589,22 +1618,28 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
                 for ar in ars:
                     total, chosen = 0.0, {}
                     for fw in FRAMEWORKS:
-                        fp = [p for p in pts if p.framework == fw]
+                        fp = by_fw[fw]
                         if not fp:
                             chosen[fw] = 0.0
                             continue
-                        cands = []
-                        for oh in ohs:
-                            c = Calibration({f: float(oh) for f in FRAMEWORKS}, float(ht),
-                                            float(ps), float(kv), fw, float(ar))
-                            cands.append((_log_loss(fp, calibrated=c, power_model="tdp"),
-                                          float(oh)))
-                        loss, oh = min(cands)
-                        total += loss
-                        chosen[fw] = oh
+
+                        def cal(oh, fw=fw):
+                            return Calibration({f: float(oh) for f in FRAMEWORKS}, float(ht),
+                                               float(ps), float(kv), fw, float(ar), per_layer)
+
+                        q0 = np.array([_time_like(p, cal(0.0)) for p in fp])
+                        q1 = np.array([_time_like(p, cal(delta)) for p in fp])
+                        qv = np.array([1.0 / p.value if p.metric == "tokens_per_s" else p.value
+                                       for p in fp])
+                        q = q0[None, :] + (q1 - q0)[None, :] / delta * ohs[:, None]
+                        losses = (np.log(q / qv[None, :]) ** 2).sum(axis=1)
+                        k = int(np.argmin(losses))
+                        total += float(losses[k])
+                        chosen[fw] = float(ohs[k])
                     if best is None or total < best[0] - 1e-12:
                         best = (total, Calibration(chosen, float(ht), float(ps), float(kv),
-                                                   allreduce_scale=float(ar)))
+                                                   allreduce_scale=float(ar),
+                                                   overhead_per_layer=per_layer))
     return best[1]
 
 
