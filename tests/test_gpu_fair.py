@@ -154,6 +154,39 @@ def test_allreduce_scale_scales_the_latency_only():
         _bare(allreduce_scale=-1)
 
 
+def test_overhead_per_layer_is_paid_once_per_layer():
+    # Llama-2-7B has 32 layers: 50 µs per layer is 1.6 ms per pass, in the prefill and each step
+    per_pass = _bare()
+    ov = {f: 50e-6 for f in gpu.FRAMEWORKS}
+    per_layer = gpu.Calibration(ov, 0.0, 0.0, 1.0, overhead_per_layer=True)
+    assert per_layer.pass_overhead_s(32) == pytest.approx(1.6e-3)
+    kw = dict(batch=2, prompt_len=10, gen_len=5)
+    a = gpu.roofline(LLAMA7, "h100", calibrated=per_pass, **kw)
+    b = gpu.roofline(LLAMA7, "h100", calibrated=per_layer, **kw)
+    assert b.time_per_output_token_s - a.time_per_output_token_s == pytest.approx(1.6e-3)
+    assert b.ttft_s - a.ttft_s == pytest.approx(1.6e-3)
+    assert per_layer.for_framework("vllm").overhead_per_layer
+
+
+def test_fit_searches_overheads_exactly():
+    # the fit evaluates each row at two overheads and searches the overhead grid in closed form;
+    # an exhaustive search over the same small grid (every row predicted at every overhead)
+    # must pick the same overheads
+    grid = dict(kv_efficiencies=(1.0,), half_tokens=(0.0,), per_seq_s=(15e-6,),
+                allreduce_scales=(0.75,))
+    ohs = (0.0, 0.6e-3, 1.4e-3, 2.8e-3, 3.0e-3, 5e-3)
+    fast = gpu.fit_calibration(overheads_s=ohs, **grid)
+    pts = gpu.published_points("decode", ("fit",))
+    for fw in gpu.FRAMEWORKS:
+        fp = [p for p in pts if p.framework == fw]
+
+        def loss(oh):
+            c = gpu.Calibration({f: oh for f in gpu.FRAMEWORKS}, 0.0, 15e-6, 1.0, fw, 0.75)
+            return sum(math.log(p.predict(c, "tdp") / p.value) ** 2 for p in fp)
+
+        assert fast.overheads_s[fw] == min(ohs, key=loss)
+
+
 def test_flop_scale_is_half_at_half_tokens():
     cal = gpu.Calibration({f: 0.0 for f in gpu.FRAMEWORKS}, flop_half_tokens=128.0)
     assert cal.flop_scale(128) == 0.5 and cal.flop_scale(384) == 0.75
@@ -171,6 +204,11 @@ def test_continuous_serving_adds_joining_prefills():
                         precision="fp8")
     assert cont.time_per_output_token_s == pytest.approx(
         step.time_per_output_token_s + 25 / 500 * one.ttft_s, rel=1e-3)
+
+
+def test_calibration_constants_are_the_fit():
+    # the shipped constants are what fit_calibration finds on the shipped fit rows (~30 s)
+    assert gpu.fit_calibration() == gpu.CALIBRATION
 
 
 def test_calibration_constants_are_a_local_optimum_of_the_fit():
