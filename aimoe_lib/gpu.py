@@ -108,6 +108,7 @@ __all__ = [
     "effective_bits",
     "HBM_STACK_AREA_MM2",
     "FRAMEWORKS",
+    "KV_READS_PER_QUERY_HEAD",
     "METRICS",
     "ROLES",
     "PUBLISHED_FILE",
