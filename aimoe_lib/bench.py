@@ -206,10 +206,16 @@ def _run_serving_case(name: str, which: str = "engine") -> dict:
     t0 = time.perf_counter()
     r = (_simulate_v1 if which == "v1" else simulator.simulate)(spec, chip, m, w)
     wall = time.perf_counter() - t0
-    return {"case": name, "engine": which, "wall_s": wall, "map_s": map_s,
-            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
-            "rss_before_mb": rss0, "events": r.n_events, "makespan_ns": r.makespan_ns,
-            "tokens_per_s": r.tokens_per_s,
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    n_events, makespan, tps = r.n_events, r.makespan_ns, r.tokens_per_s
+    del r
+    t0 = time.perf_counter()
+    program.build_program(spec, chip, m, w)  # the program alone (routing included), again
+    build_s = time.perf_counter() - t0
+    return {"case": name, "engine": which, "wall_s": wall, "map_s": map_s, "build_s": build_s,
+            "maxrss_mb": maxrss,
+            "rss_before_mb": rss0, "events": n_events, "makespan_ns": makespan,
+            "tokens_per_s": tps,
             "state_mb": engine.engine_state_bytes(spec, chip, w) / 1e6}
 
 
@@ -217,7 +223,8 @@ def bench_serving(compare: bool = False) -> list[dict]:
     """Serving-scale runs (Mixtral-8x7B, DeepSeek-V3) against the previous engine, and the memory
     of a decode-heavy run as generated tokens grow."""
     rows = []
-    print(f"{'case':32s} {'events':>12s} {'time s':>8s} {'/limit':>7s} {'RSS MB':>8s} "
+    print(f"{'case':32s} {'events':>12s} {'time s':>8s} {'build s':>8s} {'/limit':>7s} "
+          f"{'RSS MB':>8s} "
           f"{'/limit':>7s} {'prev s':>8s} {'speedup':>8s} {'prev MB':>8s} {'mem ratio':>9s}")
     for name, (*_, t_lim, m_lim, t_prev, m_prev) in SERVING_CASES.items():
         r = _case("serving", name)
@@ -235,7 +242,8 @@ def bench_serving(compare: bool = False) -> list[dict]:
         pv = (f"{t_prev:8.1f} {t_prev / r['wall_s']:7.1f}x {m_prev:8.0f} "
               f"{m_prev / r['maxrss_mb']:8.1f}x ({src})") if t_prev else \
             f"{'-':>8s} {'-':>8s} {'-':>8s} {'-':>9s} (--compare measures it)"
-        print(f"{name:32s} {r['events']:>12,d} {r['wall_s']:8.1f} {tl} {r['maxrss_mb']:8.0f} {ml} "
+        print(f"{name:32s} {r['events']:>12,d} {r['wall_s']:8.1f} {r['build_s']:8.1f} {tl} "
+              f"{r['maxrss_mb']:8.0f} {ml} "
               f"{pv}")
     series = [_case("serving", f"decode {g}") for g in DECODE_GEN]
     rows += series

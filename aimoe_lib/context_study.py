@@ -28,7 +28,7 @@ from .hardware import ChipConfig
 from .mapping import Mapping, fitting_chip, map_model
 from .models import ModelSpec
 from .simulator import SimResult, Workload, kv_cache_bytes, kv_spill_fraction, simulate
-from .simulator.engine import state_bytes_estimate
+from .simulator.engine import engine_state_bytes
 
 __all__ = ["MODEL", "PROMPTS", "BATCH", "GEN_LEN", "N_TIERS", "ContextRow", "context_chip",
            "reference_chip", "kv_capacity_bytes", "context_point", "context_sweep"]
@@ -71,8 +71,8 @@ class ContextRow:
     """Part of every KV read and write served by off-chip memory
     (:func:`~aimoe_lib.simulator.program.kv_spill_fraction`)."""
     state_bytes: int
-    """Engine state the run needs, bytes
-    (:func:`~aimoe_lib.simulator.engine.state_bytes_estimate`)."""
+    """Engine state the run needs, bytes: what :func:`~aimoe_lib.simulator.engine.simulate`'s
+    guard checks (:func:`~aimoe_lib.simulator.engine.engine_state_bytes`)."""
     ttft_ns: float
     """Time to first token (the prefill), mean over sequences, ns."""
     tpot_ns: float
@@ -174,7 +174,7 @@ def context_point(model: ModelSpec, chip: ChipConfig, mapped: Mapping, prompt_le
         model=model.name, prompt_len=prompt_len, batch=batch, gen_len=gen_len,
         kv_bytes=kv_cache_bytes(model, chip, w), kv_capacity_bytes=kv_capacity_bytes(chip),
         spill_fraction=kv_spill_fraction(model, chip, w),
-        state_bytes=state_bytes_estimate(model, chip, w),
+        state_bytes=engine_state_bytes(model, chip, w),
         ttft_ns=float(run.ttft_ns.mean()), tpot_ns=run.tpot_stats_ns()["mean"],
         tokens_per_s=run.tokens_per_s, decode_ns=run.makespan_ns - ref.makespan_ns,
         attention_ns=(_unit_time(run, "mha") - _unit_time(ref, "mha")) / n_dec,

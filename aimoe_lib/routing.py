@@ -478,12 +478,92 @@ def _topk_gumbel(rng: np.random.Generator, e: int, logp: np.ndarray | None, n: i
                 np.negative(keys, out=keys)
                 np.log(keys, out=keys)
                 np.subtract(logp, keys, out=keys)
+    return _top_k_desc(keys, k)
+
+
+def _top_k_desc_numpy(keys: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest keys of each row, largest first: a partition, then a stable sort
+    of the k (the definition :func:`_top_k_desc` follows; ties keep numpy's partition order)."""
+    n, e = keys.shape
     if k < e:
         part = np.argpartition(keys, e - k, axis=1)[:, e - k:]
     else:
         part = np.broadcast_to(np.arange(e), (n, e))
     order = np.argsort(-np.take_along_axis(keys, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def _top_k_scan_py(keys, k, out, tied):
+    """Row by row, the k largest keys (largest first) by one scan that keeps the k + 1 largest
+    seen so far in a sorted buffer (the (k+1)-th tells whether the k-th is tied with the next);
+    ``tied[r]`` is set where two of those k + 1 are equal, so that the order depends on how ties
+    are broken and the row is left to :func:`_top_k_desc_numpy` (rows holding a NaN as well:
+    the caller marks them)."""
+    n, e = keys.shape
+    kk = k + 1 if k < e else k
+    bv = np.empty(kk, np.float64)
+    bi = np.empty(kk, np.int64)
+    for r in range(n):
+        for x in range(kk):  # the first kk keys, sorted
+            v = keys[r, x]
+            i = x
+            while i > 0 and bv[i - 1] < v:
+                bv[i] = bv[i - 1]
+                bi[i] = bi[i - 1]
+                i -= 1
+            bv[i] = v
+            bi[i] = x
+        thr = bv[kk - 1]
+        for x in range(kk, e):  # the rest: most fall below the kk-th largest so far
+            v = keys[r, x]
+            if v > thr:
+                i = kk - 1
+                while i > 0 and bv[i - 1] < v:
+                    bv[i] = bv[i - 1]
+                    bi[i] = bi[i - 1]
+                    i -= 1
+                bv[i] = v
+                bi[i] = x
+                thr = bv[kk - 1]
+        bad = False
+        for i in range(kk - 1):
+            if bv[i] == bv[i + 1]:
+                bad = True
+        tied[r] = bad
+        for i in range(k):
+            out[r, i] = bi[i]
+
+
+_top_k_scan = None
+"""The compiled :func:`_top_k_scan_py` (numba), compiled on first use; False without numba."""
+
+
+def _top_k_desc(keys: np.ndarray, k: int) -> np.ndarray:
+    """:func:`_top_k_desc_numpy`, faster: a compiled scan per row (no partition of every row),
+    the rows whose k + 1 largest keys hold a tie (whose result depends on how ties are broken)
+    redone by :func:`_top_k_desc_numpy` on those rows alone (numpy partitions each row on its
+    own, so a row's result does not depend on the other rows). Identical results; without
+    numba the numpy path."""
+    global _top_k_scan
+    if _top_k_scan is None:
+        try:
+            import numba
+            _top_k_scan = numba.njit(cache=True, nogil=True)(_top_k_scan_py)
+        except ImportError:  # pragma: no cover - numba is a pinned dependency
+            _top_k_scan = False
+    n, e = keys.shape
+    if _top_k_scan is False or n == 0 or k == 0:
+        return _top_k_desc_numpy(keys, k)
+    out = np.empty((n, k), dtype=np.int64)
+    tied = np.zeros(n, dtype=np.bool_)
+    keys = np.ascontiguousarray(keys, dtype=np.float64)
+    _top_k_scan(keys, int(k), out, tied)
+    nan = np.isnan(keys)
+    if nan.any():  # NaN keys have no order: numpy's
+        tied |= nan.any(axis=1)
+    if tied.any():
+        out[tied] = _top_k_desc_numpy(keys[tied], k)
+    return out
 
 
 def _pick(u: np.ndarray, w: np.ndarray) -> np.ndarray:

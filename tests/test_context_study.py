@@ -16,7 +16,7 @@ from aimoe_lib.simulator import (
     kv_spill_fraction,
     simulate,
 )
-from aimoe_lib.simulator.engine import MAX_STATE_BYTES, state_bytes_estimate
+from aimoe_lib.simulator.engine import MAX_STATE_BYTES, engine_state_bytes
 
 HBM3_BYTES_PER_NS = 6.4 * 1024 / 8
 """One HBM3 stack (JEDEC JESD238): 1024 pins at 6.4 Gb/s = 819.2 GB/s = 819.2 bytes per ns."""
@@ -157,17 +157,18 @@ def test_a_longer_prompt_adds_attention_time_linearly():
 # ------------------------------------------------------------------ feasibility
 def test_the_engine_state_of_a_long_prompt_grows_per_pass(mixtral_chip):
     """With a KV cache a prompt is one pass of prompt_len token instances, so the engine's state
-    grows linearly with the prompt, and the study's longest run stays far below the default limit;
-    without one, each of the gen_len passes re-runs the whole prefix (about gen_len times the
-    state)."""
+    (engine_state_bytes, what simulate's guard checks) grows linearly with the prompt, and the
+    study's longest run stays far below the default limit; without one, each of the gen_len
+    passes re-runs the whole prefix, and every token instance keeps its 16 B join slot: 16 B x
+    gen_len x the longer prompt at least."""
     spec, chip = mixtral_chip
-    est = [state_bytes_estimate(spec, chip, Workload(batch=cs.BATCH, prompt_len=p,
-                                                     gen_len=cs.GEN_LEN))
+    est = [engine_state_bytes(spec, chip, Workload(batch=cs.BATCH, prompt_len=p,
+                                                   gen_len=cs.GEN_LEN))
            for p in (2048, 4096, 6144, 8192)]
     steps = np.diff(est)
     assert np.all(steps == steps[0]) and steps[0] > 0
     assert max(est) < MAX_STATE_BYTES / 50
-    no_cache = [state_bytes_estimate(spec, chip, Workload(prompt_len=p, gen_len=cs.GEN_LEN,
-                                                          kv_cache=False))
+    no_cache = [engine_state_bytes(spec, chip, Workload(prompt_len=p, gen_len=cs.GEN_LEN,
+                                                        kv_cache=False))
                 for p in (2048, 8192)]
-    assert no_cache[1] > (cs.GEN_LEN - 1) * est[-1]
+    assert no_cache[1] - no_cache[0] >= 16 * cs.GEN_LEN * (8192 - 2048)

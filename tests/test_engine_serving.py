@@ -173,10 +173,62 @@ def test_state_does_not_grow_with_tokens_times_operations():
 @pytest.mark.parametrize("batch, prompt, gen, kv", [(8, 64, 64, True), (3, 20, 7, False),
                                                    (10**4, 1, 1, True), (1, 4096, 4, True)])
 def test_the_guard_bounds_the_engines_state(batch, prompt, gen, kv):
-    """simulate's guard (the previous engine's tables) bounds this engine's state from above
-    once a run has more than a handful of tokens (below that, the per-tile run tables of this
-    engine, 40 B a tile, are not in the guard's 16 B a tile)."""
+    """This engine's state (what simulate's guard checks) stays below the previous engine's
+    tables (state_bytes_estimate) once a run has more than a handful of tokens (below that, the
+    per-tile run tables of this engine, 40 B a tile, and its queue's margin of 1024 events are
+    not in the previous engine's 16 B a tile)."""
     spec = zoo.get("mixtral-8x7b")
     chip = mapping.fitting_chip(spec, n_tiers=64, preset="paper")
     w = Workload(batch=batch, prompt_len=prompt, gen_len=gen, kv_cache=kv)
     assert engine_state_bytes(spec, chip, w) <= state_bytes_estimate(spec, chip, w)
+
+
+def test_a_queue_too_small_is_run_again_with_the_same_result(monkeypatch):
+    """The queue holds queue_capacity events; a run that needs more stops and runs again with
+    four times as many: with a capacity of 1 (so 1, 4, 16, ... events) every output is the
+    same as with the default, floats bit for bit."""
+    from aimoe_lib.simulator import engine
+
+    spec = zoo.get("mixtral-8x7b")
+    chip = mapping.fitting_chip(spec, n_tiers=64, preset="physical")
+    m = mapping.map_model(spec, chip, "in_order")
+    inp = engine_input(build_program(spec, chip, m, Workload(batch=3, prompt_len=12, gen_len=5)))
+    assert engine.queue_capacity(inp) == 3 * 12 * int(np.max(np.diff(inp.succ_ptr))) + 1024
+    full = run_engine(inp)
+    calls = []
+    real = engine._engine
+
+    def counted(i, cap):
+        calls.append(cap)
+        return real(i, cap)
+
+    monkeypatch.setattr(engine, "queue_capacity", lambda i: 1)
+    monkeypatch.setattr(engine, "_engine", counted)
+    small = run_engine(inp)
+    assert calls[:3] == [1, 4, 16] and len(calls) >= 3
+    for name in full._fields:
+        assert np.array_equal(getattr(full, name), getattr(small, name)), name
+
+
+@pytest.mark.parametrize("mvm", [1e-300, 1e-9])
+@pytest.mark.parametrize("sync", ["causal", "pass"])
+def test_events_at_equal_times_run_in_key_order(mvm, sync):
+    """MVMs of 1e-300 ns add nothing to a time of about 1 ns (every tile operation ends when it
+    starts) and of 1e-9 ns next to nothing: many events share a time, and the queue (a radix
+    heap over the times' bits, ties by key) must hand them out in the order of their keys, as
+    the reference's heap does: every output agrees, and with the previous engine bit for bit."""
+    spec = ModelSpec(d_model=16, n_layers=2, n_heads=2, d_ff=16, vocab_size=8, ffn="swiglu",
+                     n_experts=4, top_k=2, d_expert=8, n_shared_experts=1)
+    chip = _fit_chip(spec, 8, 4, cost=hardware.CostModel(mvm_latency_ns=mvm),
+                     kv_placement="sram", dataflow=hardware.Dataflow(attention_sync=sync))
+    m = mapping.map_model(spec, chip, "in_order")
+    w = Workload(batch=3, prompt_len=20, gen_len=6)
+    a, b = simulate(spec, chip, m, w), simulate_reference(spec, chip, m, w)
+    assert a.makespan_ns == b.makespan_ns and a.n_events == b.n_events
+    assert np.array_equal(a.token_times_ns, b.token_times_ns)
+    assert a.tile_conflicts == b.tile_conflicts and a.stall_ns == b.stall_ns
+    assert np.array_equal(a.tile_busy_ns, b.tile_busy_ns)
+    inp = engine_input(build_program(spec, chip, m, w))
+    new, old = run_engine(inp), run_engine_v1(inp)
+    for name in new._fields:
+        assert np.array_equal(getattr(new, name), getattr(old, name)), name

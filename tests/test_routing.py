@@ -140,6 +140,41 @@ def test_routing_is_prefix_stable_and_independent_of_chunking(spec, monkeypatch)
     np.testing.assert_array_equal(route(m, 123, spec, seed=5), full)
 
 
+@pytest.mark.parametrize("name", ["mixtral-8x7b", "deepseek-v3", "olmoe-1b-7b"])
+@pytest.mark.parametrize("spec", ["uniform", RoutingSpec("zipf", zipf_s=1.2),
+                                  RoutingSpec("zipf", zipf_s=0.0),
+                                  RoutingSpec("zipf", zipf_s=300.0, permute=False)], ids=repr)
+def test_compiled_top_k_draws_what_the_partition_draws(name, spec, monkeypatch):
+    """The compiled top-k scan changes no draw: published models (8, 256 and 64 experts), on
+    three seeds, route exactly as with numpy's partition and stable sort of every row (the
+    previous implementation, kept as routing._top_k_desc_numpy)."""
+    m = zoo.get(name)
+    fast = [route(m, 700, spec, seed=seed) for seed in (0, 1, 7)]
+    monkeypatch.setattr(routing, "_top_k_desc", routing._top_k_desc_numpy)
+    for seed, a in zip((0, 1, 7), fast, strict=True):
+        b = route(m, 700, spec, seed=seed)
+        assert a.dtype == b.dtype and np.array_equal(a, b), seed
+
+
+@pytest.mark.parametrize("e, k", [(8, 2), (8, 8), (256, 8), (5, 1), (64, 6), (3, 3)])
+def test_compiled_top_k_hands_ties_to_the_partition(e, k):
+    """Keys on a grid of 7 values tie in almost every row (which of two equal keys comes first
+    is the partition's choice): those rows are redone by numpy row by row and the result is the
+    same as numpy's on the whole array; rows without ties, -inf keys (U = 0 in a race) and NaN
+    too."""
+    rng = np.random.default_rng(3)
+    keys = np.floor(rng.random((4000, e)) * 7) / 7
+    keys[::5] = rng.random((keys[::5].shape[0], e))
+    keys[1::11, 0] = -np.inf
+    keys[2::13, -1] = np.nan
+    a = routing._top_k_desc(keys, k)
+    assert a.dtype == np.int64 and a.shape == (4000, k)
+    np.testing.assert_array_equal(a, routing._top_k_desc_numpy(keys, k))
+    # distinct keys by hand: the k largest, largest first
+    row = np.array([[0.3, 0.9, 0.1, 0.5, 0.7]])
+    assert routing._top_k_desc(row, 3).tolist() == [[1, 4, 3]]
+
+
 def test_zipf_with_exponent_zero_is_uniform_draw_for_draw():
     m = moe(16, 4, n_layers=3)
     np.testing.assert_array_equal(route(m, 300, RoutingSpec("zipf", zipf_s=0.0), seed=3),

@@ -436,11 +436,13 @@ def test_kv_cache_beyond_the_on_chip_capacity_spills_to_dram_by_hand():
 
 
 def test_an_oversized_run_is_refused_before_any_work(monkeypatch):
-    """A million Mixtral sequences would need terabytes of engine state: simulate refuses with
-    the estimate before building anything (no routing, no program); a run whose estimate equals
-    the limit goes ahead, one byte less is refused."""
+    """A million Mixtral sequences would need over 8 GB of engine state (their routed experts
+    alone: 4 B x 10^6 x 31 positions x 32 MoE layers x 2 picks = 7.9 GB): simulate refuses with
+    the estimate before building anything (no routing, no program); a run whose estimate
+    (engine_state_bytes, this engine's state) equals the limit goes ahead, one byte less is
+    refused."""
     from aimoe_lib.simulator import engine
-    from aimoe_lib.simulator.engine import state_bytes_estimate
+    from aimoe_lib.simulator.engine import engine_state_bytes
 
     spec = zoo.get("mixtral-8x7b")
     chip = mapping.fitting_chip(spec, n_tiers=128, units="per_layer")
@@ -454,7 +456,7 @@ def test_an_oversized_run_is_refused_before_any_work(monkeypatch):
     small_chip = hardware.ChipConfig(n_tiles=64, n_tiers=1, tier_rows=16, tier_cols=16)
     sm = mapping.map_model(small_spec, small_chip)
     w = Workload(batch=2, prompt_len=3, gen_len=2)
-    need = state_bytes_estimate(small_spec, small_chip, w)
+    need = engine_state_bytes(small_spec, small_chip, w)
     assert simulate(small_spec, small_chip, sm, w, max_state_bytes=need).makespan_ns > 0
     with pytest.raises(ValueError, match="max_state_bytes"):
         simulate(small_spec, small_chip, sm, w, max_state_bytes=need - 1)

@@ -15,12 +15,17 @@ code runs as plain Python without numba). Its inputs and outputs are named struc
 same program the textbook way, and the tests check that both agree exactly.
 
 **State and speed.** Memory follows what is in flight, not the run's length
-(:func:`engine_state_bytes`): one heap entry per ready operation, a join slot per token instance
-(:attr:`~aimoe_lib.simulator.program.Program.join_slot`), and the KV release state of each
-sequence's current pass, reused pass after pass. Consecutive tiles that every operation reaches
-together advance as one run (:attr:`~aimoe_lib.simulator.program.Program.tile_run`), and the
-blocks of a tile add their latencies in O(1) (``_repeat_add_py``, bit for bit the repeated
-additions the reference makes). :mod:`~aimoe_lib.simulator.engine_v1` keeps the previous loop.
+(:func:`engine_state_bytes`): one queue entry per ready operation, a join slot per token
+instance (:attr:`~aimoe_lib.simulator.program.Program.join_slot`), and the KV release state of
+each sequence's current pass, reused pass after pass. The ready operations wait in a radix heap
+over the bits of their times (O(1) to queue an event; the same order as a heap). Consecutive
+tiles that every operation reaches together advance as one run
+(:attr:`~aimoe_lib.simulator.program.Program.tile_run`), and the blocks of a tile add their
+latencies in O(1) (``_repeat_add_py``, bit for bit the repeated additions the reference makes);
+without tier switches or an event log a tile's busy time is added up once, at the end, from the
+times each group ran. The loop hands no array to a function per event: numba counts references
+to arrays passed around (two atomic operations each), which cost more than the rest of an
+event. :mod:`~aimoe_lib.simulator.engine_v1` keeps the previous loop.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ from .program import (
 from .result import SimResult, make_result
 
 __all__ = ["EngineInput", "EngineOutput", "PROGRAM_ARRAYS", "LAYOUT_ARRAYS", "engine_input",
-           "run_engine", "simulate", "state_bytes_estimate", "engine_state_bytes", "MAX_STATE_BYTES"]
+           "run_engine", "simulate", "state_bytes_estimate", "engine_state_bytes", "MAX_STATE_BYTES",
+           "queue_capacity"]
 
 
 PROGRAM_ARRAYS = ("res", "group", "moe", "branch", "stage", "lat", "energy", "comm_in", "comm_out",
@@ -192,81 +198,62 @@ def _repeat_add_py(v, step, n):
     return v
 
 
-def _sift_down_py(heap, n, i, t, k):
-    """Put the entry (t, k) into the hole at ``i`` of the 4-ary min-heap ``heap[:n]``, moving
-    smaller children up (entries ordered by time, then key)."""
-    while True:
-        c = 4 * i + 1
-        if c >= n:
-            break
-        m = c
-        mt = heap[c, 0]
-        mk = heap[c, 1]
-        e = c + 4
-        if e > n:
-            e = n
-        for cc in range(c + 1, e):
-            ct = heap[cc, 0]
-            if ct < mt or (ct == mt and heap[cc, 1] < mk):
-                m = cc
-                mt = ct
-                mk = heap[cc, 1]
-        if mt < t or (mt == t and mk < k):
-            heap[i, 0] = mt
-            heap[i, 1] = mk
-            i = m
-        else:
-            break
-    heap[i, 0] = t
-    heap[i, 1] = k
+_CHUNK = 32
+"""Events per chunk of a radix-heap bucket (two 256-byte rows: times, keys)."""
 
 
-def _sift_up_py(heap, i, t, k):
-    """Put the entry (t, k) into the hole at ``i`` of a 4-ary min-heap, moving larger parents
-    down."""
-    while i > 0:
-        p = (i - 1) >> 2
-        pt = heap[p, 0]
-        if t < pt or (t == pt and k < heap[p, 1]):
-            heap[i, 0] = pt
-            heap[i, 1] = heap[p, 1]
-            i = p
-        else:
-            break
-    heap[i, 0] = t
-    heap[i, 1] = k
+def _bit_length_py(x):
+    """Bits of the non-negative int64 ``x`` (``int.bit_length``): 0 for 0, 64 - leading zeros."""
+    n = 0
+    if x >> 32:
+        n += 32
+        x >>= 32
+    if x >> 16:
+        n += 16
+        x >>= 16
+    if x >> 8:
+        n += 8
+        x >>= 8
+    if x >> 4:
+        n += 4
+        x >>= 4
+    if x >> 2:
+        n += 2
+        x >>= 2
+    if x >> 1:
+        n += 1
+        x >>= 1
+    return n + x
 
 
-def _push_py(heap, n, top_free, t, k):
-    """Insert (t, k); with ``top_free`` the root is the event being handled and is replaced (one
-    sift instead of a pop and a push). Returns the heap (grown when full) and its size."""
-    if top_free:
-        _sift_down(heap, n, 0, t, k)
-        return heap, n
-    if n == heap.shape[0]:
-        bigger = np.empty((2 * n + 16, 2), np.float64)
-        bigger[:n] = heap[:n]
-        heap = bigger
-    _sift_up(heap, n, t, k)
-    return heap, n + 1
+# The event queue: a radix heap (Ahuja, Mehlhorn, Orlin & Tarjan, "Faster algorithms for the
+# shortest path problem", J. ACM 37(2):213-223, 1990) over the bits of the event times, which
+# never fall below the last time popped (an operation becomes ready at or after the event that
+# readies it). A non-negative float64 orders as its bit pattern read as an int64. Bucket b >= 1
+# holds the events whose time first differs from the last popped one at bit b - 1, as a list of
+# chunks of _CHUNK events (time bits, key) read in order; events at exactly the last popped time
+# wait in bucket 0, a binary heap of their keys, which breaks ties by key. Each pop returns the
+# least (time, key), as a heap would, so the run is the same event for event. Its code is
+# written out in the loop: numba counts references to every array handed to a function, two
+# atomic operations per array and call, which cost more than the queue itself.
 
 
 _log_event = _log_event_py
 _repeat_add = _repeat_add_py
-_sift_down = _sift_down_py
-_sift_up = _sift_up_py
-_push = _push_py
+_bit_length = _bit_length_py
 
 
-def _engine_py(inp):
+def _engine_py(inp, cap):
     """Claim-at-ready event loop over ``inp`` (an :class:`EngineInput`); returns the fields of an
     :class:`EngineOutput` in order.
 
-    State is bounded by what is in flight: one event per ready operation in a 4-ary heap of
-    (time, key) pairs (key = instance x operations + operation: the tie order), a (count, ready
-    time) pair per join slot of each token instance (:attr:`Program.join_slot`; an operation with
-    one predecessor is ready when that one ends), and the KV-ready times and release pointers of
-    each sequence's current pass, reused pass after pass."""
+    State is bounded by what is in flight: one event per ready operation in the radix heap of
+    (time, key) pairs (key = instance x operations + operation: the tie order), at most ``cap``
+    of them (more: the run stops and returns ``overflow`` True, and :func:`run_engine` runs it
+    again with a larger ``cap``), a (count, ready time) pair per join slot of each token instance
+    (:attr:`Program.join_slot`; an operation with one predecessor is ready when that one ends),
+    and the KV-ready times and release pointers of each sequence's current pass, reused pass
+    after pass. Returns the fields of an :class:`EngineOutput`, then ``overflow``."""
     res, group, moe, branch, stage = inp.res, inp.group, inp.moe, inp.branch, inp.stage
     lat, energy, comm_in, comm_out = inp.lat, inp.energy, inp.comm_in, inp.comm_out
     comm_energy, layer, npreds, succ_ptr, succ = (inp.comm_energy, inp.layer, inp.npreds,
@@ -313,10 +300,33 @@ def _engine_py(inp):
     run_free = np.zeros(n_runs, np.float64)  # the tiles of a run share their state
     run_busy = np.zeros(n_runs, np.float64)
     run_tier = np.full(n_runs, -1, np.int64)  # tier of the run's last MVM (-1: none yet)
-    dpu_free = np.zeros(inp.n_dpus, np.float64)
-    dpu_busy = np.zeros(inp.n_dpus, np.float64)
-    mha_free = np.zeros(inp.n_mha, np.float64)
-    mha_busy = np.zeros(inp.n_mha, np.float64)
+    # per run of a group: its run and blocks, read in one pass (no tile -> run indirection)
+    n_rq = rgrp_entry.shape[0]
+    rq_run = np.empty(n_rq, np.int64)
+    rq_cnt = np.empty(n_rq, np.int64)
+    for qr in range(n_rq):
+        rq_run[qr] = tile_run[grp_tile[rgrp_entry[qr]]]
+        rq_cnt[qr] = grp_count[rgrp_entry[qr]]
+    n_grp = rgrp_ptr.shape[0] - 1
+    g_mvm = np.zeros(n_grp, np.int64)  # tier MVMs of one run of each group
+    for g in range(n_grp):
+        for qr in range(rgrp_ptr[g], rgrp_ptr[g + 1]):
+            g_mvm[g] += rq_cnt[qr] * run_len[rq_run[qr]]
+    # without tier switches and event log, a run's busy time is only MVM latencies added one
+    # after another: count the times each group ran and add them up at the end
+    fast = not switching and not record
+    g_exec = np.zeros(n_grp, np.int64)
+    # DPUs (row 0) and MHA units (row 1) in one table: no array changes hands per event
+    n_u = max(inp.n_dpus, inp.n_mha, 1)
+    u_free = np.zeros((2, n_u), np.float64)
+    u_busy = np.zeros((2, n_u), np.float64)
+    nd = dpu_idx.shape[0]
+    u_idx = np.empty(nd + mha_idx.shape[0], np.int64)
+    u_idx[:nd] = dpu_idx
+    u_idx[nd:] = mha_idx
+    u_ptr = np.zeros((2, max(dpu_ptr.shape[0], mha_ptr.shape[0])), np.int64)
+    u_ptr[0, :dpu_ptr.shape[0]] = dpu_ptr
+    u_ptr[1, :mha_ptr.shape[0]] = mha_ptr + nd
     dram_free = 0.0
     dram_busy = 0.0
     e_mvm = 0.0
@@ -337,18 +347,105 @@ def _engine_py(inp):
     for o in range(n_ops):
         if flags[o] & F_FIRST:
             first_op = o
-    # the prompt's tokens, all ready at once, in key order: already a heap
-    n_heap = batch * ntok[0]
-    heap = np.empty((n_heap + 16, 2), np.float64)
+    fb = np.zeros(1, np.float64)  # a time and its bits (the queue orders times by their bits)
+    ib = fb.view(np.int64)
+    n_queued = batch * ntok[0]
+    b0 = np.empty(max(cap, n_queued), np.int64)  # the prompt's tokens, ready at once, in order
     for s in range(batch):
         for j in range(ntok[0]):
-            i = s * ntok[0] + j
-            heap[i, 0] = comm_in[first_op]
-            heap[i, 1] = float((s * per_seq + j) * n_ops + first_op)
-    while n_heap > 0:
-        t = heap[0, 0]
-        key = np.int64(heap[0, 1])
-        top_free = True  # the root still holds this event: the first push replaces it
+            b0[s * ntok[0] + j] = (s * per_seq + j) * n_ops + first_op
+    overflow = n_queued > cap
+    # buckets 1..63: linked lists of chunks of _CHUNK events (time bits, key), the first chunk
+    # of a bucket the one filling; room for cap events and one part-filled chunk per bucket
+    n_ch = b0.shape[0] // _CHUNK + 66
+    ct = np.empty((n_ch, _CHUNK), np.int64)
+    ck = np.empty((n_ch, _CHUNK), np.int64)
+    cnext = np.empty(n_ch, np.int64)  # next chunk of the bucket, or of the free list
+    ccount = np.zeros(n_ch, np.int64)
+    for c in range(n_ch):
+        cnext[c] = c + 1
+    cnext[n_ch - 1] = -1
+    cfree = 0  # first free chunk
+    head = np.full(65, -1, np.int64)
+    occupied = np.int64(0)  # bit b - 1 set: bucket b holds events
+    n0 = n_queued  # events in bucket 0
+    fb[0] = comm_in[first_op] + 0.0
+    last = ib[0]  # the last time popped, as bits
+    max_succ = 0
+    for o in range(n_ops):
+        if succ_ptr[o + 1] - succ_ptr[o] > max_succ:
+            max_succ = succ_ptr[o + 1] - succ_ptr[o]
+    # events readied by the one being handled: the next pass's tokens, and per successor one
+    # event (for each token of the pass: a pass-synchronised attention) or the tokens a KV
+    # consumer releases
+    pend_t = np.empty(max_ntok * (max_succ + 1) + 1, np.float64)
+    pend_k = np.empty(max_ntok * (max_succ + 1) + 1, np.int64)
+    n_pend = 0
+    while n_queued > 0 and not overflow:
+        # -- pop the least (time, key)
+        if n0 == 0:  # the next time: the least of the first non-empty bucket
+            low = occupied & -occupied  # bit i - 1 of the first non-empty bucket i
+            i = _bit_length(low)
+            occupied ^= low
+            c0 = head[i]
+            head[i] = -1
+            last = ct[c0, 0]
+            c = c0
+            while c >= 0:
+                for ce in range(ccount[c]):
+                    if ct[c, ce] < last:
+                        last = ct[c, ce]
+                c = cnext[c]
+            c = c0
+            while c >= 0:  # spread the bucket over lower ones (bucket 0: the least time)
+                for ce in range(ccount[c]):
+                    tb = ct[c, ce]
+                    kk = ck[c, ce]
+                    if tb == last:
+                        i = n0
+                        while i > 0 and b0[(i - 1) >> 1] > kk:
+                            b0[i] = b0[(i - 1) >> 1]
+                            i = (i - 1) >> 1
+                        b0[i] = kk
+                        n0 += 1
+                    else:
+                        b = _bit_length(tb ^ last)
+                        cb = head[b]
+                        if cb < 0 or ccount[cb] == _CHUNK:
+                            nc = cfree
+                            cfree = cnext[nc]
+                            cnext[nc] = cb
+                            ccount[nc] = 0
+                            head[b] = nc
+                            cb = nc
+                            occupied |= np.int64(1) << (b - 1)
+                        ct[cb, ccount[cb]] = tb
+                        ck[cb, ccount[cb]] = kk
+                        ccount[cb] += 1
+                nxt = cnext[c]
+                cnext[c] = cfree
+                cfree = c
+                c = nxt
+        key = b0[0]
+        n0 -= 1
+        if n0 > 0:  # sift bucket 0's last key down from the root
+            kk = b0[n0]
+            i = 0
+            while True:
+                c = 2 * i + 1
+                if c >= n0:
+                    break
+                if c + 1 < n0 and b0[c + 1] < b0[c]:
+                    c += 1
+                if b0[c] < kk:
+                    b0[i] = b0[c]
+                    i = c
+                else:
+                    break
+            b0[i] = kk
+        n_queued -= 1
+        ib[0] = last
+        t = fb[0]
         inst = key // n_ops
         o = key - inst * n_ops
         s = inst // per_seq
@@ -364,52 +461,73 @@ def _engine_py(inp):
             g = group[o]
             if g < 0:
                 g = expert_gid[moe[o], stage[o], choices[s, pos, moe[o], branch[o]]]
-            for qr in range(rgrp_ptr[g], rgrp_ptr[g + 1]):  # run by run (Program.tile_run)
-                q = rgrp_entry[qr]
-                c = tile_run[grp_tile[q]]
-                m = run_len[c]
-                st = run_free[c]
-                if st > t:
-                    conflicts += m
-                    stall = _repeat_add(stall, st - t, m)
-                else:
-                    st = t
-                en = st
-                cnt = grp_count[q]
-                if switching and (grp_switches[q] > 0 or (
-                        run_tier[c] >= 0 and run_tier[c] != grp_tiers[grp_tier_ptr[q]])):
-                    n_sw = 0
-                    for b in range(grp_tier_ptr[q], grp_tier_ptr[q + 1]):  # block by block
-                        if run_tier[c] >= 0 and run_tier[c] != grp_tiers[b]:
-                            en += sw_lat
-                            run_busy[c] += sw_lat
-                            n_sw += 1
-                        run_tier[c] = grp_tiers[b]
-                        en += mvm_lat
-                        run_busy[c] += mvm_lat
-                    e_mvm = _repeat_add(e_mvm, sw_en, n_sw * m)  # every tile's switches
-                else:  # blocks back to back on one tier: cnt additions, as the reference adds
-                    if switching:
-                        run_tier[c] = grp_tiers[grp_tier_ptr[q]]
-                    en = _repeat_add(en, mvm_lat, cnt)
-                    run_busy[c] = _repeat_add(run_busy[c], mvm_lat, cnt)
-                n_mvm += cnt * m
-                run_free[c] = en
-                if en > f:
-                    f = en
-                if record:
-                    for tl in range(run_tile0[c], run_tile0[c] + m):
-                        n_log = _log_event(log_f, log_i, n_log, st, en, R_TILES, tl, s, p, j,
-                                           layer[o], o)
+            if fast:  # the loop below, less what only tier switches and the log need
+                g_exec[g] += 1
+                for qr in range(rgrp_ptr[g], rgrp_ptr[g + 1]):
+                    c = rq_run[qr]
+                    st = run_free[c]
+                    if st > t:
+                        m = run_len[c]
+                        conflicts += m
+                        stall = _repeat_add(stall, st - t, m)
+                    else:
+                        st = t
+                    cnt = rq_cnt[qr]
+                    if cnt == 1:
+                        en = st + mvm_lat
+                    else:
+                        en = _repeat_add(st, mvm_lat, cnt)
+                    run_free[c] = en
+                    if en > f:
+                        f = en
+                n_mvm += g_mvm[g]
+            else:
+                for qr in range(rgrp_ptr[g], rgrp_ptr[g + 1]):  # run by run (Program.tile_run)
+                    q = rgrp_entry[qr]
+                    c = tile_run[grp_tile[q]]
+                    m = run_len[c]
+                    st = run_free[c]
+                    if st > t:
+                        conflicts += m
+                        stall = _repeat_add(stall, st - t, m)
+                    else:
+                        st = t
+                    en = st
+                    cnt = grp_count[q]
+                    if switching and (grp_switches[q] > 0 or (
+                            run_tier[c] >= 0 and run_tier[c] != grp_tiers[grp_tier_ptr[q]])):
+                        n_sw = 0
+                        for b in range(grp_tier_ptr[q], grp_tier_ptr[q + 1]):  # block by block
+                            if run_tier[c] >= 0 and run_tier[c] != grp_tiers[b]:
+                                en += sw_lat
+                                run_busy[c] += sw_lat
+                                n_sw += 1
+                            run_tier[c] = grp_tiers[b]
+                            en += mvm_lat
+                            run_busy[c] += mvm_lat
+                        e_mvm = _repeat_add(e_mvm, sw_en, n_sw * m)  # every tile's switches
+                    else:  # blocks back to back on one tier: cnt additions, as the reference adds
+                        if switching:
+                            run_tier[c] = grp_tiers[grp_tier_ptr[q]]
+                        en = _repeat_add(en, mvm_lat, cnt)
+                        run_busy[c] = _repeat_add(run_busy[c], mvm_lat, cnt)
+                    n_mvm += cnt * m
+                    run_free[c] = en
+                    if en > f:
+                        f = en
+                    if record:
+                        for tl in range(run_tile0[c], run_tile0[c] + m):
+                            n_log = _log_event(log_f, log_i, n_log, st, en, R_TILES, tl, s, p, j,
+                                               layer[o], o)
             e_mvm += grp_energy[g]
         else:
             if r == R_DPU or r == R_MHA:
                 if r == R_DPU:
-                    free_a, busy_a, uptr, uidx = dpu_free, dpu_busy, dpu_ptr, dpu_idx
+                    uc = 0
                     dur = lat[o]
                     e_dig += energy[o]
                 else:
-                    free_a, busy_a, uptr, uidx = mha_free, mha_busy, mha_ptr, mha_idx
+                    uc = 1
                     keys = pos + 1
                     if att_pass:  # one operation for every token of the pass
                         keys = pass_keys[p]
@@ -418,20 +536,20 @@ def _engine_py(inp):
                 sl = layer[o]
                 best = -1
                 idle = -1
-                for q in range(uptr[sl], uptr[sl + 1]):
-                    u = uidx[q]  # ascending: the first idle unit found has the lowest index
-                    if free_a[u] <= t:
+                for q in range(u_ptr[uc, sl], u_ptr[uc, sl + 1]):
+                    u = u_idx[q]  # ascending: the first idle unit found has the lowest index
+                    if u_free[uc, u] <= t:
                         idle = u
                         break
-                    elif best < 0 or free_a[u] < free_a[best]:
+                    elif best < 0 or u_free[uc, u] < u_free[uc, best]:
                         best = u
                 unit = idle if idle >= 0 else best
-                st = free_a[unit]
+                st = u_free[uc, unit]
                 if st < t:
                     st = t
                 f = st + dur
-                free_a[unit] = f
-                busy_a[unit] += dur
+                u_free[uc, unit] = f
+                u_busy[uc, unit] += dur
             else:
                 nbytes = dram_bpk * (pos + 2)
                 dur = lat[o] * nbytes
@@ -459,9 +577,9 @@ def _engine_py(inp):
             if p + 1 < n_passes:
                 for jj in range(ntok[p + 1]):
                     inst2 = s * per_seq + pass_base[p + 1] + jj
-                    heap, n_heap = _push(heap, n_heap, top_free, fo + comm_in[first_op],
-                                         float(inst2 * n_ops + first_op))
-                    top_free = False
+                    pend_t[n_pend] = fo + comm_in[first_op]
+                    pend_k[n_pend] = inst2 * n_ops + first_op
+                    n_pend += 1
         # a pass-synchronised attention completes every token of its pass at once
         i0, i1 = inst, inst + 1
         if att_pass and (flags[o] & F_KV_CONSUMER):
@@ -493,11 +611,10 @@ def _engine_py(inp):
                         if rt > pmax[s, lyr]:
                             pmax[s, lyr] = rt
                         if ptr[s, lyr] == ntok[p]:
-                            last = base + ntok[p] - 1
-                            heap, n_heap = _push(heap, n_heap, top_free,
-                                                 pmax[s, lyr] + comm_in[sc],
-                                                 float(last * n_ops + sc))
-                            top_free = False
+                            lastk = base + ntok[p] - 1
+                            pend_t[n_pend] = pmax[s, lyr] + comm_in[sc]
+                            pend_k[n_pend] = lastk * n_ops + sc
+                            n_pend += 1
                     else:  # release every token whose keys/values and all before it exist
                         kvt[s, jc, lyr] = rt
                         while ptr[s, lyr] < ntok[p] and kvt[s, ptr[s, lyr], lyr] >= 0.0:
@@ -505,26 +622,63 @@ def _engine_py(inp):
                             if kvt[s, jr, lyr] > pmax[s, lyr]:
                                 pmax[s, lyr] = kvt[s, jr, lyr]
                             kvt[s, jr, lyr] = -1.0
-                            heap, n_heap = _push(heap, n_heap, top_free,
-                                                 pmax[s, lyr] + comm_in[sc],
-                                                 float((base + jr) * n_ops + sc))
-                            top_free = False
+                            pend_t[n_pend] = pmax[s, lyr] + comm_in[sc]
+                            pend_k[n_pend] = (base + jr) * n_ops + sc
+                            n_pend += 1
                             ptr[s, lyr] += 1
                 else:
-                    heap, n_heap = _push(heap, n_heap, top_free, rt + comm_in[sc],
-                                         float(ic * n_ops + sc))
-                    top_free = False
-        if top_free:  # nothing replaced the handled event: pop it
-            n_heap -= 1
-            if n_heap > 0:
-                _sift_down(heap, n_heap, 0, heap[n_heap, 0], heap[n_heap, 1])
+                    pend_t[n_pend] = rt + comm_in[sc]
+                    pend_k[n_pend] = ic * n_ops + sc
+                    n_pend += 1
+        # -- queue the events this one readied
+        if n_queued + n_pend > cap:  # no room: the caller runs again with more
+            overflow = True
+            break
+        for q in range(n_pend):
+            fb[0] = pend_t[q] + 0.0  # (-0.0 as +0.0)
+            tb = ib[0]
+            kk = pend_k[q]
+            if tb == last:  # bucket 0: a heap of keys
+                i = n0
+                while i > 0 and b0[(i - 1) >> 1] > kk:
+                    b0[i] = b0[(i - 1) >> 1]
+                    i = (i - 1) >> 1
+                b0[i] = kk
+                n0 += 1
+            else:
+                if tb < last:
+                    raise RuntimeError("engine: an event was scheduled before the current time")
+                b = _bit_length(tb ^ last)
+                cb = head[b]
+                if cb < 0 or ccount[cb] == _CHUNK:
+                    nc = cfree
+                    cfree = cnext[nc]
+                    cnext[nc] = cb
+                    ccount[nc] = 0
+                    head[b] = nc
+                    cb = nc
+                    occupied |= np.int64(1) << (b - 1)
+                ct[cb, ccount[cb]] = tb
+                ck[cb, ccount[cb]] = kk
+                ccount[cb] += 1
+        n_queued += n_pend
+        n_pend = 0
+    if fast:  # each run's blocks, added one after another (as the loop would have)
+        run_blk = np.zeros(n_runs, np.int64)
+        for g in range(n_grp):
+            for qr in range(rgrp_ptr[g], rgrp_ptr[g + 1]):
+                run_blk[rq_run[qr]] += g_exec[g] * rq_cnt[qr]
+        for c in range(n_runs):
+            run_busy[c] = _repeat_add(0.0, mvm_lat, run_blk[c])
     tile_busy = np.zeros(inp.n_tiles, np.float64)
     for tl in range(inp.n_tiles):
         tile_busy[tl] = run_busy[tile_run[tl]]
     n_keep = min(n_log, log_cap)
+    dpu_busy = u_busy[0, :inp.n_dpus].copy()
+    mha_busy = u_busy[1, :inp.n_mha].copy()
     return (makespan, token_times, tile_busy, dpu_busy, mha_busy, dram_busy, e_mvm, e_dig, e_att,
             e_dram, e_comm, conflicts, stall, n_events, n_mvm, log_f[:n_keep], log_i[:n_keep],
-            n_log)
+            n_log, overflow)
 
 
 try:  # the compiled engine; the same functions run as plain Python without numba
@@ -533,17 +687,31 @@ try:  # the compiled engine; the same functions run as plain Python without numb
     # helpers inlined into the loop by numba (no call or reference-count traffic per event)
     _log_event = numba.njit(cache=True, inline="always")(_log_event_py)
     _repeat_add = numba.njit(cache=True, inline="always")(_repeat_add_py)
-    _sift_down = numba.njit(cache=True, inline="always")(_sift_down_py)
-    _sift_up = numba.njit(cache=True, inline="always")(_sift_up_py)
-    _push = numba.njit(cache=True, inline="always")(_push_py)
+    _bit_length = numba.njit(cache=True, inline="always")(_bit_length_py)
     _engine = numba.njit(cache=True)(_engine_py)
 except ImportError:  # pragma: no cover - numba is a pinned dependency
     _engine = _engine_py
 
 
+def queue_capacity(inp: EngineInput) -> int:
+    """Events the engine's queue holds before it starts the run again with four times as many:
+    every token of the longest pass of every sequence at its widest step (the most successors of
+    an operation), and a margin. Memory: 32 B an event."""
+    max_succ = int(np.max(np.diff(inp.succ_ptr))) if inp.succ_ptr.size > 1 else 1
+    return int(inp.batch * int(np.max(inp.ntok)) * max(max_succ, 1) + 1024)
+
+
 def run_engine(inp: EngineInput, *, compiled: bool = True) -> EngineOutput:
-    """Run the event loop on ``inp``: compiled (default) or as plain Python (same code)."""
-    return EngineOutput(*(_engine if compiled else _engine_py)(inp))
+    """Run the event loop on ``inp``: compiled (default) or as plain Python (same code). The
+    event queue has room for ``queue_capacity(inp)`` events; a run that needs more stops and
+    starts again with four times the room (same result, more time)."""
+    fn = _engine if compiled else _engine_py
+    cap = queue_capacity(inp)
+    while True:
+        *out, overflow = fn(inp, cap)
+        if not overflow:
+            return EngineOutput(*out)
+        cap *= 4
 
 
 MAX_STATE_BYTES = 8_000_000_000
@@ -555,8 +723,8 @@ def state_bytes_estimate(model: ModelSpec, chip: ChipConfig, workload: Workload,
                          max_events_logged: int = 2_000_000) -> int:
     """A conservative bound of the memory a run needs, bytes, from the inputs alone (no
     allocation): what the previous engine (:mod:`~aimoe_lib.simulator.engine_v1`) held, which
-    bounds this engine's state (:func:`engine_state_bytes`) from above and is what
-    :func:`simulate`'s ``max_state_bytes`` guards: 16 B per (token instance, operation) for
+    bounds this engine's state (:func:`engine_state_bytes`, what :func:`simulate`'s
+    ``max_state_bytes`` guards) from above: 16 B per (token instance, operation) for
     pending-predecessor counts and ready times, 8 B per (token instance, layer) of KV-ready
     times, the routed experts (8 B per sequence, position, MoE layer and pick), 16 B per tile and
     unit, and the event log when recorded (72 B per event), and 16 B per entry of the units each
@@ -585,12 +753,14 @@ def engine_state_bytes(model: ModelSpec, chip: ChipConfig, workload: Workload,
     """Memory this engine holds for a run, bytes, from the inputs alone: 16 B per token instance
     for the (count, time) join slot of a MoE layer's combination (none for a dense model), the
     KV-ready times of one pass (8 B per sequence, token of the longest pass and layer), the
-    release pointers (16 B per sequence and layer), the event heap (16 B per pending event, up to
-    twice the longest pass's tokens of every sequence while it grows), the routed experts (2 B per
-    sequence, position, MoE layer and pick, twice while they are transposed), the token times
-    (8 B per generated token), 40 B per tile and the units' sets, and the event log when recorded
-    (72 B per event). Unlike :func:`state_bytes_estimate` nothing grows with tokens x
-    operations."""
+    release pointers (16 B per sequence and layer), the event queue (32 B per event of
+    ``queue_capacity``: every token of the longest pass of every sequence times the most
+    successors of an operation, the routed and shared experts of a MoE layer, at least 2) and the
+    events one event readies (16 B per token of the longest pass and successor), the routed
+    experts (2 B per sequence, position, MoE layer and pick, twice while they are transposed),
+    the token times (8 B per generated token), 40 B per tile and the units' sets, and the event
+    log when recorded (72 B per event). Nothing grows with tokens x operations (unlike the
+    previous engine's tables, :func:`state_bytes_estimate`)."""
     w = workload
     lay_max = max(w.prompt_len, 1) if w.kv_cache else w.prompt_len + w.gen_len - 1
     per_seq = (w.prompt_len + w.gen_len - 1 if w.kv_cache
@@ -599,9 +769,10 @@ def engine_state_bytes(model: ModelSpec, chip: ChipConfig, workload: Workload,
     n_moe = model.n_layers if model.is_moe else 0
     branches = (model.top_k + model.n_shared_experts) if model.is_moe else 1
     n_ops = 6 + model.n_layers * (8 + 3 * branches)
+    succ = max(branches, 2)
     total = (16 * n_inst * (1 if model.is_moe else 0)
              + 8 * w.batch * lay_max * model.n_layers + 16 * w.batch * model.n_layers
-             + 32 * w.batch * lay_max
+             + 32 * (w.batch * lay_max * succ + 1024) + 16 * lay_max * (succ + 1)
              + 4 * w.batch * w.positions * n_moe * max(model.top_k, 1)
              + 8 * w.batch * w.gen_len
              + 40 * chip.n_tiles + 16 * (chip.n_dpus + chip.n_mha_units)
@@ -618,16 +789,17 @@ def simulate(model: ModelSpec, chip: ChipConfig, mapping: Mapping, workload: Wor
     (:func:`~aimoe_lib.simulator.program.build_program`), schedule it (module docstring) and
     return a :class:`~aimoe_lib.simulator.result.SimResult` that keeps its workload and program.
 
-    A run whose engine state (:func:`state_bytes_estimate`) would exceed ``max_state_bytes`` is
+    A run whose engine state (:func:`engine_state_bytes`) would exceed ``max_state_bytes`` is
     refused before any work, with the estimate."""
-    need = state_bytes_estimate(model, chip, workload, max_events_logged) \
+    need = engine_state_bytes(model, chip, workload, max_events_logged) \
         if isinstance(workload, Workload) and isinstance(chip, ChipConfig) \
         and isinstance(model, ModelSpec) else 0
     if need > max_state_bytes:
         raise ValueError(
             f"simulate: this run needs about {need / 1e9:,.1f} GB of engine state (batch "
-            f"{workload.batch} x {need // max(workload.batch, 1):,} bytes per sequence: every "
-            f"token instance x operation is tracked), more than max_state_bytes="
+            f"{workload.batch} x {need // max(workload.batch, 1):,} bytes per sequence: the "
+            f"tokens of its longest pass in flight, the routed experts of every position), more "
+            f"than max_state_bytes="
             f"{max_state_bytes / 1e9:,.1f} GB; simulate fewer sequences or tokens (or use the KV "
             f"cache), or raise max_state_bytes")
     prog = build_program(model, chip, mapping, workload)
