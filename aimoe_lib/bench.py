@@ -1,8 +1,8 @@
 """Benchmarks: ``python -m aimoe_lib.bench [mapping] [sim] [serving] [--compare]``.
 
 Each case runs in a fresh subprocess so that its peak resident memory is its own; the printout
-gives wall time, peak memory (traced numpy/Python allocations and the process's max RSS) and the
-ratio to the target from the issue that set it. ``serving`` (not run by default: minutes) runs
+gives wall time (of an untraced run), peak memory (traced numpy/Python allocations, from a second,
+traced run, and the process's max RSS) and the ratio to the target from the issue that set it. ``serving`` (not run by default: minutes) runs
 serving-scale workloads, compares the engine with the previous one
 (:mod:`aimoe_lib.simulator.engine_v1`) and prints how peak memory grows with generated tokens.
 """
@@ -40,17 +40,27 @@ def _run_mapping_case(name: str) -> dict:
                  for m in spec.matrices() if m.role.value != "embedding")
     chip = hardware.ChipConfig(n_tiles=-(-blocks // n_tiers), n_tiers=n_tiers,
                                tier_rows=shape, tier_cols=shape)
-    spec = zoo.get(model_name)  # fresh spec: time the matrix enumeration too
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    m = mapping.map_model(spec, chip, strategy)
-    wall = time.perf_counter() - t0
-    traced = tracemalloc.get_traced_memory()[1] / 1e6
-    tracemalloc.stop()
+    # a fresh spec each time: time the matrix enumeration too
+    wall, traced, m = _timed_then_traced(lambda: mapping.map_model(zoo.get(model_name), chip,
+                                                                   strategy))
     return {"case": name, "wall_s": wall, "traced_mb": traced,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
             "blocks": m.n_blocks, "tiles": chip.n_tiles, "tiers": chip.n_tiers,
             "utilisation": m.utilisation}
+
+
+def _timed_then_traced(run):
+    """``run()`` twice: timed without tracing (tracemalloc slows every allocation, several-fold
+    for numpy-heavy loops), then under tracemalloc for the peak traced memory. Returns (wall s,
+    traced MB, the first run's result)."""
+    t0 = time.perf_counter()
+    out = run()
+    wall = time.perf_counter() - t0
+    tracemalloc.start()
+    run()
+    traced = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    return wall, traced, out
 
 
 def bench_mapping() -> list[dict]:
@@ -114,12 +124,7 @@ def _run_sim_case(name: str, which: str = "engine") -> dict:
     sim(spec, chip, m, simulator.Workload())  # compile or load the engine
     first = time.perf_counter() - t0
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    r = sim(spec, chip, m, w)
-    wall = time.perf_counter() - t0
-    traced = tracemalloc.get_traced_memory()[1] / 1e6
-    tracemalloc.stop()
+    wall, traced, r = _timed_then_traced(lambda: sim(spec, chip, m, w))
     return {"case": name, "wall_s": wall, "first_call_s": first, "traced_mb": traced,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
             "rss_before_mb": rss0, "events": r.n_events, "tokens_per_s": r.tokens_per_s}
