@@ -705,19 +705,13 @@ def fewest_gpus(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len
                      f"{MAX_GPUS} x {g.label}; lower batch, prompt_len or bytes_per_param")
 
 
-def _phase_time(nbytes: float, flops: float, comm_s: float, bw: float, fl: float
-                ) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(over="ignore"):  # absurd GPUSpec rates: refused by roofline as not finite
-        t_mem, t_comp = np.asarray(nbytes / bw), np.asarray(flops / fl)
-    return np.maximum(t_mem, t_comp) + comm_s, t_comp > t_mem
-
-
 def _kernels_time(kernels, comm_s: float, bw: float, fl: float
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Kernels that run one after the other, each at its own roofline: sum over ``kernels``
     ((bytes, FLOPs) pairs) of max(bytes / bw, FLOPs / fl), plus ``comm_s``. Also whether the
-    FLOP term exceeds the byte term summed over the kernels (compute-bound)."""
-    with np.errstate(over="ignore"):
+    FLOP term exceeds the byte term summed over the kernels (compute-bound). One kernel is the
+    plain roofline of a whole pass."""
+    with np.errstate(over="ignore"):  # absurd GPUSpec rates: refused by roofline as not finite
         t = [(np.asarray(b / bw), np.asarray(f / fl)) for b, f in kernels]
     total = sum(np.maximum(m, c) for m, c in t) + comm_s
     return total, sum(c for _, c in t) > sum(m for m, _ in t)
@@ -858,11 +852,10 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     pre_att_flops = att * pre_seqs * prompt_len * (prompt_len + 1) / 2
     pre_flops = pre_lin_flops + pre_att_flops
     pre_comm = 2 * L * _allreduce_s(g, n, n_pre * d * ACT_BYTES, ar_scale) + oh
-    if cal:  # weight GEMMs, then attention: two kernels, each at its own roofline
-        t_pre, pre_cb = _kernels_time(((pre_w_bytes, pre_lin_flops),
-                                       (pre_kv_bytes, pre_att_flops)), pre_comm, bw, _fl(n_pre))
-    else:
-        t_pre, pre_cb = _phase_time(pre_bytes, pre_flops, pre_comm, bw, _fl(n_pre))
+    # calibrated: weight GEMMs, then attention, two kernels each at its own roofline
+    # (A-GPU-KERNELS); plain: one roofline over the whole pass
+    t_pre, pre_cb = _kernels_time(((pre_w_bytes, pre_lin_flops), (pre_kv_bytes, pre_att_flops))
+                                  if cal else ((pre_bytes, pre_flops),), pre_comm, bw, _fl(n_pre))
 
     # decode steps g = 1 .. gen_len - 1 (context = prompt_len + g keys); gen_len = 1: the next step
     wd = weight_traffic(spec, batch, routing, seed)
@@ -881,12 +874,10 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     dec_flops = dec_lin_flops + batch * att * ctx
     dec_comm = (2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES, ar_scale) + oh
                 + (cal.per_seq_s * batch if cal else 0.0))
-    if cal:
-        t_dec, dec_cb = _kernels_time(((dec_w, dec_lin_flops),
-                                       (dec_kv / cal.kv_efficiency, batch * att * ctx)),
-                                      dec_comm, bw, _fl(batch))
-    else:
-        t_dec, dec_cb = _phase_time(dec_w + dec_kv, dec_flops, dec_comm, bw, _fl(batch))
+    t_dec, dec_cb = _kernels_time(((dec_w, dec_lin_flops),
+                                   (dec_kv / cal.kv_efficiency, batch * att * ctx))
+                                  if cal else ((dec_w + dec_kv, dec_flops),),
+                                  dec_comm, bw, _fl(batch))
     if serving == "continuous":  # batch / gen_len joining prefills per decode step
         t_dec = t_dec + batch / gen_len * float(t_pre)
     decode_time = float(t_dec.sum()) if gen_len > 1 else 0.0
