@@ -57,7 +57,7 @@ import csv
 import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -109,6 +109,9 @@ __all__ = [
     "HBM_STACK_AREA_MM2",
     "FRAMEWORKS",
     "KV_READS_PER_QUERY_HEAD",
+    "WEIGHT_ONLY_INT8",
+    "GATHERED_EXPERTS",
+    "VLLM_053_GPU_BUSY",
     "METRICS",
     "ROLES",
     "PUBLISHED_FILE",
@@ -439,6 +442,7 @@ class WeightTraffic:
         return self.tokens * k / self.distinct_experts
 
 
+@lru_cache(maxsize=256)
 def _param_split(spec: ModelSpec) -> tuple[int, int, int, int]:
     """(dense params read per step, params per routed expert, MoE layers, embedding table)."""
     routed = sum(m.params for m in spec.matrices() if m.is_routed_expert)
@@ -730,7 +734,7 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
              memory_fraction: float = MEMORY_FRACTION,
              check_memory: bool = True, precision: str | None = None,
              calibrated: bool = False, serving: str = "static",
-             power_model: str = "tdp") -> RooflineResult:
+             power_model: str = "tdp", gpu_busy_fraction: float = 1.0) -> RooflineResult:
     """Roofline of ``batch`` sequences of ``prompt_len`` prompt tokens and ``gen_len`` generated
     tokens of ``spec`` (a ModelSpec or zoo name) on ``n_gpus`` GPUs of preset ``gpu``.
 
@@ -765,6 +769,11 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     carries batch / gen_len prefills of joining sequences. ``power_model='fitted'`` replaces TDP
     by :data:`~aimoe_lib.gpu.POWER_MODEL` (idle power plus memory and tensor-core utilisation,
     TDP as the upper bound; ``power_fraction`` then scales that bound).
+    ``gpu_busy_fraction`` < 1 models a serving engine whose host side (API server, scheduler)
+    keeps the GPUs waiting: every pass takes its GPU time / ``gpu_busy_fraction`` of wall time,
+    and under the fitted power model the GPUs draw their idle power while they wait
+    (vLLM 0.5.3 serving Llama-3-8B on one H100 kept the GPU busy 38 % of the time,
+    :data:`VLLM_053_GPU_BUSY`).
     """
     spec, g = _as_model(spec), get(gpu)
     if precision is not None:
@@ -805,6 +814,8 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     bytes_per_param = _check_positive("bytes_per_param", bytes_per_param)
     kv_bytes = _check_positive("kv_bytes", kv_bytes)
     power_fraction = _check_fraction("power_fraction", power_fraction)
+    busy = checks.real("", "gpu_busy_fraction", gpu_busy_fraction, minimum=0, strict=True,
+                       maximum=1.0, fix="pass the share of wall time the GPUs compute, in (0, 1]")
     memory_fraction = _check_fraction("memory_fraction", memory_fraction)
     peak = g.peak_tflops(compute)
     eb = g.bw_efficiency if bw_efficiency is None else bw_efficiency
@@ -840,6 +851,15 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     def _fl(tokens: float) -> float:  # achievable FLOP/s of a pass of `tokens` tokens
         return fl * (cal.flop_scale(tokens) if cal else 1.0)
 
+    int8 = bytes_per_param == 1 and compute == "int8"
+
+    def _w_time_bytes(wt: WeightTraffic) -> float:  # weight bytes, weighted by read speed
+        expert = wt.n_moe_layers * wt.distinct_experts * wt.expert_params
+        if not cal:
+            return wt.params_read * bytes_per_param
+        return bytes_per_param * ((wt.params_read - expert) * cal.weight_read_factor(False, int8)
+                                  + expert * cal.weight_read_factor(True, int8))
+
     # prefill (continuous serving: one sequence joins at a time)
     pre_seqs = 1 if serving == "continuous" else batch
     n_pre = pre_seqs * prompt_len
@@ -854,7 +874,8 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     pre_comm = 2 * L * _allreduce_s(g, n, n_pre * d * ACT_BYTES, ar_scale) + oh
     # calibrated: weight GEMMs, then attention, two kernels each at its own roofline
     # (A-GPU-KERNELS); plain: one roofline over the whole pass
-    t_pre, pre_cb = _kernels_time(((pre_w_bytes, pre_lin_flops), (pre_kv_bytes, pre_att_flops))
+    t_pre, pre_cb = _kernels_time(((_w_time_bytes(wp), pre_lin_flops),
+                                   (pre_kv_bytes, pre_att_flops))
                                   if cal else ((pre_bytes, pre_flops),), pre_comm, bw, _fl(n_pre))
 
     # decode steps g = 1 .. gen_len - 1 (context = prompt_len + g keys); gen_len = 1: the next step
@@ -874,10 +895,11 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     dec_flops = dec_lin_flops + batch * att * ctx
     dec_comm = (2 * L * _allreduce_s(g, n, batch * d * ACT_BYTES, ar_scale) + oh
                 + (cal.per_seq_s * batch if cal else 0.0))
-    t_dec, dec_cb = _kernels_time(((dec_w, dec_lin_flops),
+    t_dec, dec_cb = _kernels_time(((_w_time_bytes(wd), dec_lin_flops),
                                    (dec_kv / cal.kv_efficiency, batch * att * ctx))
                                   if cal else ((dec_w + dec_kv, dec_flops),),
                                   dec_comm, bw, _fl(batch))
+    t_pre, t_dec = t_pre / busy, t_dec / busy  # host-bound engines: the GPUs wait the rest
     if serving == "continuous":  # batch / gen_len joining prefills per decode step
         t_dec = t_dec + batch / gen_len * float(t_pre)
     decode_time = float(t_dec.sum()) if gen_len > 1 else 0.0
@@ -1283,6 +1305,13 @@ class Calibration:
     overhead_per_layer: bool = False
     """If True, :attr:`overheads_s` are times per *layer* and a pass pays them once per layer of
     the model (kernel launches and their tails grow with the layers); if False, once per pass."""
+    int8_weight_efficiency: float = 1.0
+    """Achieved bandwidth of int8 weight reads relative to BF16 weight reads in a framework that
+    converts int8 weights to BF16 inside its matrix-vector kernels (:data:`WEIGHT_ONLY_INT8`)."""
+    gathered_expert_efficiency: float = 1.0
+    """Achieved bandwidth of routed-expert weight reads relative to dense weight reads in a
+    framework that indexes the selected experts' weights out of a stacked tensor before its
+    products (:data:`GATHERED_EXPERTS`)."""
 
     def __post_init__(self) -> None:
         ov = self.overheads_s
@@ -1307,11 +1336,16 @@ class Calibration:
             fix="pass a factor >= 0 on the measured all-reduce latency, e.g. 0.5"))
         object.__setattr__(self, "overhead_per_layer", checks.boolean(
             "Calibration", "overhead_per_layer", self.overhead_per_layer))
+        for f in ("int8_weight_efficiency", "gathered_expert_efficiency"):
+            object.__setattr__(self, f, checks.real(
+                "Calibration", f, getattr(self, f), minimum=0, strict=True, maximum=1.0,
+                fix="pass a fraction in (0, 1] (1: no penalty)"))
 
     def __hash__(self) -> int:
         return hash((tuple(sorted(self.overheads_s.items())), self.flop_half_tokens,
                      self.per_seq_s, self.kv_efficiency, self.framework, self.allreduce_scale,
-                     self.overhead_per_layer))
+                     self.overhead_per_layer, self.int8_weight_efficiency,
+                     self.gathered_expert_efficiency))
 
     @property
     def overhead_s(self) -> float:
@@ -1327,15 +1361,25 @@ class Calibration:
         framework = checks.choice("Calibration.for_framework()", "framework", framework,
                                   FRAMEWORKS, what="framework",
                                   fix=f"choose one of {', '.join(FRAMEWORKS)}")
-        return Calibration(dict(self.overheads_s), self.flop_half_tokens, self.per_seq_s,
-                           self.kv_efficiency, framework, self.allreduce_scale,
-                           self.overhead_per_layer)
+        return replace(self, framework=framework)
 
     @property
     def kv_reads_per_query_head(self) -> bool:
         """Whether :attr:`framework`'s decode attention reads a grouped-query model's keys and
         values once per *query* head (:data:`KV_READS_PER_QUERY_HEAD`)."""
         return KV_READS_PER_QUERY_HEAD[self.framework]
+
+    def weight_read_factor(self, expert: bool, int8: bool) -> float:
+        """Time of a weight read relative to its bytes at the achieved bandwidth: 1 /
+        (:attr:`int8_weight_efficiency` if ``int8`` weights in a :data:`WEIGHT_ONLY_INT8`
+        framework) / (:attr:`gathered_expert_efficiency` if ``expert`` weights in a
+        :data:`GATHERED_EXPERTS` framework)."""
+        f = 1.0
+        if int8 and WEIGHT_ONLY_INT8[self.framework]:
+            f /= self.int8_weight_efficiency
+        if expert and GATHERED_EXPERTS[self.framework]:
+            f /= self.gathered_expert_efficiency
+        return f
 
     def flop_scale(self, tokens: float) -> float:
         """s(T): the fraction of the GEMM efficiency a pass of ``tokens`` tokens reaches."""
@@ -1394,6 +1438,44 @@ KV_READS_PER_QUERY_HEAD = {
 """Frameworks whose decode attention reads a grouped-query model's KV cache once per query head
 (n_heads / n_kv_heads times its size; assumption A-GPU-GQA-READS)."""
 
+WEIGHT_ONLY_INT8 = {
+    # gpt-fast quantize.py (commit c9f683e, WeightOnlyInt8Linear.forward): F.linear(input,
+    # self.weight.to(dtype=input.dtype)) * self.scales -- int8 weights converted to BF16 in the
+    # compiled matrix-vector kernel; mixtral-moe/quantize.py (056f8fb4,
+    # ConditionalFeedForwardBit8) does the same for the gathered experts. Its README publishes
+    # the achieved bandwidth: Llama-2-7B 1,397 GB/s in BF16, 1,069 GB/s in int8.
+    "gpt-fast": True,
+    # No int8 measurements of the other frameworks in data/gpu_published.json: their int8 is
+    # modelled as W8A8 on the INT8 tensor cores at the full weight bandwidth.
+    "tensorrt-llm": False,
+    "nim": False,
+    "vllm": False,
+}
+"""Frameworks whose int8 weights are converted to BF16 inside the matrix-vector kernels and read
+at :attr:`Calibration.int8_weight_efficiency` of the BF16 bandwidth (A-GPU-INT8-KERNELS)."""
+
+GATHERED_EXPERTS = {
+    # gpt-fast mixtral-moe/model.py (commit 056f8fb4, ConditionalFeedForward.forward):
+    # w1_weights = self.w1[expert_indices] ... torch.einsum('ti,taio -> tao', x, w1_weights):
+    # the selected experts are indexed out of one stacked tensor per matrix, then multiplied.
+    "gpt-fast": True,
+    # vLLM (fused_moe Triton kernel) and TensorRT-LLM / NIM (MoE plugin) read each selected
+    # expert's weights in place inside one fused kernel.
+    "tensorrt-llm": False,
+    "nim": False,
+    "vllm": False,
+}
+"""Frameworks that gather the selected experts' weights before their products; their expert
+reads run at :attr:`Calibration.gathered_expert_efficiency` of the dense bandwidth
+(A-GPU-EXPERT-GATHER)."""
+
+VLLM_053_GPU_BUSY = 0.38
+"""Share of wall time the GPU computes in vLLM 0.5.3 serving Llama-3-8B on one H100: "Only 38% of
+the total execution time was spent on the actual GPU execution" (the HTTP API server 33 %,
+scheduling 29 %); vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction",
+2024-09-05, blog.vllm.ai/2024/09/05/perf-update.html. Used for published rows run on vLLM 0.5
+(``gpu_busy_fraction`` of a :class:`PublishedPoint`)."""
+
 PUBLISHED_FILE = "gpu_published.json"
 """Shipped file of published measurements (``data/gpu_published.json``)."""
 METRICS = ("tpot_s", "tokens_per_s", "latency_s", "j_per_token")
@@ -1406,7 +1488,8 @@ _MISTRAL7B = ("Mistral-7B: the Llama-2-7B shapes with 8 KV heads, FFN width 14,3
               "14336, vocab 32000, 32 layers, hidden 4096)")
 
 
-def _published_model(name: str) -> ModelSpec:
+@lru_cache(maxsize=None)
+def _published_model(name: str) -> ModelSpec:  # cached: one spec (and its matrices) per name
     if name == "llama-3.3-70b":
         return zoo.get("llama-2-70b").replace(name="llama-3.3-70b", vocab_size=128256,
                                               source=_LLAMA33_CONFIG)
@@ -1457,6 +1540,12 @@ class PublishedPoint:
     """'fit', 'heldout' or 'excluded'."""
     note: str = ""
     """Assumptions of the row, or why it is excluded."""
+    round: int = 1
+    """Validation round the row was added in (rows of later rounds were added as held-out before
+    the revised model was run on them)."""
+    gpu_busy_fraction: float = 1.0
+    """Share of wall time the GPUs compute (< 1 for a host-bound serving engine, with its source
+    in ``note``); :func:`roofline`'s ``gpu_busy_fraction``."""
 
     def spec(self) -> ModelSpec:
         """The measured model."""
@@ -1472,7 +1561,8 @@ class PublishedPoint:
         return roofline(self.spec(), self.gpu, batch=self.batch, prompt_len=self.prompt_len,
                         gen_len=self.gen_len, n_gpus=self.n_gpus, kv_bytes=self.kv_bytes,
                         precision=self.precision, serving=self.serving, calibrated=calibrated,
-                        power_model=power_model, check_memory=False)
+                        power_model=power_model, check_memory=False,
+                        gpu_busy_fraction=self.gpu_busy_fraction)
 
     def predict(self, calibrated=True, power_model="fitted") -> float:
         """The model's value of ``metric``."""
@@ -1512,7 +1602,9 @@ def published_points(kind: str = "decode", roles=ROLES) -> tuple[PublishedPoint,
                                   "kv_bytes", "batch", "prompt_len", "gen_len", "serving",
                                   "framework", "metric", "published", "value", "role")}
         out.append(PublishedPoint(source=data["sources"][row["source"]],
-                                  note=row.get("note", ""), **kw))
+                                  note=row.get("note", ""),
+                                  gpu_busy_fraction=row.get("gpu_busy_fraction", 1.0),
+                                  round=row.get("round", 1), **kw))
     return tuple(out)
 
 
@@ -1551,17 +1643,18 @@ def _fmt_value(metric: str, v: float) -> str:
 
 
 def format_published_validation(rows) -> str:
-    """A plain-text table: setup, metric, role, measured, model, error."""
+    """A plain-text table: setup, metric, role, validation round, measured, model, error."""
     rows = checks.items("format_published_validation()", "rows", rows,
                         fix="pass the rows of gpu.published_validation()")
     head = (f"{'measurement':34} {'GPU':>8} {'prec':>4} {'batch':>5} {'metric':>12} {'role':>8} "
+            f"{'rnd':>3} "
             f"{'measured':>13} {'model':>13} {'error':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         checks.instance("format_published_validation()", "rows", r, PublishedRow)
         p = r.point
         lines.append(f"{p.id[:34]:34} {str(p.n_gpus) + 'x' + p.gpu:>8} {p.precision:>4} "
-                     f"{p.batch:5d} {p.metric:>12} {p.role:>8} "
+                     f"{p.batch:5d} {p.metric:>12} {p.role:>8} {p.round:3d} "
                      f"{_fmt_value(p.metric, p.value):>13} "
                      f"{_fmt_value(p.metric, r.predicted):>13} {r.error:+7.1%}")
     return "\n".join(lines)
@@ -1577,62 +1670,88 @@ def _time_like(p: PublishedPoint, cal: Calibration) -> float:
     return 1.0 / v if p.metric == "tokens_per_s" else v
 
 
+def _fw_overhead_fit(fp, cal: Calibration, ohs: np.ndarray, delta: float
+                     ) -> tuple[float, float]:
+    """(best loss, best overhead) of framework rows ``fp`` under ``cal`` over the overhead grid
+    ``ohs``: a row's time is affine in its framework's overhead (added outside every max() of the
+    roofline), so two evaluations per row give every grid point exactly."""
+    q0 = np.array([_time_like(p, replace(cal, overheads_s={f: 0.0 for f in FRAMEWORKS}))
+                   for p in fp])
+    q1 = np.array([_time_like(p, replace(cal, overheads_s={f: delta for f in FRAMEWORKS}))
+                   for p in fp])
+    qv = np.array([1.0 / p.value if p.metric == "tokens_per_s" else p.value for p in fp])
+    q = q0[None, :] + (q1 - q0)[None, :] / delta * ohs[:, None]
+    losses = (np.log(q / qv[None, :]) ** 2).sum(axis=1)
+    k = int(np.argmin(losses))
+    return float(losses[k]), float(ohs[k])
+
+
 def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
                     overheads_s=None, allreduce_scales=None,
-                    overhead_per_layer: bool = False) -> Calibration:
-    """The :class:`Calibration` minimising the squared log error of the time predictions over the
-    ``fit`` rows of ``data/gpu_published.json`` on a grid: ``kv_efficiencies`` (default 0.6 to 1
-    in steps of 0.1) x ``half_tokens`` (default 0 and 128) x ``per_seq_s`` (default 0, 5, 10,
-    15, 20, 30 µs) x ``allreduce_scales`` (default 0.25, 0.5, 0.75, 1) x, per framework
-    independently, ``overheads_s`` (default 0 to 10 ms in 0.2 ms steps per pass, or, with
-    ``overhead_per_layer``, 0 to 200 µs in 2 µs steps per layer).
+                    overhead_per_layer: bool = True, int8_efficiencies=None,
+                    expert_efficiencies=None, points=None) -> Calibration:
+    """The :class:`Calibration` minimising the squared log error of the time predictions over
+    ``points`` (default: the ``fit`` rows of ``data/gpu_published.json``).
 
-    A row's predicted time is affine in its framework's overhead (the overhead is added outside
-    every max() of the roofline), so each row is evaluated at two overheads per grid point and
-    the overhead grid is searched in closed form; the result equals an exhaustive search.
+    Grids: ``kv_efficiencies`` (default 0.6 to 1 in steps of 0.1) x ``half_tokens`` (0, 128) x
+    ``per_seq_s`` (0, 5, 10, 15, 20, 30 µs) x ``allreduce_scales`` (0, 0.1, 0.25, 0.5, 0.75, 1)
+    x, per framework independently, ``overheads_s`` (with ``overhead_per_layer``, the default,
+    0 to 200 µs in 2 µs steps per layer; otherwise 0 to 10 ms in 0.2 ms steps per pass);
+    ``int8_efficiencies`` and ``expert_efficiencies`` (0.3 to 1 in steps of 0.05) for the
+    frameworks of :data:`WEIGHT_ONLY_INT8` and :data:`GATHERED_EXPERTS`.
+
+    A row's predicted time is affine in its framework's overhead, so the overhead grid is
+    searched in closed form (equal to an exhaustive search). The two kernel efficiencies concern
+    few rows, so the search alternates: the shared grid at fixed efficiencies, then the
+    efficiencies (with their frameworks' overheads) at fixed shared constants, starting from
+    1.0 and until neither step changes the result (at most 10 rounds).
     """
-    pts = published_points("decode", ("fit",))
+    pts = published_points("decode", ("fit",)) if points is None else tuple(points)
     kvs = (0.6, 0.7, 0.8, 0.9, 1.0) if kv_efficiencies is None else kv_efficiencies
     hts = (0.0, 128.0) if half_tokens is None else half_tokens
     pss = (0.0, 5e-6, 10e-6, 15e-6, 20e-6, 30e-6) if per_seq_s is None else per_seq_s
-    ars = (0.25, 0.5, 0.75, 1.0) if allreduce_scales is None else allreduce_scales
+    ars = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0) if allreduce_scales is None else allreduce_scales
+    effs = tuple(np.round(np.arange(0.3, 1.001, 0.05), 2))
+    i8s = effs if int8_efficiencies is None else int8_efficiencies
+    ges = effs if expert_efficiencies is None else expert_efficiencies
+    per_layer = checks.boolean("fit_calibration()", "overhead_per_layer", overhead_per_layer)
     if overheads_s is None:
-        overheads_s = (np.round(np.arange(0, 200.01e-6, 2e-6), 9) if overhead_per_layer
+        overheads_s = (np.round(np.arange(0, 200.01e-6, 2e-6), 9) if per_layer
                        else np.round(np.arange(0, 10.01e-3, 2e-4), 6))
     ohs = np.asarray(overheads_s, dtype=float)
-    per_layer = checks.boolean("fit_calibration()", "overhead_per_layer", overhead_per_layer)
-    by_fw = {fw: [p for p in pts if p.framework == fw] for fw in FRAMEWORKS}
     delta = float(ohs.max()) if ohs.max() > 0 else 1e-3
-    best = None
-    for kv in kvs:
-        for ht in hts:
-            for ps in pss:
-                for ar in ars:
-                    total, chosen = 0.0, {}
-                    for fw in FRAMEWORKS:
-                        fp = by_fw[fw]
-                        if not fp:
-                            chosen[fw] = 0.0
-                            continue
+    by_fw = {fw: [p for p in pts if p.framework == fw] for fw in FRAMEWORKS}
+    uses_eff = {fw for fw in FRAMEWORKS if WEIGHT_ONLY_INT8[fw] or GATHERED_EXPERTS[fw]}
 
-                        def cal(oh, fw=fw):
-                            return Calibration({f: float(oh) for f in FRAMEWORKS}, float(ht),
-                                               float(ps), float(kv), fw, float(ar), per_layer)
+    def search(cal0: Calibration, grid, fws) -> tuple[float, Calibration]:
+        """Best (loss over the rows of ``fws``, calibration) over ``grid`` (dicts of fields),
+        each framework's overhead in closed form."""
+        best = None
+        for fields in grid:
+            cal = replace(cal0, **fields)
+            total, chosen = 0.0, dict(cal0.overheads_s)
+            for fw in fws:
+                if by_fw[fw]:
+                    loss, chosen[fw] = _fw_overhead_fit(by_fw[fw], replace(cal, framework=fw),
+                                                        ohs, delta)
+                    total += loss
+            if best is None or total < best[0] - 1e-12:
+                best = (total, replace(cal, overheads_s=chosen))
+        return best
 
-                        q0 = np.array([_time_like(p, cal(0.0)) for p in fp])
-                        q1 = np.array([_time_like(p, cal(delta)) for p in fp])
-                        qv = np.array([1.0 / p.value if p.metric == "tokens_per_s" else p.value
-                                       for p in fp])
-                        q = q0[None, :] + (q1 - q0)[None, :] / delta * ohs[:, None]
-                        losses = (np.log(q / qv[None, :]) ** 2).sum(axis=1)
-                        k = int(np.argmin(losses))
-                        total += float(losses[k])
-                        chosen[fw] = float(ohs[k])
-                    if best is None or total < best[0] - 1e-12:
-                        best = (total, Calibration(chosen, float(ht), float(ps), float(kv),
-                                                   allreduce_scale=float(ar),
-                                                   overhead_per_layer=per_layer))
-    return best[1]
+    shared = [dict(kv_efficiency=float(kv), flop_half_tokens=float(ht), per_seq_s=float(ps),
+                   allreduce_scale=float(ar))
+              for kv in kvs for ht in hts for ps in pss for ar in ars]
+    eff_grid = [dict(int8_weight_efficiency=float(i), gathered_expert_efficiency=float(g))
+                for i in i8s for g in ges]
+    cal = Calibration({f: 0.0 for f in FRAMEWORKS}, 0.0, overhead_per_layer=per_layer)
+    for _ in range(10):
+        _, new = search(cal, shared, FRAMEWORKS)
+        _, new = search(new, eff_grid, sorted(uses_eff))
+        if new == cal:
+            break
+        cal = new
+    return replace(cal, framework="nim")
 
 
 def fit_power_model(fractions=None, idle_w: float | None = None) -> PowerModel:
@@ -1654,9 +1773,10 @@ def fit_power_model(fractions=None, idle_w: float | None = None) -> PowerModel:
     return best[1]
 
 
-CALIBRATION = Calibration({"gpt-fast": 0.0014, "tensorrt-llm": 0.0006, "nim": 0.0028,
-                           "vllm": 0.003}, flop_half_tokens=0.0, per_seq_s=1.5e-05,
-                          kv_efficiency=1.0, allreduce_scale=0.75)
+CALIBRATION = Calibration({"gpt-fast": 5.6e-05, "tensorrt-llm": 2.6e-05, "nim": 7.4e-05,
+                           "vllm": 9.2e-05}, flop_half_tokens=0.0, per_seq_s=1.5e-05,
+                          kv_efficiency=1.0, allreduce_scale=0.1, overhead_per_layer=True,
+                          int8_weight_efficiency=0.8, gathered_expert_efficiency=0.55)
 """The calibration the book uses: the result of :func:`~aimoe_lib.gpu.fit_calibration` on the
 ``fit`` rows of ``data/gpu_published.json`` (a test re-runs the fit and checks these values)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -173,18 +174,61 @@ def test_fit_searches_overheads_exactly():
     # an exhaustive search over the same small grid (every row predicted at every overhead)
     # must pick the same overheads
     grid = dict(kv_efficiencies=(1.0,), half_tokens=(0.0,), per_seq_s=(15e-6,),
-                allreduce_scales=(0.75,))
-    ohs = (0.0, 0.6e-3, 1.4e-3, 2.8e-3, 3.0e-3, 5e-3)
+                allreduce_scales=(0.1,), int8_efficiencies=(0.8,), expert_efficiencies=(0.55,))
+    ohs = (0.0, 26e-6, 56e-6, 74e-6, 92e-6, 150e-6)
     fast = gpu.fit_calibration(overheads_s=ohs, **grid)
     pts = gpu.published_points("decode", ("fit",))
     for fw in gpu.FRAMEWORKS:
         fp = [p for p in pts if p.framework == fw]
 
         def loss(oh):
-            c = gpu.Calibration({f: oh for f in gpu.FRAMEWORKS}, 0.0, 15e-6, 1.0, fw, 0.75)
+            c = gpu.Calibration({f: oh for f in gpu.FRAMEWORKS}, 0.0, 15e-6, 1.0, fw, 0.1,
+                                overhead_per_layer=True, int8_weight_efficiency=0.8,
+                                gathered_expert_efficiency=0.55)
             return sum(math.log(p.predict(c, "tdp") / p.value) ** 2 for p in fp)
 
         assert fast.overheads_s[fw] == min(ohs, key=loss)
+
+
+def test_int8_and_gathered_expert_reads_only_where_the_framework_does_them():
+    # batch 1, one decode step of Mixtral in int8 on one A100: the weight kernel reads the dense
+    # part at 1 / e8 and the 2 selected experts of each of 32 layers at 1 / (e8 ge) of their
+    # bytes in gpt-fast; other frameworks read every byte at the full bandwidth.
+    e8, ge = 0.8, 0.55
+    cal = gpu.Calibration({f: 0.0 for f in gpu.FRAMEWORKS}, 0.0, int8_weight_efficiency=e8,
+                          gathered_expert_efficiency=ge)
+    assert cal.for_framework("gpt-fast").weight_read_factor(True, True) == pytest.approx(
+        1 / (e8 * ge))
+    assert cal.for_framework("vllm").weight_read_factor(True, True) == 1.0
+    a = gpu.get("a100")
+    bw = a.hbm_bandwidth_gb_s * 1e9 * a.bw_efficiency
+    kw = dict(batch=1, prompt_len=1, gen_len=2, n_gpus=1, precision="int8", check_memory=False)
+    expert = 32 * 2 * 3 * 4096 * 14336            # config.json: 32 layers, top-2, 3 matrices
+    fast = gpu.roofline(MIXTRAL, "a100", calibrated=cal.for_framework("gpt-fast"), **kw)
+    vllm = gpu.roofline(MIXTRAL, "a100", calibrated=cal.for_framework("vllm"), **kw)
+    w = vllm.decode_weight_bytes                   # 1 byte per weight read
+    assert fast.decode_weight_bytes == w           # the bytes are the same; their time is not
+    dense = w - expert
+    assert fast.time_per_output_token_s - vllm.time_per_output_token_s == pytest.approx(
+        (dense * (1 / e8 - 1) + expert * (1 / (e8 * ge) - 1)) / bw, rel=1e-3)
+    # bf16 weights: only the expert gather
+    kw["precision"] = "bf16"
+    fast = gpu.roofline(MIXTRAL, "a100", calibrated=cal.for_framework("gpt-fast"), **kw)
+    vllm = gpu.roofline(MIXTRAL, "a100", calibrated=cal.for_framework("vllm"), **kw)
+    assert fast.time_per_output_token_s - vllm.time_per_output_token_s == pytest.approx(
+        2 * expert * (1 / ge - 1) / bw, rel=1e-3)
+    for field in ("int8_weight_efficiency", "gathered_expert_efficiency"):
+        with pytest.raises(ValueError, match=field):
+            gpu.Calibration({f: 0.0 for f in gpu.FRAMEWORKS}, 0.0, **{field: 0.0})
+
+
+def test_fitted_int8_efficiency_matches_the_published_bandwidths():
+    # gpt-fast's README publishes the bandwidth its runs reach (commit c9f683e, Benchmarks
+    # table): Llama-2-7B 1,397.31 GB/s in BF16, 1,069.20 GB/s in int8; Llama-3.1-8B 1,410.76 and
+    # 1,030.89. The ratio (0.73-0.77, which also carries the fixed per-layer time) is what the fit
+    # found for the int8 reads from the tokens/s alone, within a grid step.
+    ratios = (1069.20 / 1397.31, 1030.89 / 1410.76)
+    assert all(abs(gpu.CALIBRATION.int8_weight_efficiency - r) <= 0.075 for r in ratios)
 
 
 def test_flop_scale_is_half_at_half_tokens():
@@ -212,8 +256,7 @@ def test_calibration_constants_are_the_fit():
 
 
 def test_calibration_constants_are_a_local_optimum_of_the_fit():
-    # re-running fit_calibration takes minutes; check that moving any constant one grid step
-    # does not lower the fitted loss
+    # moving any constant one grid step does not lower the fitted loss
     pts = gpu.published_points("decode", ("fit",))
     base = gpu.CALIBRATION
 
@@ -221,29 +264,35 @@ def test_calibration_constants_are_a_local_optimum_of_the_fit():
         return sum(math.log(p.predict(c, "tdp") / p.value) ** 2 for p in pts)
 
     def cal(**kw):
-        f = dict(overheads_s=base.overheads_s, flop_half_tokens=base.flop_half_tokens,
-                 per_seq_s=base.per_seq_s, kv_efficiency=base.kv_efficiency,
-                 allreduce_scale=base.allreduce_scale)
-        f.update(kw)
-        return gpu.Calibration(**f)
+        return replace(base, **kw)
 
     l0 = loss(base)
-    assert loss(cal()) == pytest.approx(l0)
     for kv in (base.kv_efficiency - 0.1, base.kv_efficiency + 0.1):
         if 0 < kv <= 1:
             assert loss(cal(kv_efficiency=kv)) >= l0 - 1e-9
-    for ar in (base.allreduce_scale - 0.25, base.allreduce_scale + 0.25):
-        if 0.25 <= ar <= 1:
-            assert loss(cal(allreduce_scale=ar)) >= l0 - 1e-9
+    for ar in (0.0, 0.25):                     # the grid neighbours of the fitted 0.1
+        assert loss(cal(allreduce_scale=ar)) >= l0 - 1e-9
     for ps in (base.per_seq_s - 5e-6, base.per_seq_s + 5e-6):
         if ps >= 0:
             assert loss(cal(per_seq_s=ps)) >= l0 - 1e-9
+    for f in ("int8_weight_efficiency", "gathered_expert_efficiency"):
+        for step in (-0.05, 0.05):
+            v = round(getattr(base, f) + step, 2)
+            if 0 < v <= 1:
+                assert loss(cal(**{f: v})) >= l0 - 1e-9
     for fw in gpu.FRAMEWORKS:
-        for step in (-2e-4, 2e-4):
+        for step in (-2e-6, 2e-6):
             ov = dict(base.overheads_s)
             ov[fw] = ov[fw] + step
             if ov[fw] >= 0:
                 assert loss(cal(overheads_s=ov)) >= l0 - 1e-9
+    # a fixed time per pass instead of per layer fits the same rows worse (the choice the
+    # validation appendix states): the best per-pass calibration near the shipped one
+    per_pass = gpu.fit_calibration(overhead_per_layer=False, kv_efficiencies=(1.0,),
+                                   half_tokens=(0.0,), per_seq_s=(10e-6, 15e-6),
+                                   allreduce_scales=(0.5,), int8_efficiencies=(0.75, 0.8),
+                                   expert_efficiencies=(0.55, 0.6))
+    assert loss(per_pass) > l0
 
 
 # ------------------------------------------------------------------------------- published data
@@ -366,14 +415,13 @@ def test_power_model_constants_are_a_local_optimum_of_the_fit():
 
 
 def test_validation_bars():
-    # the bar: decode within 25 % on every used row, energy within 35 %. Four held-out rows of the
-    # second round still miss it (stated in the validation appendix); no other row may join them.
-    known_misses = {"gptfast-llama2-7b-4xa100", "gptfast-llama2-7b-8xa100",
-                    "gptfast-mixtral-int8-1xa100", "gptfast-mixtral-int8-2xa100"}
+    # the bar: decode within 25 % on every used row, energy within 35 %. One held-out row of the
+    # third round misses it (-26 %, stated in the validation appendix); no other row may join it.
+    known_misses = {"gptfast-llama31-70b-2xa100"}
     dec = gpu.published_validation("decode", power_model="tdp")
     miss = {r.point.id for r in dec if r.point.role != "excluded" and abs(r.error) > 0.25}
     assert miss <= known_misses
-    assert all(abs(r.error) <= 0.15 for r in dec if r.point.role == "fit")
+    assert all(abs(r.error) <= 0.20 for r in dec if r.point.role == "fit")
     en = gpu.published_validation("energy")
     assert all(abs(r.error) <= 0.35 for r in en if r.point.role == "fit")
 
@@ -414,3 +462,25 @@ def test_operating_panel_builds():
     panel = widgets_gpu.operating_panel(model="olmoe-1b-7b", n_gpus=1)
     names = {c.description for c in panel.children if hasattr(c, "description")}
     assert {"GPU weights", "TPOT target (ms)"} <= names
+
+
+def test_host_bound_engine_stretches_time_at_idle_power():
+    # busy fraction b: every pass takes its GPU time / b; under the fitted power model the
+    # utilisation terms are energy per byte and per FLOP, so the energy grows by the idle power
+    # times the added wall time (Llama-3-8B, batch 64 on one H100: below TDP, not capped)
+    kw = dict(batch=64, prompt_len=512, gen_len=64, n_gpus=1, calibrated=True,
+              power_model="fitted")
+    one = gpu.roofline("llama-3-8b", "h100", **kw)
+    host = gpu.roofline("llama-3-8b", "h100", gpu_busy_fraction=0.38, **kw)
+    assert one.power_w < gpu.get("h100").tdp_w
+    assert host.time_per_output_token_s == pytest.approx(one.time_per_output_token_s / 0.38)
+    assert host.ttft_s == pytest.approx(one.ttft_s / 0.38)
+    e = host.total_time_s * host.power_w - one.total_time_s * one.power_w
+    assert e == pytest.approx(gpu.POWER_MODEL.idle_w * (host.total_time_s - one.total_time_s))
+    assert gpu.VLLM_053_GPU_BUSY == 0.38
+    pts = {p.id: p for p in gpu.published_points("energy")}
+    assert pts["mlenergy-v2-llama31-8b-b64-h100"].gpu_busy_fraction == 0.38
+    assert pts["mlenergy-v3-llama31-8b-b64-h100"].gpu_busy_fraction == 1.0
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="gpu_busy_fraction"):
+            gpu.roofline("llama-3-8b", "h100", gpu_busy_fraction=bad)
