@@ -761,10 +761,13 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
     the bytes per weight and the tensor-core precision together; it cannot be combined with
     ``bytes_per_param`` or ``compute`` (without it they default to 2 bytes and BF16).
     ``calibrated=True`` applies :data:`~aimoe_lib.gpu.CALIBRATION`, fitted to published
-    measurements: a fixed overhead per forward pass, a tensor-core efficiency that falls for
-    passes of few tokens, the weight GEMMs and the attention of a pass as separate kernels whose
-    times add (A-GPU-KERNELS), KV reads per query head where the framework's attention kernel
-    does so (A-GPU-GQA-READS) and a fitted all-reduce latency. ``serving='continuous'`` models in-flight batching at ``batch``
+    measurements: a fixed time per layer and forward pass (A-GPU-OVERHEAD), a tensor-core
+    efficiency that falls for passes of few tokens, the weight GEMMs and the attention of a pass
+    as separate kernels whose times add (A-GPU-KERNELS), KV reads per query head where the
+    framework's attention kernel does so (A-GPU-GQA-READS), int8 and gathered-expert weight reads
+    at fitted fractions of the bandwidth where the framework's kernels do so
+    (A-GPU-INT8-KERNELS, A-GPU-EXPERT-GATHER) and a fitted all-reduce latency.
+    ``serving='continuous'`` models in-flight batching at ``batch``
     sequences: the time to first token is one sequence's prefill, and every decode step also
     carries batch / gen_len prefills of joining sequences. ``power_model='fitted'`` replaces TDP
     by :data:`~aimoe_lib.gpu.POWER_MODEL` (idle power plus memory and tensor-core utilisation,
@@ -1281,7 +1284,10 @@ class Calibration:
     matrix products of few rows use the tensor cores poorly, and every pass pays kernel launches,
     sampling and scheduling that the roofline does not see. KV-cache reads run at
     ``kv_efficiency`` of the bandwidth and, for a grouped-query model in a framework of
-    :data:`KV_READS_PER_QUERY_HEAD`, read each KV head once per query head.
+    :data:`KV_READS_PER_QUERY_HEAD`, read each KV head once per query head. Weight reads run at
+    ``int8_weight_efficiency`` of the bandwidth for int8 weights in a framework of
+    :data:`WEIGHT_ONLY_INT8`, and routed-expert reads at ``gathered_expert_efficiency`` in a
+    framework of :data:`GATHERED_EXPERTS` (both for gathered int8 experts).
     """
 
     overheads_s: dict

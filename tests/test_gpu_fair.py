@@ -318,6 +318,12 @@ def test_published_values_are_the_published_numbers():
     assert pts["vllm-mixtral-b8-h200"].value == pytest.approx(1.91744)
     assert pts["alice-mistral-7b-b1-h100"].value == pytest.approx(732e-6 * 3600)
     assert pts["mlenergy-v3-llama31-8b-b64-h100"].value == 0.12
+    # third round: gpt-fast README c9f683e and vLLM nightly builds 9523 (A100) and 9555 (H100)
+    assert pts["gptfast-llama31-70b-2xa100"].value == pytest.approx(1 / 16.03)
+    assert pts["gptfast-llama2-70b-int8-8xa100"].value == pytest.approx(1 / 80.44)
+    assert pts["vllm-mixtral-b8-a100"].value == pytest.approx(3.64384)
+    assert pts["vllm-mixtral-b8-h100"].value == pytest.approx(2.32697)
+    assert pts["mlenergy-v2-llama31-8b-b64-h100"].gpu_busy_fraction == 0.38
 
 
 def test_held_out_rows_are_not_used_by_the_fit():
@@ -330,6 +336,12 @@ def test_held_out_rows_are_not_used_by_the_fit():
     assert any(p.batch == 1 for p in pts) and any(p.batch >= 8 for p in pts)
     assert any(p.model == "mixtral-8x7b" for p in pts) and any(p.model == "llama-2-7b"
                                                                 for p in pts)
+    # so does the held-out set of the current round on its own
+    ho = gpu.published_points("decode", ("heldout",))
+    assert {p.gpu for p in ho} >= {"a100", "h100"} and {p.batch for p in ho} >= {1, 8}
+    assert any(p.model == "mixtral-8x7b" for p in ho) and any(p.model != "mixtral-8x7b"
+                                                              for p in ho)
+    assert {p.round for p in ho} == {3}
 
 
 def test_power_model_never_exceeds_tdp():
