@@ -264,9 +264,21 @@ def test_static_sliders_move_the_figure(page, server, browser):
     from selenium.webdriver.common.keys import Keys
 
     browser.get(f"{server}/{page}")
+    if page in SLIDER_PAGES:
+        # the sliders are in the page's HTML; wait for them rather than trust that get() left
+        # the DOM complete (one CI run under load once found none, and a rerun did)
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support import expected_conditions as EC
+        from selenium.webdriver.support.ui import WebDriverWait
+        try:
+            WebDriverWait(browser, 20).until(
+                EC.presence_of_element_located((By.CSS_SELECTOR, "div.aimoe-slider")))
+        except TimeoutException:
+            pass
     sliders = browser.find_elements(By.CSS_SELECTOR, "div.aimoe-slider")
     if page in SLIDER_PAGES:
-        assert sliders, f"{page} has no static slider"
+        assert sliders, (f"{page} has no static slider (browser at {browser.current_url!r}, "
+                         f"title {browser.title!r})")
     for k, slider in enumerate(sliders):
         img = slider.find_element(By.CSS_SELECTOR, "img.aimoe-slider-frame")
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
