@@ -1676,15 +1676,35 @@ def _time_like(p: PublishedPoint, cal: Calibration) -> float:
     return 1.0 / v if p.metric == "tokens_per_s" else v
 
 
-def _fw_overhead_fit(fp, cal: Calibration, ohs: np.ndarray, delta: float
+def _relevant(p: PublishedPoint, cal: Calibration) -> tuple:
+    """The constants of ``cal`` that ``p``'s prediction depends on: all-reduces only on more than
+    one GPU, the int8 and gathered-expert efficiencies only for int8 weights or routed experts in
+    a framework that reads them so, the overhead of ``p``'s framework only."""
+    fw = p.framework
+    moe = _param_split(p.spec())[2] > 0
+    return (cal.overheads_s[fw], cal.flop_half_tokens, cal.per_seq_s, cal.kv_efficiency,
+            cal.overhead_per_layer, cal.allreduce_scale if p.n_gpus > 1 else None,
+            cal.int8_weight_efficiency if p.precision == "int8" and WEIGHT_ONLY_INT8[fw]
+            else None,
+            cal.gathered_expert_efficiency if moe and GATHERED_EXPERTS[fw] else None)
+
+
+def _fw_overhead_fit(fp, cal: Calibration, ohs: np.ndarray, delta: float, memo: dict
                      ) -> tuple[float, float]:
     """(best loss, best overhead) of framework rows ``fp`` under ``cal`` over the overhead grid
     ``ohs``: a row's time is affine in its framework's overhead (added outside every max() of the
-    roofline), so two evaluations per row give every grid point exactly."""
-    q0 = np.array([_time_like(p, replace(cal, overheads_s={f: 0.0 for f in FRAMEWORKS}))
-                   for p in fp])
-    q1 = np.array([_time_like(p, replace(cal, overheads_s={f: delta for f in FRAMEWORKS}))
-                   for p in fp])
+    roofline), so two evaluations per row give every grid point exactly. ``memo`` keeps each
+    row's prediction per :func:`_relevant` constants, so a grid step that changes none of them
+    costs nothing."""
+    def time_like(p, oh):
+        c = replace(cal, overheads_s={f: oh for f in FRAMEWORKS})
+        key = (p.id, _relevant(p, c))
+        if key not in memo:
+            memo[key] = _time_like(p, c)
+        return memo[key]
+
+    q0 = np.array([time_like(p, 0.0) for p in fp])
+    q1 = np.array([time_like(p, delta) for p in fp])
     qv = np.array([1.0 / p.value if p.metric == "tokens_per_s" else p.value for p in fp])
     q = q0[None, :] + (q1 - q0)[None, :] / delta * ohs[:, None]
     losses = (np.log(q / qv[None, :]) ** 2).sum(axis=1)
@@ -1710,7 +1730,8 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
     searched in closed form (equal to an exhaustive search). The two kernel efficiencies concern
     few rows, so the search alternates: the shared grid at fixed efficiencies, then the
     efficiencies (with their frameworks' overheads) at fixed shared constants, starting from
-    1.0 and until neither step changes the result (at most 10 rounds).
+    1.0 and until neither step changes the result (at most 10 rounds). A row is predicted again
+    only when a constant it depends on changes (:func:`_relevant`): 16 s for the shipped fit.
     """
     pts = published_points("decode", ("fit",)) if points is None else tuple(points)
     kvs = (0.6, 0.7, 0.8, 0.9, 1.0) if kv_efficiencies is None else kv_efficiencies
@@ -1728,6 +1749,7 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
     delta = float(ohs.max()) if ohs.max() > 0 else 1e-3
     by_fw = {fw: [p for p in pts if p.framework == fw] for fw in FRAMEWORKS}
     uses_eff = {fw for fw in FRAMEWORKS if WEIGHT_ONLY_INT8[fw] or GATHERED_EXPERTS[fw]}
+    memo: dict = {}
 
     def search(cal0: Calibration, grid, fws) -> tuple[float, Calibration]:
         """Best (loss over the rows of ``fws``, calibration) over ``grid`` (dicts of fields),
@@ -1739,7 +1761,7 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
             for fw in fws:
                 if by_fw[fw]:
                     loss, chosen[fw] = _fw_overhead_fit(by_fw[fw], replace(cal, framework=fw),
-                                                        ohs, delta)
+                                                        ohs, delta, memo)
                     total += loss
             if best is None or total < best[0] - 1e-12:
                 best = (total, replace(cal, overheads_s=chosen))

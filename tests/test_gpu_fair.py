@@ -496,3 +496,20 @@ def test_host_bound_engine_stretches_time_at_idle_power():
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="gpu_busy_fraction"):
             gpu.roofline("llama-3-8b", "h100", gpu_busy_fraction=bad)
+
+
+def test_fit_memo_keys_on_every_constant_a_row_depends_on():
+    # the fit reuses a row's prediction while the constants _relevant() names are unchanged; so
+    # changing any other constant must leave the prediction exactly as it is
+    base = gpu.CALIBRATION
+    for p in gpu.published_points("decode", ("fit", "heldout")):
+        key = gpu._relevant(p, base)
+        others = {f: o * 3 + 1e-4 for f, o in base.overheads_s.items() if f != p.framework}
+        for change in (dict(allreduce_scale=0.9), dict(int8_weight_efficiency=0.35),
+                       dict(gathered_expert_efficiency=0.35),
+                       dict(overheads_s={**base.overheads_s, **others})):
+            c = replace(base, **change)
+            if gpu._relevant(p, c) == key:
+                assert p.predict(c, "tdp") == p.predict(base, "tdp"), (p.id, change)
+            else:
+                assert p.predict(c, "tdp") != p.predict(base, "tdp"), (p.id, change)
