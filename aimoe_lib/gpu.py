@@ -594,7 +594,8 @@ class RooflineResult:
     calibrated: bool = False
     """True when the published calibration (:data:`~aimoe_lib.gpu.CALIBRATION`) is applied."""
     overhead_s: float = 0.0
-    """Fixed time added to every forward pass (calibration), s."""
+    """Fixed time added to every forward pass (calibration; with a time per layer, the sum over
+    the layers), s."""
     power_model: str = "tdp"
     """'tdp' (every GPU at ``power_fraction`` x TDP) or 'fitted' (:class:`PowerModel`)."""
     hbm_area_mm2: float = 0.0
@@ -1279,8 +1280,8 @@ class Calibration:
 
     A forward pass takes, for its weight GEMMs and its attention one after the other
     (A-GPU-KERNELS), max(bytes / bandwidth, FLOPs / (peak x flop_efficiency x s(T))), plus
-    all-reduces (latency x ``allreduce_scale``) + ``overhead_s`` (+ ``per_seq_s`` per sequence
-    in a decode step), where s(T) = T / (T + ``flop_half_tokens``) for a pass of T tokens:
+    all-reduces (latency x ``allreduce_scale``) + :meth:`pass_overhead_s` (+ ``per_seq_s`` per
+    sequence in a decode step), where s(T) = T / (T + ``flop_half_tokens``) for a pass of T tokens:
     matrix products of few rows use the tensor cores poorly, and every pass pays kernel launches,
     sampling and scheduling that the roofline does not see. KV-cache reads run at
     ``kv_efficiency`` of the bandwidth and, for a grouped-query model in a framework of
@@ -1292,7 +1293,7 @@ class Calibration:
 
     overheads_s: dict
     """Fixed time of every forward pass (decode step or prefill) per serving framework
-    (:data:`FRAMEWORKS`), s."""
+    (:data:`FRAMEWORKS`), s; per layer of the model if :attr:`overhead_per_layer`."""
     flop_half_tokens: float
     """Tokens per pass at which the tensor cores reach half their GEMM efficiency."""
     per_seq_s: float = 0.0
@@ -1326,7 +1327,8 @@ class Calibration:
                              f"{FRAMEWORKS} to a time in s")
         object.__setattr__(self, "overheads_s", {k: checks.real(
             "Calibration", f"overheads_s[{k!r}]", v, minimum=0, maximum=1.0,
-            fix="pass a time per forward pass in s, e.g. 0.002") for k, v in ov.items()})
+            fix="pass a time per forward pass (or per layer) in s, e.g. 0.002 or 5e-5")
+            for k, v in ov.items()})
         object.__setattr__(self, "per_seq_s", checks.real(
             "Calibration", "per_seq_s", self.per_seq_s, minimum=0, maximum=0.01,
             fix="pass a time per sequence and step in s, e.g. 2e-5"))

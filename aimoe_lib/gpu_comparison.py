@@ -192,7 +192,7 @@ class GpuOperatingPoint:
     """GPUs (None: the fewest that hold weights and KV cache at the largest batch tried)."""
     calibrated: bool = True
     """Apply the published calibration (:data:`aimoe_lib.gpu.CALIBRATION`, with NVIDIA NIM's
-    overhead per forward pass)."""
+    fixed time per layer and forward pass)."""
     power_model: str = "fitted"
     """'fitted' (:data:`aimoe_lib.gpu.POWER_MODEL`) or 'tdp'."""
 
