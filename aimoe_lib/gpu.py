@@ -1733,7 +1733,7 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
     few rows, so the search alternates: the shared grid at fixed efficiencies, then the
     efficiencies (with their frameworks' overheads) at fixed shared constants, starting from
     1.0 and until neither step changes the result (at most 10 rounds). A row is predicted again
-    only when a constant it depends on changes (:func:`_relevant`): 16 s for the shipped fit.
+    only when a constant it depends on changes (``_relevant``): 16 s for the shipped fit.
     """
     pts = published_points("decode", ("fit",)) if points is None else tuple(points)
     kvs = (0.6, 0.7, 0.8, 0.9, 1.0) if kv_efficiencies is None else kv_efficiencies
