@@ -1700,7 +1700,7 @@ def _fw_overhead_fit(fp, cal: Calibration, ohs: np.ndarray, delta: float, memo: 
     costs nothing."""
     def time_like(p, oh):
         c = replace(cal, overheads_s={f: oh for f in FRAMEWORKS})
-        key = (p.id, _relevant(p, c))
+        key = (id(p), _relevant(p, c))  # the object: points passed in may share an id string
         if key not in memo:
             memo[key] = _time_like(p, c)
         return memo[key]
