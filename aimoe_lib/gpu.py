@@ -857,10 +857,8 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
 
     int8 = bytes_per_param == 1 and compute == "int8"
 
-    def _w_time_bytes(wt: WeightTraffic) -> float:  # weight bytes, weighted by read speed
+    def _w_time_bytes(wt: WeightTraffic) -> float:  # calibrated: bytes weighted by read speed
         expert = wt.n_moe_layers * wt.distinct_experts * wt.expert_params
-        if not cal:
-            return wt.params_read * bytes_per_param
         return bytes_per_param * ((wt.params_read - expert) * cal.weight_read_factor(False, int8)
                                   + expert * cal.weight_read_factor(True, int8))
 
