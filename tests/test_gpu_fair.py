@@ -326,6 +326,20 @@ def test_published_values_are_the_published_numbers():
     assert pts["mlenergy-v2-llama31-8b-b64-h100"].gpu_busy_fraction == 0.38
 
 
+def test_stated_conversion_matches_the_published_number():
+    # a row whose conversion reads '1 / X tokens/s' publishes X tokens/s and stores 1/X seconds
+    data = json.loads(shipped.data_path("gpu_published.json").read_text())
+    n = 0
+    for row in data["decode"]:
+        conv = row["converted"]
+        if conv.startswith("1 / ") and conv.endswith(" tokens/s"):
+            x = conv[len("1 / "):-len(" tokens/s")]
+            assert row["published"] == f"{x} tokens/s", row["id"]
+            assert row["value"] == pytest.approx(1 / float(x.replace(",", ""))), row["id"]
+            n += 1
+    assert n >= 10
+
+
 def test_held_out_rows_are_not_used_by_the_fit():
     fit = {p.id for p in gpu.published_points("decode", ("fit",))}
     held = {p.id for p in gpu.published_points("decode", ("heldout",))}
