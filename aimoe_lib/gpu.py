@@ -1782,23 +1782,39 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
     return replace(cal, framework="nim")
 
 
-def fit_power_model(fractions=None, idle_w: float | None = None) -> PowerModel:
+def _utilisations(p: PublishedPoint) -> tuple[float, float, float]:
+    """(u_mem, u_comp, GPU-seconds per generated token) of ``p``'s calibrated roofline: power is
+    affine in the two shares of :class:`PowerModel` below the TDP cap, so one roofline per share
+    (no idle power, a share small enough never to reach the cap) reads each utilisation."""
+    n, tdp, eps = p.n_gpus, get(p.gpu).tdp_w, 1e-3
+    rm = p.roofline(True, PowerModel(0.0, eps, 0.0))
+    rc = p.roofline(True, PowerModel(0.0, 0.0, eps))
+    return (rm.power_w / (n * tdp * eps), rc.power_w / (n * tdp * eps),
+            n * rm.total_time_s / rm.generated_tokens)
+
+
+def fit_power_model(mem_fractions=None, comp_fractions=None,
+                    idle_w: float | None = None) -> PowerModel:
     """The :class:`PowerModel` minimising the squared log error of energy per token over the
     ``fit`` rows of the energy table (with :data:`CALIBRATION` times), on a grid of
-    ``fractions`` (default 0 to 1.5 in steps of 0.02) for both shares; ``idle_w`` defaults to the
-    published idle reading of the file."""
+    ``mem_fractions`` (default 0 to 1.5) x ``comp_fractions`` (default 0 to 3), both in steps of
+    0.02; ``idle_w`` defaults to the published idle reading of the file. Each row's utilisations
+    are read once (:func:`_utilisations`) and the grid is evaluated in closed form."""
     pts = published_points("energy", ("fit",))
     if idle_w is None:
         idle_w = _load_published()["idle_power"][0]["value_w"]
-    fr = np.arange(0, 1.501, 0.02) if fractions is None else fractions
-    best = None
-    for fm in fr:
-        for fc in fr:
-            pm = PowerModel(float(idle_w), float(fm), float(fc))
-            loss = _log_loss(pts, calibrated=True, power_model=pm)
-            if best is None or loss < best[0] - 1e-12:
-                best = (loss, pm)
-    return best[1]
+    fm = np.round(np.arange(0, 1.501, 0.02), 2) if mem_fractions is None else mem_fractions
+    fc = np.round(np.arange(0, 3.001, 0.02), 2) if comp_fractions is None else comp_fractions
+    a = np.asarray(fm, dtype=float)[:, None]
+    b = np.asarray(fc, dtype=float)[None, :]
+    loss = np.zeros((a.size, b.size))
+    for p in pts:
+        um, uc, gpu_s = _utilisations(p)
+        tdp = get(p.gpu).tdp_w
+        power = np.minimum(tdp, idle_w + tdp * (a * um + b * uc))
+        loss += np.log(power * gpu_s / p.value) ** 2
+    i, j = np.unravel_index(int(np.argmin(loss)), loss.shape)
+    return PowerModel(float(idle_w), float(a[i, 0]), float(b[0, j]))
 
 
 CALIBRATION = Calibration({"gpt-fast": 5.6e-05, "tensorrt-llm": 2.6e-05, "nim": 7.4e-05,
@@ -1808,7 +1824,7 @@ CALIBRATION = Calibration({"gpt-fast": 5.6e-05, "tensorrt-llm": 2.6e-05, "nim": 
 """The calibration the book uses: the result of :func:`~aimoe_lib.gpu.fit_calibration` on the
 ``fit`` rows of ``data/gpu_published.json`` (a test re-runs the fit and checks these values)."""
 
-POWER_MODEL = PowerModel(idle_w=80.3, mem_fraction=0.86, comp_fraction=0.3)
+POWER_MODEL = PowerModel(idle_w=80.3, mem_fraction=0.88, comp_fraction=1.44)
 """The power model the book uses: the result of :func:`~aimoe_lib.gpu.fit_power_model`;
 ``idle_w`` is the published H200 idle reading (80.3 W, Serial Alice), used for every preset
 (assumption A-GPU-IDLE)."""

@@ -355,7 +355,11 @@ def test_held_out_rows_are_not_used_by_the_fit():
     assert {p.gpu for p in ho} >= {"a100", "h100"} and {p.batch for p in ho} >= {1, 8}
     assert any(p.model == "mixtral-8x7b" for p in ho) and any(p.model != "mixtral-8x7b"
                                                               for p in ho)
-    assert {p.round for p in ho} == {3}
+    assert {p.round for p in ho} == {3, 4}
+    # the fourth round adds continuous-serving throughput (vLLM 0.11.1) at batch 16 to 1024
+    r4 = [p for p in ho if p.round == 4]
+    assert {p.metric for p in r4} == {"tokens_per_s"} and {p.serving for p in r4} == {"continuous"}
+    assert min(p.batch for p in r4) == 16 and max(p.batch for p in r4) == 1024
 
 
 def test_power_model_never_exceeds_tdp():
@@ -448,8 +452,41 @@ def test_validation_bars():
     miss = {r.point.id for r in dec if r.point.role != "excluded" and abs(r.error) > 0.25}
     assert miss <= known_misses
     assert all(abs(r.error) <= 0.20 for r in dec if r.point.role == "fit")
+    # energy: one fit row misses (Serial Alice at batch 128, +84 %: its prompt and output lengths
+    # are not published, and at batch 128 the KV reads they set are half the step; stated in the
+    # validation appendix); every other used row, fit or held out, is within 35 %
+    known_energy_misses = {"alice-mistral-7b-b128-h100"}
     en = gpu.published_validation("energy")
-    assert all(abs(r.error) <= 0.35 for r in en if r.point.role == "fit")
+    miss = {r.point.id for r in en if r.point.role != "excluded" and abs(r.error) > 0.35}
+    assert miss <= known_energy_misses
+    assert sum(r.point.role == "heldout" for r in en) >= 12
+
+
+def test_power_model_is_the_fit_and_the_closed_form_search_is_exhaustive():
+    assert gpu.fit_power_model() == gpu.POWER_MODEL
+    # on a small grid, the closed-form search equals predicting every row for every pair
+    pts = gpu.published_points("energy", ("fit",))
+    ms, cs = (0.6, 0.88, 1.2), (0.5, 1.44, 2.0)
+    best = min(((sum(math.log(p.predict(True, gpu.PowerModel(80.3, m, c)) / p.value) ** 2
+                     for p in pts), m, c) for m in ms for c in cs))
+    pm = gpu.fit_power_model(mem_fractions=ms, comp_fractions=cs)
+    assert (pm.mem_fraction, pm.comp_fraction) == (best[1], best[2])
+
+
+def test_ml_energy_figure_rows_agree_with_its_power_figure():
+    # the energy, throughput and power points were read from three separate figures of the ML.ENERGY
+    # post; energy per token must equal power / throughput (the post's own identity)
+    data = json.loads(shipped.data_path("gpu_published.json").read_text())
+    tput = {(r["model"], r["batch"]): r["value"] for r in data["decode"]
+            if r["source"] == "mlenergy_fig"}
+    rows = [r for r in data["energy"] if r["source"] == "mlenergy_fig"]
+    assert len(rows) == 20 and len(tput) == 21
+    for r in rows:
+        assert r["value"] == pytest.approx(r["power_w"] / tput[(r["model"], r["batch"])],
+                                           rel=2e-3), r["id"]
+    # and the figure's batch-64 point is the post's sentence (0.12 J; it is that row, not another)
+    assert data["energy"][0]["id"] == "mlenergy-v3-llama31-8b-b64-h100"
+    assert 610.3 / tput[("llama-3-8b", 64)] == pytest.approx(0.12, abs=0.005)
 
 
 # ------------------------------------------------------------------------------- figures, panel
