@@ -1652,14 +1652,16 @@ def format_published_validation(rows) -> str:
     """A plain-text table: setup, metric, role, validation round, measured, model, error."""
     rows = checks.items("format_published_validation()", "rows", rows,
                         fix="pass the rows of gpu.published_validation()")
-    head = (f"{'measurement':34} {'GPU':>8} {'prec':>4} {'batch':>5} {'metric':>12} {'role':>8} "
+    w = max([len("measurement")] + [len(r.point.id) for r in rows
+                                     if isinstance(r, PublishedRow)])
+    head = (f"{'measurement':{w}} {'GPU':>8} {'prec':>4} {'batch':>5} {'metric':>12} {'role':>8} "
             f"{'rnd':>3} "
             f"{'measured':>13} {'model':>13} {'error':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         checks.instance("format_published_validation()", "rows", r, PublishedRow)
         p = r.point
-        lines.append(f"{p.id[:34]:34} {str(p.n_gpus) + 'x' + p.gpu:>8} {p.precision:>4} "
+        lines.append(f"{p.id:{w}} {str(p.n_gpus) + 'x' + p.gpu:>8} {p.precision:>4} "
                      f"{p.batch:5d} {p.metric:>12} {p.role:>8} {p.round:3d} "
                      f"{_fmt_value(p.metric, p.value):>13} "
                      f"{_fmt_value(p.metric, r.predicted):>13} {r.error:+7.1%}")
@@ -1799,7 +1801,8 @@ def fit_power_model(mem_fractions=None, comp_fractions=None,
     ``fit`` rows of the energy table (with :data:`CALIBRATION` times), on a grid of
     ``mem_fractions`` (default 0 to 1.5) x ``comp_fractions`` (default 0 to 3), both in steps of
     0.02; ``idle_w`` defaults to the published idle reading of the file. Each row's utilisations
-    are read once (:func:`_utilisations`) and the grid is evaluated in closed form."""
+    are read once (two rooflines per row, one per share) and the grid is evaluated in closed
+    form."""
     pts = published_points("energy", ("fit",))
     if idle_w is None:
         idle_w = _load_published()["idle_power"][0]["value_w"]

@@ -564,3 +564,12 @@ def test_fit_memo_keys_on_every_constant_a_row_depends_on():
                 assert p.predict(c, "tdp") == p.predict(base, "tdp"), (p.id, change)
             else:
                 assert p.predict(c, "tdp") != p.predict(base, "tdp"), (p.id, change)
+
+
+def test_published_validation_table_shows_whole_ids():
+    rows = gpu.published_validation("decode", power_model="tdp")
+    text = gpu.format_published_validation(rows)
+    for r in rows:
+        assert r.point.id + " " in text
+    with pytest.raises(ValueError, match="rows"):
+        gpu.format_published_validation(["not a row"])
