@@ -1493,12 +1493,20 @@ _MISTRAL7B = ("Mistral-7B: the Llama-2-7B shapes with 8 KV heads, FFN width 14,3
               "(mistralai/Mistral-7B-v0.1 config.json: num_key_value_heads 8, intermediate_size "
               "14336, vocab 32000, 32 layers, hidden 4096)")
 
+_QWEN3_235B = ("Qwen3-235B-A22B: the Qwen3-30B-A3B layer with hidden size 4,096, 94 layers, 64 "
+               "query and 4 KV heads of 128, 128 experts of 1,536, top-8 (Qwen/Qwen3-235B-A22B "
+               "config.json; model card: '235B in total and 22B activated', 234B non-embedding)")
+
 
 @lru_cache(maxsize=None)
 def _published_model(name: str) -> ModelSpec:  # cached: one spec (and its matrices) per name
     if name == "llama-3.3-70b":
         return zoo.get("llama-2-70b").replace(name="llama-3.3-70b", vocab_size=128256,
                                               source=_LLAMA33_CONFIG)
+    if name == "qwen3-235b-a22b":
+        return zoo.get("qwen3-30b-a3b").replace(name="qwen3-235b-a22b", d_model=4096,
+                                                n_layers=94, n_heads=64, n_kv_heads=4,
+                                                d_ff=12288, d_expert=1536, source=_QWEN3_235B)
     if name == "mistral-7b":
         return zoo.get("llama-2-7b").replace(name="mistral-7b", n_kv_heads=8, d_ff=14336,
                                              source=_MISTRAL7B)

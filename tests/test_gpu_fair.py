@@ -355,9 +355,12 @@ def test_held_out_rows_are_not_used_by_the_fit():
     assert {p.gpu for p in ho} >= {"a100", "h100"} and {p.batch for p in ho} >= {1, 8}
     assert any(p.model == "mixtral-8x7b" for p in ho) and any(p.model != "mixtral-8x7b"
                                                               for p in ho)
-    assert {p.round for p in ho} == {3, 4}
+    assert {p.round for p in ho} == {3, 4, 5}
     # the fourth round adds continuous-serving throughput (vLLM 0.11.1) at batch 16 to 1024
     r4 = [p for p in ho if p.round == 4]
+    r5 = [p for p in ho if p.round == 5]
+    assert {p.precision for p in r5} == {"bf16", "fp8"} and {p.model for p in r5} == {
+        "qwen3-235b-a22b"}
     assert {p.metric for p in r4} == {"tokens_per_s"} and {p.serving for p in r4} == {"continuous"}
     assert min(p.batch for p in r4) == 16 and max(p.batch for p in r4) == 1024
 
@@ -445,21 +448,40 @@ def test_power_model_constants_are_a_local_optimum_of_the_fit():
 
 
 def test_validation_bars():
-    # the bar: decode within 25 % on every used row, energy within 35 %. One held-out row of the
-    # third round misses it (-26 %, stated in the validation appendix); no other row may join it.
-    known_misses = {"gptfast-llama31-70b-2xa100"}
+    # the bar: decode within 25 % on every used row, energy within 35 %. Rows that miss it are
+    # named here and in the validation appendix; no other row may join them:
+    # - one held-out row of the third round (gpt-fast's Llama-3.1-70B on two A100s, -26 %);
+    # - the fifth round's FP8 rows (vLLM 0.11.1 serving Qwen3-235B-A22B in FP8 on eight H100s:
+    #   34-39 % slower and 52-60 % more energy than modelled; the source attributes FP8's small
+    #   gain to quantisation steps not fused into the matrix products);
+    # - energy: Serial Alice at batch 128 (+84 %, a fit row whose sequence lengths are not
+    #   published) and the fifth round's BF16 row at batch 256 (-37 %).
+    r5_fp8 = {p.id for p in gpu.published_points("decode") + gpu.published_points("energy")
+              if p.round == 5 and p.precision == "fp8"}
+    assert len(r5_fp8) == 14
+    known_misses = {"gptfast-llama31-70b-2xa100"} | r5_fp8
     dec = gpu.published_validation("decode", power_model="tdp")
     miss = {r.point.id for r in dec if r.point.role != "excluded" and abs(r.error) > 0.25}
     assert miss <= known_misses
     assert all(abs(r.error) <= 0.20 for r in dec if r.point.role == "fit")
-    # energy: one fit row misses (Serial Alice at batch 128, +84 %: its prompt and output lengths
-    # are not published, and at batch 128 the KV reads they set are half the step; stated in the
-    # validation appendix); every other used row, fit or held out, is within 35 %
-    known_energy_misses = {"alice-mistral-7b-b128-h100"}
+    known_energy_misses = {"alice-mistral-7b-b128-h100",
+                           "mlenergy-v3-qwen3-235b-bf16-b256-8xh100"} | r5_fp8
     en = gpu.published_validation("energy")
     miss = {r.point.id for r in en if r.point.role != "excluded" and abs(r.error) > 0.35}
     assert miss <= known_energy_misses
-    assert sum(r.point.role == "heldout" for r in en) >= 12
+    assert sum(r.point.role == "heldout" for r in en) >= 26
+    # every fifth-round row is held out: none shaped the model
+    assert all(p.role == "heldout" for p in gpu.published_points("decode")
+               + gpu.published_points("energy") if p.round == 5)
+
+
+def test_qwen3_235b_matches_its_model_card():
+    # 'Number of Parameters: 235B in total and 22B activated', 'Non-Embedding: 234B'
+    m = gpu._published_model("qwen3-235b-a22b")
+    assert 234.5e9 <= m.total_params < 235.5e9
+    assert 21.5e9 <= m.active_params < 22.5e9
+    assert 233.5e9 <= m.params(embedding=False, head=False) < 234.5e9
+    assert (m.n_layers, m.n_experts, m.top_k, m.n_kv_heads) == (94, 128, 8, 4)
 
 
 def test_power_model_is_the_fit_and_the_closed_form_search_is_exhaustive():
@@ -573,3 +595,12 @@ def test_published_validation_table_shows_whole_ids():
         assert r.point.id + " " in text
     with pytest.raises(ValueError, match="rows"):
         gpu.format_published_validation(["not a row"])
+
+
+def test_precision_figure_rows_follow_the_posts_caption():
+    # the caption: 'FP8 loses at batch size 8-16, then wins at batch sizes from 32' (energy);
+    # this checks which series is which (red FP8, blue BF16 in the figure's legend)
+    e = {(p.precision, p.batch): p.value for p in gpu.published_points("energy")
+         if p.model == "qwen3-235b-a22b"}
+    assert e[("fp8", 16)] > e[("bf16", 16)]
+    assert all(e[("fp8", b)] < e[("bf16", b)] for b in (32, 64, 96, 128, 192, 256))
