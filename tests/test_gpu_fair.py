@@ -604,3 +604,11 @@ def test_precision_figure_rows_follow_the_posts_caption():
          if p.model == "qwen3-235b-a22b"}
     assert e[("fp8", 16)] > e[("bf16", 16)]
     assert all(e[("fp8", b)] < e[("bf16", b)] for b in (32, 64, 96, 128, 192, 256))
+
+
+def test_data_readme_states_the_row_counts():
+    from pathlib import Path
+    data = json.loads(shipped.data_path("gpu_published.json").read_text())
+    readme = (Path(__file__).resolve().parents[1] / "data" / "README.md").read_text()
+    assert (f"decode ({len(data['decode'])} rows) and energy ({len(data['energy'])} rows)"
+            in readme)
