@@ -1317,6 +1317,10 @@ class Calibration:
     """Achieved bandwidth of routed-expert weight reads relative to dense weight reads in a
     framework that indexes the selected experts' weights out of a stacked tensor before its
     products (:data:`GATHERED_EXPERTS`)."""
+    kv_reads_once: bool | None = None
+    """Override of :data:`KV_READS_PER_QUERY_HEAD` for a run whose attention kernel is known:
+    True if decode attention reads each KV head once for its whole query group (XQA-style
+    kernels), False if once per query head, None (default) for the framework's usual kernel."""
 
     def __post_init__(self) -> None:
         ov = self.overheads_s
@@ -1346,12 +1350,15 @@ class Calibration:
             object.__setattr__(self, f, checks.real(
                 "Calibration", f, getattr(self, f), minimum=0, strict=True, maximum=1.0,
                 fix="pass a fraction in (0, 1] (1: no penalty)"))
+        if self.kv_reads_once is not None:
+            object.__setattr__(self, "kv_reads_once", checks.boolean(
+                "Calibration", "kv_reads_once", self.kv_reads_once))
 
     def __hash__(self) -> int:
         return hash((tuple(sorted(self.overheads_s.items())), self.flop_half_tokens,
                      self.per_seq_s, self.kv_efficiency, self.framework, self.allreduce_scale,
                      self.overhead_per_layer, self.int8_weight_efficiency,
-                     self.gathered_expert_efficiency))
+                     self.gathered_expert_efficiency, self.kv_reads_once))
 
     @property
     def overhead_s(self) -> float:
@@ -1372,7 +1379,10 @@ class Calibration:
     @property
     def kv_reads_per_query_head(self) -> bool:
         """Whether :attr:`framework`'s decode attention reads a grouped-query model's keys and
-        values once per *query* head (:data:`KV_READS_PER_QUERY_HEAD`)."""
+        values once per *query* head (:data:`KV_READS_PER_QUERY_HEAD`, unless
+        :attr:`kv_reads_once` says otherwise)."""
+        if self.kv_reads_once is not None:
+            return not self.kv_reads_once
         return KV_READS_PER_QUERY_HEAD[self.framework]
 
     def weight_read_factor(self, expert: bool, int8: bool) -> float:
@@ -1560,6 +1570,9 @@ class PublishedPoint:
     gpu_busy_fraction: float = 1.0
     """Share of wall time the GPUs compute (< 1 for a host-bound serving engine, with its source
     in ``note``); :func:`roofline`'s ``gpu_busy_fraction``."""
+    kv_reads_once: bool | None = None
+    """:attr:`Calibration.kv_reads_once` for this run, where the source states its attention
+    kernel (with the statement in ``note``); None: the framework's usual kernel."""
 
     def spec(self) -> ModelSpec:
         """The measured model."""
@@ -1572,6 +1585,8 @@ class PublishedPoint:
             calibrated = CALIBRATION
         if isinstance(calibrated, Calibration):
             calibrated = calibrated.for_framework(self.framework)
+            if self.kv_reads_once is not None:
+                calibrated = replace(calibrated, kv_reads_once=self.kv_reads_once)
         return roofline(self.spec(), self.gpu, batch=self.batch, prompt_len=self.prompt_len,
                         gen_len=self.gen_len, n_gpus=self.n_gpus, kv_bytes=self.kv_bytes,
                         precision=self.precision, serving=self.serving, calibrated=calibrated,
@@ -1618,6 +1633,7 @@ def published_points(kind: str = "decode", roles=ROLES) -> tuple[PublishedPoint,
         out.append(PublishedPoint(source=data["sources"][row["source"]],
                                   note=row.get("note", ""),
                                   gpu_busy_fraction=row.get("gpu_busy_fraction", 1.0),
+                                  kv_reads_once=row.get("kv_reads_once"),
                                   round=row.get("round", 1), **kw))
     return tuple(out)
 

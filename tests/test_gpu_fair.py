@@ -355,7 +355,7 @@ def test_held_out_rows_are_not_used_by_the_fit():
     assert {p.gpu for p in ho} >= {"a100", "h100"} and {p.batch for p in ho} >= {1, 8}
     assert any(p.model == "mixtral-8x7b" for p in ho) and any(p.model != "mixtral-8x7b"
                                                               for p in ho)
-    assert {p.round for p in ho} == {3, 4, 5}
+    assert {p.round for p in ho} == {3, 4, 5, 6}
     # the fourth round adds continuous-serving throughput (vLLM 0.11.1) at batch 16 to 1024
     r4 = [p for p in ho if p.round == 4]
     r5 = [p for p in ho if p.round == 5]
@@ -454,13 +454,23 @@ def test_validation_bars():
     # - the fifth round's FP8 rows (vLLM 0.11.1 serving Qwen3-235B-A22B in FP8 on eight H100s:
     #   34-39 % slower and 52-60 % more energy than modelled; the source attributes FP8's small
     #   gain to quantisation steps not fused into the matrix products);
+    # - nine rows of the sixth round (TensorRT-LLM v0.9.0): Mixtral in FP8 with short outputs on
+    #   H100 and H200 (the model up to 2x too fast), and Mistral and Mixtral with 2,048-token
+    #   outputs, mostly on A100 (the model too slow);
     # - energy: Serial Alice at batch 128 (+84 %, a fit row whose sequence lengths are not
     #   published) and the fifth round's BF16 row at batch 256 (-37 %).
     r5_fp8 = {p.id for p in gpu.published_points("decode") + gpu.published_points("energy")
               if p.round == 5 and p.precision == "fp8"}
     assert len(r5_fp8) == 14
-    known_misses = {"gptfast-llama31-70b-2xa100"} | r5_fp8
+    r6 = {"trtllm09-mixtral-b1024-128-128-2xh200", "trtllm09-mixtral-b64-2048-128-2xh200",
+          "trtllm09-mixtral-b512-128-128-2xh100", "trtllm09-mixtral-b64-2048-128-2xh100",
+          "trtllm09-mistral-7b-b56-2048-2048-1xh100", "trtllm09-mistral-7b-b120-128-2048-1xa100",
+          "trtllm09-mistral-7b-b56-2048-2048-1xa100", "trtllm09-mixtral-b128-128-2048-2xa100",
+          "trtllm09-mixtral-b32-2048-2048-2xa100"}
+    known_misses = {"gptfast-llama31-70b-2xa100"} | r5_fp8 | r6
     dec = gpu.published_validation("decode", power_model="tdp")
+    ids = {r.point.id for r in dec}
+    assert r6 <= ids
     miss = {r.point.id for r in dec if r.point.role != "excluded" and abs(r.error) > 0.25}
     assert miss <= known_misses
     assert all(abs(r.error) <= 0.20 for r in dec if r.point.role == "fit")
@@ -470,9 +480,33 @@ def test_validation_bars():
     miss = {r.point.id for r in en if r.point.role != "excluded" and abs(r.error) > 0.35}
     assert miss <= known_energy_misses
     assert sum(r.point.role == "heldout" for r in en) >= 26
-    # every fifth-round row is held out: none shaped the model
+    # every row of rounds 5 and 6 is held out: none shaped the model
     assert all(p.role == "heldout" for p in gpu.published_points("decode")
-               + gpu.published_points("energy") if p.round == 5)
+               + gpu.published_points("energy") if p.round >= 5)
+
+
+def test_kv_reads_once_override_changes_only_the_kv_reads():
+    # Llama-2-70B: 64 query heads over 8 KV heads; reading each KV head once instead of once per
+    # query head removes 7/8 of the context reads of every decode step
+    spec = zoo.get("llama-2-70b")
+    base = gpu.CALIBRATION.for_framework("tensorrt-llm")
+    assert base.kv_reads_per_query_head
+    once = replace(base, kv_reads_once=True)
+    assert not once.kv_reads_per_query_head
+    assert not replace(gpu.CALIBRATION.for_framework("vllm"), kv_reads_once=False).kv_reads_once
+    kw = dict(batch=64, prompt_len=2048, gen_len=2, n_gpus=2, precision="fp8", kv_bytes=1)
+    a = gpu.roofline(spec, "h100", calibrated=base, **kw)
+    b = gpu.roofline(spec, "h100", calibrated=once, **kw)
+    assert a.decode_weight_bytes == b.decode_weight_bytes
+    ctx = 2048 + 1  # the one decode step's context
+    kv_tok = 80 * 2 * 8 * 128 * 1  # bytes of keys and values per token (all layers)
+    assert a.decode_kv_bytes - b.decode_kv_bytes == pytest.approx(64 * kv_tok * ctx * (8 - 1))
+    with pytest.raises(ValueError, match="kv_reads_once"):
+        replace(base, kv_reads_once="yes")
+    # the data flag it only where the source states the kernel: round 6's Llama-2-70B rows
+    flagged = [p for p in gpu.published_points("decode") if p.kv_reads_once is not None]
+    assert len(flagged) == 12 and all(p.model == "llama-2-70b" and p.round == 6
+                                      and "TRTLLM_ENABLE_XQA=1" in p.note for p in flagged)
 
 
 def test_qwen3_235b_matches_its_model_card():
