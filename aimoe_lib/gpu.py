@@ -600,6 +600,12 @@ class RooflineResult:
     """'tdp' (every GPU at ``power_fraction`` x TDP) or 'fitted' (:class:`PowerModel`)."""
     hbm_area_mm2: float = 0.0
     """n_gpus x HBM stacks x assumed stack footprint (A-GPU-HBM-AREA), mm²."""
+    hbm_utilisation: float = 0.0
+    """HBM bytes moved over the whole run / (n_gpus x datasheet bandwidth x run time): the u_mem
+    of :class:`PowerModel`."""
+    tensor_utilisation: float = 0.0
+    """FLOPs over the whole run / (n_gpus x datasheet peak of the compute format x run time):
+    the u_comp of :class:`PowerModel`."""
 
     @property
     def package_area_mm2(self) -> float:
@@ -911,18 +917,19 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
                          f"{float(t_dec.mean()):g} s per output token) are not finite positive "
                          "numbers; give the GPUSpec realistic bandwidth and peak figures")
 
+    # time-weighted utilisation of HBM and tensor cores against datasheet peaks
+    t_all = float(t_pre) + decode_time
+    n_steps = max(gen_len - 1, 0)
+    n_pre_runs = 1.0 + (batch * n_steps / gen_len if serving == "continuous" else 0.0)
+    bytes_all = pre_bytes * n_pre_runs + float((dec_w + dec_kv).sum()) * (n_steps > 0)
+    flops_all = pre_flops * n_pre_runs + float(dec_flops.sum()) * (n_steps > 0)
+    if n_steps == 0:
+        t_all, bytes_all, flops_all = float(t_pre), pre_bytes, pre_flops
+    u_mem = bytes_all / (n * g.hbm_bandwidth_gb_s * 1e9 * t_all)
+    u_comp = flops_all / (n * peak * 1e12 * t_all)
     if power_model == "tdp":
         power = n * g.tdp_w * power_fraction
-    else:  # time-weighted utilisation of HBM and tensor cores against datasheet peaks
-        t_all = float(t_pre) + decode_time
-        n_steps = max(gen_len - 1, 0)
-        n_pre_runs = 1.0 + (batch * n_steps / gen_len if serving == "continuous" else 0.0)
-        bytes_all = pre_bytes * n_pre_runs + float((dec_w + dec_kv).sum()) * (n_steps > 0)
-        flops_all = pre_flops * n_pre_runs + float(dec_flops.sum()) * (n_steps > 0)
-        if n_steps == 0:
-            t_all, bytes_all, flops_all = float(t_pre), pre_bytes, pre_flops
-        u_mem = bytes_all / (n * g.hbm_bandwidth_gb_s * 1e9 * t_all)
-        u_comp = flops_all / (n * peak * 1e12 * t_all)
+    else:
         power = n * pm.power_w(g, u_mem, u_comp) * power_fraction
 
     return RooflineResult(
@@ -941,7 +948,8 @@ def roofline(spec, gpu="h100", batch: int = 1, prompt_len: int = 128, gen_len: i
         decode_time_s=decode_time, power_w=float(power),
         silicon_area_mm2=n * g.die_area_mm2, precision=precision or "", serving=serving,
         calibrated=cal is not None, overhead_s=oh, power_model=power_model,
-        hbm_area_mm2=n * g.hbm_stacks * HBM_STACK_AREA_MM2)
+        hbm_area_mm2=n * g.hbm_stacks * HBM_STACK_AREA_MM2,
+        hbm_utilisation=float(u_mem), tensor_utilisation=float(u_comp))
 
 
 def sweep_batches(spec, gpu="h100", batches=(1, 2, 4, 8, 16, 32, 64), **kwargs
@@ -1692,10 +1700,6 @@ def format_published_validation(rows) -> str:
     return "\n".join(lines)
 
 
-def _log_loss(points, **kw) -> float:
-    return float(sum(math.log(p.predict(**kw) / p.value) ** 2 for p in points))
-
-
 def _time_like(p: PublishedPoint, cal: Calibration) -> float:
     """The prediction of ``p`` as a time (1 / tokens/s for throughput rows)."""
     v = p.predict(cal, "tdp")
@@ -1808,25 +1812,15 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
     return replace(cal, framework="nim")
 
 
-def _utilisations(p: PublishedPoint) -> tuple[float, float, float]:
-    """(u_mem, u_comp, GPU-seconds per generated token) of ``p``'s calibrated roofline: power is
-    affine in the two shares of :class:`PowerModel` below the TDP cap, so one roofline per share
-    (no idle power, a share small enough never to reach the cap) reads each utilisation."""
-    n, tdp, eps = p.n_gpus, get(p.gpu).tdp_w, 1e-3
-    rm = p.roofline(True, PowerModel(0.0, eps, 0.0))
-    rc = p.roofline(True, PowerModel(0.0, 0.0, eps))
-    return (rm.power_w / (n * tdp * eps), rc.power_w / (n * tdp * eps),
-            n * rm.total_time_s / rm.generated_tokens)
-
-
 def fit_power_model(mem_fractions=None, comp_fractions=None,
                     idle_w: float | None = None) -> PowerModel:
     """The :class:`PowerModel` minimising the squared log error of energy per token over the
     ``fit`` rows of the energy table (with :data:`CALIBRATION` times), on a grid of
     ``mem_fractions`` (default 0 to 1.5) x ``comp_fractions`` (default 0 to 3), both in steps of
-    0.02; ``idle_w`` defaults to the published idle reading of the file. Each row's utilisations
-    are read once (two rooflines per row, one per share) and the grid is evaluated in closed
-    form."""
+    0.02; ``idle_w`` defaults to the published idle reading of the file. Power is affine in the
+    two shares below the TDP cap, so each row's roofline is run once (its
+    :attr:`~RooflineResult.hbm_utilisation` and :attr:`~RooflineResult.tensor_utilisation`) and
+    the grid is evaluated in closed form."""
     pts = published_points("energy", ("fit",))
     if idle_w is None:
         idle_w = _load_published()["idle_power"][0]["value_w"]
@@ -1836,10 +1830,10 @@ def fit_power_model(mem_fractions=None, comp_fractions=None,
     b = np.asarray(fc, dtype=float)[None, :]
     loss = np.zeros((a.size, b.size))
     for p in pts:
-        um, uc, gpu_s = _utilisations(p)
+        r = p.roofline(True, "tdp")  # the utilisations do not depend on the power model
         tdp = get(p.gpu).tdp_w
-        power = np.minimum(tdp, idle_w + tdp * (a * um + b * uc))
-        loss += np.log(power * gpu_s / p.value) ** 2
+        power = np.minimum(tdp, idle_w + tdp * (a * r.hbm_utilisation + b * r.tensor_utilisation))
+        loss += np.log(p.n_gpus * power * r.total_time_s / r.generated_tokens / p.value) ** 2
     i, j = np.unravel_index(int(np.argmin(loss)), loss.shape)
     return PowerModel(float(idle_w), float(a[i, 0]), float(b[0, j]))
 

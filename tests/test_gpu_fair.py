@@ -646,3 +646,21 @@ def test_data_readme_states_the_row_counts():
     readme = (Path(__file__).resolve().parents[1] / "data" / "README.md").read_text()
     assert (f"decode ({len(data['decode'])} rows) and energy ({len(data['energy'])} rows)"
             in readme)
+
+
+def test_roofline_reports_the_utilisations_its_power_model_uses():
+    h = gpu.get("h100")
+    # one forward pass (gen_len 1): the run is the prefill, so the utilisations are its bytes and
+    # FLOPs over the datasheet peaks times its time
+    r = gpu.roofline("llama-3-8b", "h100", batch=4, prompt_len=256, gen_len=1, n_gpus=2,
+                     precision="fp8", calibrated=True, power_model="fitted")
+    assert r.hbm_utilisation == pytest.approx(
+        r.prefill_bytes / (2 * h.hbm_bandwidth_gb_s * 1e9 * r.ttft_s))
+    assert r.tensor_utilisation == pytest.approx(
+        r.prefill_flops / (2 * h.peak_tflops("fp8") * 1e12 * r.ttft_s))
+    assert r.power_w == pytest.approx(
+        2 * gpu.POWER_MODEL.power_w(h, r.hbm_utilisation, r.tensor_utilisation))
+    # they do not depend on the power model
+    t = gpu.roofline("llama-3-8b", "h100", batch=4, prompt_len=256, gen_len=1, n_gpus=2,
+                     precision="fp8", calibrated=True, power_model="tdp")
+    assert (t.hbm_utilisation, t.tensor_utilisation) == (r.hbm_utilisation, r.tensor_utilisation)
