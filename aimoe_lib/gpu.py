@@ -45,6 +45,9 @@ Sources:
   DGX H100/H200 "eight single-port NVIDIA ConnectX-7 VPI ... up to 400 Gb/s"; DGX A100: 200 Gb/s
   per GPU (secondary report, chippub.substack.com).
 * [VLLM] vLLM's default ``gpu_memory_utilization=0.9`` (fraction of GPU memory it plans to use).
+* [H200-RUN] ``data/gpu_h200.csv`` and ``data/gpu_h200_stream.csv``: decode and weight-streaming
+  measurements of this project's harness (:mod:`aimoe_lib.gpu_measure`, ``tools/measure_gpu.sh``)
+  on one H200 SXM, 2026-11-28; compared with the model by :func:`measured_validation`.
 * [PUBLISHED] ``data/gpu_published.json``: published decode and energy measurements (gpt-fast,
   TensorRT-LLM, NVIDIA NIM, vLLM nightly benchmarks, ML.ENERGY, the Alice benchmark), each with its
   title, authors, year, URL and the table or sentence it comes from. :data:`CALIBRATION` and
@@ -63,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, zoo
+from . import checks, shipped, zoo
 from . import routing as routing_mod
 from .models import AttentionKind, ModelSpec, Role
 
@@ -90,6 +93,14 @@ __all__ = [
     "NOT_USED",
     "MeasuredRow",
     "load_measured",
+    "MEASURED_FILE",
+    "STREAM_FILE",
+    "MeasuredCheck",
+    "harness_calibration",
+    "decode_power_w",
+    "measured_validation",
+    "format_measured_validation",
+    "load_weight_stream",
     "PRECISIONS",
     "SERVING_KINDS",
     "precision_formats",
@@ -1188,10 +1199,17 @@ class MeasuredRow:
     """Average board power while timing, W (nan without NVML)."""
     dry_run: bool
     """True for the CPU dry run (numbers meaningless)."""
+    mode: str = ""
+    """'eager', 'cuda-graph' (one decode step replayed from a CUDA graph), 'fixed-step-cpu' (its
+    CPU dry run), or '' for a CSV from before the column existed."""
+    dtype: str = ""
+    """Weight and activation dtype as torch names it ('bfloat16', ...); '' if not recorded."""
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
         set_("gpu_name", checks.string("MeasuredRow", "gpu_name", self.gpu_name, empty=False))
+        set_("mode", checks.string("MeasuredRow", "mode", self.mode))
+        set_("dtype", checks.string("MeasuredRow", "dtype", self.dtype))
         set_("model", checks.string("MeasuredRow", "model", self.model, empty=False))
         for f in ("batch", "prompt_len", "decode_steps", "layers_run", "layers_model"):
             set_(f, checks.integer("MeasuredRow", f, getattr(self, f), minimum=1,
@@ -1248,6 +1266,7 @@ def load_measured(path) -> tuple[MeasuredRow, ...]:
              "decode_steps": int, "layers_run": int, "layers_model": int,
              "prefill_s_model": _float, "decode_step_s_model": _float,
              "distinct_experts_per_layer": _float, "avg_power_w": _float, "dry_run": _bool}
+    optional = {"mode": str, "dtype": str}  # absent from CSVs of older harness versions
     rows = []
     try:
         with path.open(newline="", encoding="utf-8") as f:
@@ -1258,7 +1277,7 @@ def load_measured(path) -> tuple[MeasuredRow, ...]:
                                  f"{', '.join(sorted(missing))}); write it with "
                                  "python -m aimoe_lib.gpu_measure")
             for r in reader:
-                kw = {}
+                kw = {k: r[k] for k in optional if r.get(k) is not None}
                 for col, conv in parse.items():
                     try:
                         kw[col] = conv(r[col])
@@ -1276,6 +1295,181 @@ def load_measured(path) -> tuple[MeasuredRow, ...]:
         raise ValueError(f"load_measured(path={str(path)!r}): not a text CSV ({e}); "
                          f"{fix}") from None
     return tuple(rows)
+
+
+# =================================================================================== measured here
+MEASURED_FILE = "gpu_h200.csv"
+"""Shipped decode measurements of the harness on one H200 (``data/gpu_h200.csv``, written by
+``bash tools/measure_gpu.sh``: Mixtral-8x7B, Llama-3-8B and Llama-2-70B layers, batch 1, 8, 64
+and 256, bfloat16, eager and CUDA-graph decode, board power over a 3 s steady-state window)."""
+
+STREAM_FILE = "gpu_h200_stream.csv"
+"""Shipped weight-streaming bandwidth of one H200 (``data/gpu_h200_stream.csv``, the same run):
+one (batch x 8192) @ (8192 x 28672) bfloat16 product per batch size, replayed from a CUDA graph."""
+
+
+def harness_calibration() -> Calibration:
+    """The calibration that predicts the harness's CUDA-graph decode: :data:`CALIBRATION` with
+    gpt-fast's overhead (PyTorch kernels replayed from a CUDA graph, as gpt-fast runs them) and
+    decode attention that reads each KV head once for its query group (the harness passes the
+    query heads of a group as rows of one attention call,
+    ``aimoe_lib.gpu_measure._attention``). Nothing is fitted to the harness's measurements."""
+    return replace(CALIBRATION.for_framework("gpt-fast"), kv_reads_once=True)
+
+
+def decode_power_w(result: RooflineResult, time_s: float | None = None,
+                   power_model: PowerModel | None = None) -> float:
+    """Board power of all GPUs during the decode steps of ``result``, W: :data:`POWER_MODEL` (or
+    ``power_model``) at the HBM and tensor-core utilisation of one decode step's bytes and FLOPs
+    over ``time_s`` (default the predicted time per output token), against the datasheet peaks.
+    With the measured step time it predicts the power of a measured run from its traffic alone."""
+    checks.instance("decode_power_w()", "result", result, RooflineResult,
+                    fix="pass a gpu.roofline(...) result")
+    pm = POWER_MODEL if power_model is None else checks.instance(
+        "decode_power_w()", "power_model", power_model, PowerModel, fix="pass a gpu.PowerModel")
+    t = result.time_per_output_token_s if time_s is None else checks.real(
+        "decode_power_w()", "time_s", time_s, minimum=0, strict=True,
+        fix="pass the time of one decode step in s (> 0)")
+    g, n = get(result.gpu), result.n_gpus
+    u_mem = result.decode_bytes / (n * g.hbm_bandwidth_gb_s * 1e9 * t)
+    u_comp = result.decode_flops / (n * g.peak_tflops(result.compute) * 1e12 * t)
+    return n * pm.power_w(g, u_mem, u_comp)
+
+
+@dataclass(frozen=True)
+class MeasuredCheck:
+    """One measured harness row against the model: the calibrated roofline
+    (:func:`harness_calibration`, fitted power model) and the bare one (no calibration)."""
+
+    row: MeasuredRow
+    """The measurement."""
+    predicted: RooflineResult
+    """Calibrated roofline of the same workload."""
+    physics: RooflineResult
+    """Roofline without calibration (weights, KV and FLOPs at the GPU's measured efficiencies)."""
+
+    @property
+    def measured_tpot_s(self) -> float:
+        """Measured time of one decode step of the whole model, s."""
+        return self.row.decode_step_s_model
+
+    @property
+    def tpot_error(self) -> float:
+        """Calibrated prediction / measurement - 1."""
+        return self.predicted.time_per_output_token_s / self.measured_tpot_s - 1
+
+    @property
+    def physics_error(self) -> float:
+        """Bare roofline / measurement - 1."""
+        return self.physics.time_per_output_token_s / self.measured_tpot_s - 1
+
+    @property
+    def power_at_measured_time_w(self) -> float:
+        """The power model at the utilisation of the measured step time, W."""
+        return decode_power_w(self.predicted, self.measured_tpot_s)
+
+    @property
+    def power_error(self) -> float:
+        """Power model at the measured time / measured board power - 1."""
+        return self.power_at_measured_time_w / self.row.avg_power_w - 1
+
+    @property
+    def measured_j_per_token(self) -> float:
+        """Measured board power x step time / batch, J."""
+        return self.row.avg_power_w * self.measured_tpot_s / self.row.batch
+
+    @property
+    def predicted_j_per_token(self) -> float:
+        """Predicted decode power x predicted step time / batch, J."""
+        p = self.predicted
+        return decode_power_w(p) * p.time_per_output_token_s / p.batch
+
+    @property
+    def energy_error(self) -> float:
+        """Predicted / measured energy per token - 1."""
+        return self.predicted_j_per_token / self.measured_j_per_token - 1
+
+
+def _precision_of(dtype: str) -> str:
+    if dtype in ("bfloat16", "float16", ""):
+        return "bf16"  # 2-byte weights on the 16-bit tensor cores (same rate for fp16)
+    raise ValueError(f"MeasuredRow.dtype={dtype!r}: no weight format of the roofline matches; "
+                     "measure in bfloat16 or float16")
+
+
+def measured_validation(rows=None, gpu: str = "h200", modes=("cuda-graph",)
+                        ) -> tuple[MeasuredCheck, ...]:
+    """Each row of ``rows`` (default: the shipped :data:`MEASURED_FILE`) whose mode is in
+    ``modes``, with its calibrated and bare rooflines on one GPU of preset ``gpu``. Rows of a CPU
+    dry run are refused (their numbers are meaningless)."""
+    if rows is None:
+        rows = load_measured(shipped.data_path(MEASURED_FILE))
+    rows = checks.items("measured_validation()", "rows", rows,
+                        fix="pass gpu.load_measured(path) rows")
+    modes = checks.items("measured_validation()", "modes", modes,
+                         fix="pass a tuple of modes, e.g. ('cuda-graph',)")
+    cal = harness_calibration()
+    out = []
+    for r in rows:
+        checks.instance("measured_validation()", "rows", r, MeasuredRow,
+                        fix="pass gpu.load_measured(path) rows")
+        if r.dry_run:
+            raise ValueError(f"measured_validation(): the row of {r.model} at batch {r.batch} is "
+                             "a CPU dry run, whose numbers are meaningless; pass a GPU "
+                             "measurement")
+        if r.mode not in modes:
+            continue
+        prec = _precision_of(r.dtype)
+        out.append(MeasuredCheck(r, r.roofline(gpu, precision=prec, calibrated=cal),
+                                 r.roofline(gpu, precision=prec)))
+    return tuple(out)
+
+
+def format_measured_validation(checks_=None) -> str:
+    """A table of :func:`measured_validation` (default: the shipped CUDA-graph rows): measured
+    and predicted time per output token, the bare roofline, power and energy per token."""
+    checks_ = measured_validation() if checks_ is None else checks_
+    head = (f"{'model':13s} {'batch':>5s} {'TPOT ms':>8s} {'model':>7s} {'err':>6s} "
+            f"{'bare':>6s} {'err':>6s} | {'power W':>7s} {'model':>5s} {'err':>6s} | "
+            f"{'mJ/token':>8s} {'model':>8s} {'err':>6s}")
+    lines = [head, "-" * len(head)]
+    for c in checks_:
+        r = c.row
+        lines.append(
+            f"{r.model:13s} {r.batch:5d} {c.measured_tpot_s * 1e3:8.2f} "
+            f"{c.predicted.time_per_output_token_s * 1e3:7.2f} {c.tpot_error:+6.0%} "
+            f"{c.physics.time_per_output_token_s * 1e3:6.2f} {c.physics_error:+6.0%} | "
+            f"{r.avg_power_w:7.0f} {c.power_at_measured_time_w:5.0f} {c.power_error:+6.0%} | "
+            f"{c.measured_j_per_token * 1e3:8.1f} {c.predicted_j_per_token * 1e3:8.1f} "
+            f"{c.energy_error:+6.0%}")
+    return "\n".join(lines)
+
+
+def load_weight_stream(path=None) -> tuple[dict, ...]:
+    """Rows of a ``--weight-stream`` CSV (default: the shipped :data:`STREAM_FILE`) as dicts
+    with ``batch``, ``d_in``, ``d_out`` (int), ``time_s``, ``tb_per_s``, ``tflop_per_s``
+    (float) and ``gpu_name``. A file without those columns raises ValueError naming it."""
+    path = shipped.data_path(STREAM_FILE) if path is None else path
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise ValueError(f"load_weight_stream(path={path!r}): must be a path to the CSV of "
+                         "python -m aimoe_lib.gpu_measure --weight-stream")
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"load_weight_stream(path={str(path)!r}): not a file; pass the CSV of "
+                         "python -m aimoe_lib.gpu_measure --weight-stream")
+    ints, floats = ("batch", "d_in", "d_out"), ("time_s", "tb_per_s", "tflop_per_s")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(ints + floats + ("gpu_name",)) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"load_weight_stream(path={str(path)!r}): not a --weight-stream CSV "
+                             f"(missing {', '.join(sorted(missing))})")
+        try:
+            return tuple({"gpu_name": r["gpu_name"], **{k: int(r[k]) for k in ints},
+                          **{k: float(r[k]) for k in floats}} for r in reader)
+        except ValueError as e:
+            raise ValueError(f"load_weight_stream(path={str(path)!r}): line {reader.line_num}: "
+                             f"{e}") from None
 
 
 # =================================================================================== calibration

@@ -16,6 +16,16 @@ measured and the scaled numbers and how many layers ran). An MoE layer runs ever
 tokens once over its tokens (gather, FFN, scatter-add), so it reads each distinct expert once per
 step, as :func:`aimoe_lib.gpu.roofline` assumes; the CSV records the distinct experts observed.
 
+``--graph`` captures one decode step of the built layers in a CUDA graph and replays it
+``--decode-steps`` times, so the host's kernel-launch time drops out and the time is the GPU's
+(the step at context ``--prompt-len`` + 1, replayed; an MoE step's routing is that of an eager run
+of the same step on the same inputs, which the replay reproduces). ``--power-seconds S`` adds a
+steady-state window of S seconds after the timing in which decode runs back to back and the
+board's energy counter (NVML total energy, else power samples every 10 ms) gives the average
+power; without it power is sampled during the timed repetitions. ``--weight-stream`` measures
+instead the bandwidth that one weight-streaming matrix product (the decode GEMM of a batch of
+tokens against a bf16 weight) reaches, per batch size, and writes :data:`STREAM_COLUMNS`.
+
 ``--device cpu --dry-run`` runs a tiny model of the same kind on the CPU in seconds and writes the
 same columns (no power reading): the test suite uses it so the harness cannot rot without a GPU.
 Without a GPU and without ``--dry-run`` the harness exits with a message, not a traceback.
@@ -39,17 +49,25 @@ from pathlib import Path
 from . import checks, zoo
 from .models import AttentionKind, ModelSpec, NormKind
 
-__all__ = ["COLUMNS", "MeasureSettings", "tiny_like", "measure", "write_csv", "main"]
+__all__ = ["COLUMNS", "STREAM_COLUMNS", "MeasureSettings", "tiny_like", "measure",
+           "measure_stream", "write_csv", "main"]
 
 COLUMNS = (
     "gpu_name", "driver", "torch_version", "cuda_version", "device", "model", "layers_run",
     "layers_model", "d_model", "n_experts", "top_k", "dtype", "batch", "prompt_len",
-    "decode_steps", "warmup", "repeats", "prefill_s_layers_run", "decode_step_s_layers_run",
+    "decode_steps", "warmup", "repeats", "mode", "prefill_s_layers_run", "decode_step_s_layers_run",
     "lm_head_prefill_s", "lm_head_decode_s", "prefill_s_model", "decode_step_s_model",
     "decode_tokens_per_s_model", "distinct_experts_per_layer", "avg_power_w", "power_samples",
-    "power_limit_w", "dry_run", "timestamp_utc", "note",
+    "power_limit_w", "power_method", "power_window_s", "dry_run", "timestamp_utc", "note",
 )
 """Columns of the CSV the harness writes, in order."""
+
+STREAM_COLUMNS = (
+    "gpu_name", "driver", "torch_version", "device", "dtype", "batch", "d_in", "d_out",
+    "n_weights", "repeats", "time_s", "weight_bytes", "bytes_moved", "tb_per_s", "tflop_per_s",
+    "dry_run", "timestamp_utc", "note",
+)
+"""Columns of the CSV ``--weight-stream`` writes, in order (one row per batch size)."""
 
 
 class HarnessError(RuntimeError, ValueError):
@@ -84,6 +102,11 @@ class MeasureSettings:
     """Tiny model, few steps, no power reading: checks the harness end to end."""
     seed: int = 0
     """Seed of the random weights and inputs."""
+    graph: bool = False
+    """Replay one captured decode step from a CUDA graph (CUDA only): no host launch time."""
+    power_seconds: float = 0.0
+    """Length of the steady-state power window after the timing, s (0: sample power while
+    timing)."""
 
     def __post_init__(self) -> None:
         """Types and ranges of every field (the model, device and dtype against the machine are
@@ -106,6 +129,10 @@ class MeasureSettings:
                                      fix="pass 'cuda', 'cuda:N' or 'cpu'"))
         set_("dry_run", checks.boolean(o, "dry_run", self.dry_run))
         set_("seed", checks.seed(o, "seed", self.seed))
+        set_("graph", checks.boolean(o, "graph", self.graph))
+        set_("power_seconds", float(checks.real(o, "power_seconds", self.power_seconds,
+                                                minimum=0, maximum=600,
+                                                fix="give seconds in 0 .. 600, e.g. 4")))
 
 
 def tiny_like(spec: ModelSpec) -> ModelSpec:
@@ -137,10 +164,10 @@ def _torch():
 def _build(spec: ModelSpec, n_layers: int, dtype, device, seed: int):
     """Decoder layers (and LM head) of ``spec`` with random weights, as plain tensors."""
     torch = _torch()
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)  # on the GPU: seconds, not minutes
 
     def w(i, o):
-        return (torch.randn(i, o, generator=gen) * 0.02).to(device=device, dtype=dtype)
+        return (torch.randn(i, o, generator=gen, device=device) * 0.02).to(dtype=dtype)
 
     d, hd = spec.d_model, spec.head_dim
     gated = spec.ffn.gated
@@ -167,8 +194,8 @@ def _build(spec: ModelSpec, n_layers: int, dtype, device, seed: int):
 
 def _norm(spec, x, scale):
     torch = _torch()
-    if spec.norm is NormKind.RMSNORM:
-        return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(x.dtype) * scale
+    if spec.norm is NormKind.RMSNORM:  # the library's RMSNorm (one fused kernel on a GPU)
+        return torch.nn.functional.rms_norm(x, (x.shape[-1],), weight=scale, eps=1e-6)
     return torch.nn.functional.layer_norm(x, (x.shape[-1],), weight=scale)
 
 
@@ -183,16 +210,26 @@ def _ffn(spec, p, x):
     return h @ p["down"]
 
 
-def _moe(spec, layer, x, seen):
-    """Top-k MoE over the rows of x (tokens, d): each expert with tokens runs once on them."""
+def _moe(spec, layer, x, seen, route=None):
+    """Top-k MoE over the rows of x (tokens, d): each expert with tokens runs once on them.
+
+    ``route`` is None (count the tokens per expert on the host), or a dict ``{"counts": list |
+    None}``: with counts None they are counted and stored there, with counts given they are used
+    as they are and nothing waits for the GPU (what a CUDA-graph capture needs; the caller
+    guarantees the same inputs, hence the same routing)."""
     torch = _torch()
     logits = (x @ layer["router"]).float()
     probs, idx = torch.topk(torch.softmax(logits, dim=-1), spec.top_k, dim=-1)
     probs = (probs / probs.sum(-1, keepdim=True)).to(x.dtype)
     out = torch.zeros_like(x)
     flat = idx.reshape(-1)
-    order = torch.argsort(flat)
-    counts = torch.bincount(flat, minlength=spec.n_experts).tolist()
+    order = torch.argsort(flat, stable=True)
+    if route is not None and route.get("counts") is not None:
+        counts = route["counts"]
+    else:
+        counts = torch.bincount(flat, minlength=spec.n_experts).tolist()
+        if route is not None:
+            route["counts"] = counts
     tok = (order // spec.top_k)
     start = 0
     used = 0
@@ -211,8 +248,31 @@ def _moe(spec, layer, x, seen):
     return out
 
 
-def _layer(spec, layer, x, cache, pos: int, seen):
-    """One decoder layer over x (batch, t, d) at positions pos .. pos + t - 1 of the KV cache."""
+def _attention(q, keys, vals, t: int):
+    """Attention of q (b, hq, t, hd) over keys and values (b, hk, n, hd), hq a multiple of hk.
+
+    Decode (t = 1): the hq // hk query heads that share a key-value head attend to the same keys
+    with no mask, so they go in as that head's rows of queries and every cached key and value is
+    read once per key-value head (as decode kernels of serving frameworks do), not copied per
+    query head. Prefill (t > 1, causal): each key-value head is copied for its query heads (as
+    ``repeat_interleave`` does)."""
+    torch = _torch()
+    b, hq, _, hd = q.shape
+    hk, n = keys.shape[1], keys.shape[2]
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    if hk == hq:
+        return sdpa(q, keys, vals, is_causal=t > 1)
+    g = hq // hk
+    if t == 1:
+        return sdpa(q.reshape(b, hk, g, hd), keys, vals).reshape(b, hq, 1, hd)
+    keys = keys[:, :, None].expand(b, hk, g, n, hd).reshape(b, hq, n, hd)
+    vals = vals[:, :, None].expand(b, hk, g, n, hd).reshape(b, hq, n, hd)
+    return sdpa(q, keys, vals, is_causal=True)
+
+
+def _layer(spec, layer, x, cache, pos: int, seen, route=None):
+    """One decoder layer over x (batch, t, d) at positions pos .. pos + t - 1 of the KV cache
+    (``route``: see :func:`_moe`)."""
     torch = _torch()
     b, t, d = x.shape
     hd, hq, hk = spec.head_dim, spec.n_heads, spec.n_kv_heads
@@ -224,16 +284,13 @@ def _layer(spec, layer, x, cache, pos: int, seen):
     kc[:, :, pos:pos + t] = k
     vc[:, :, pos:pos + t] = v
     keys, vals = kc[:, :, :pos + t], vc[:, :, :pos + t]
-    if hk != hq:
-        keys = keys.repeat_interleave(hq // hk, dim=1)
-        vals = vals.repeat_interleave(hq // hk, dim=1)
-    att = torch.nn.functional.scaled_dot_product_attention(q, keys, vals, is_causal=t > 1)
+    att = _attention(q, keys, vals, t)
     x = x + att.transpose(1, 2).reshape(b, t, hq * hd) @ layer["o"]
     h = _norm(spec, x, layer["norm2"]).reshape(b * t, d)
     if "ffn" in layer:
         y = _ffn(spec, layer["ffn"], h)
     else:
-        y = _moe(spec, layer, h, seen)
+        y = _moe(spec, layer, h, seen, route)
     return x + y.view(b, t, d)
 
 
@@ -301,6 +358,50 @@ class _PowerSampler:
         return sum(self.samples) / len(self.samples) if self.samples else math.nan
 
 
+class _PowerWindow:
+    """Average board power over ``seconds`` of back-to-back calls of a function (the decode
+    loop), from NVML's total-energy counter (mJ since the driver loaded) where the GPU has one,
+    else from power samples every 10 ms; a no-op for 0 seconds, the CPU or a dry run."""
+
+    def __init__(self, device, seconds: float, dry_run: bool) -> None:
+        self.seconds = 0.0 if (dry_run or str(device) == "cpu") else float(seconds)
+        self.device = device
+        self.average_w = math.nan
+        self.n_samples = 0
+        self.method = ""
+        self.limit_w = math.nan
+
+    def run(self, fn) -> None:
+        if not self.seconds:
+            return
+        torch = _torch()
+        sampler = _PowerSampler(True, torch.device(self.device).index or 0)
+        self.limit_w = sampler.limit_w
+        if sampler._handle is None:
+            return
+        nvml, handle = sampler._nvml, sampler._handle
+        try:
+            e0 = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        except Exception:  # noqa: BLE001 - no energy counter: samples below
+            e0 = None
+        torch.cuda.synchronize(self.device)
+        with sampler:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < self.seconds:
+                fn()
+                torch.cuda.synchronize(self.device)
+            t1 = time.perf_counter()
+        self.n_samples = len(sampler.samples)
+        if e0 is not None:
+            e1 = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+            self.average_w = (e1 - e0) * 1e-3 / (t1 - t0)
+            self.method = "nvml-energy-counter"
+        else:
+            self.average_w = sampler.average_w
+            self.method = "nvml-samples"
+        self.seconds = t1 - t0
+
+
 def _environment(device) -> dict:
     torch = _torch()
     env = {"torch_version": torch.__version__, "cuda_version": torch.version.cuda or "",
@@ -341,6 +442,9 @@ def _check_settings(s: MeasureSettings) -> ModelSpec:
             raise HarnessError("no CUDA GPU is available (torch.cuda.is_available() is False): "
                                "run this on a machine with an NVIDIA GPU, or check the harness "
                                "with --device cpu --dry-run")
+    if s.power_seconds and s.dry_run:
+        raise HarnessError(f"--power-seconds {s.power_seconds:g} with --dry-run: a dry run reads "
+                           "no power; drop one of them")
     if s.dtype not in ("bfloat16", "float16", "float32"):
         raise HarnessError(f"--dtype {s.dtype}: use bfloat16, float16 or float32")
     return spec
@@ -378,7 +482,7 @@ def measure(settings: MeasureSettings) -> list[dict]:
                 x = _layer(spec, lay, x, c, 0, seen)
             return x
 
-        def decode():
+        def eager_decode():
             x = prompt[:, -1:]
             for step in range(s.decode_steps):
                 for lay, c in zip(layers, caches):
@@ -389,47 +493,202 @@ def measure(settings: MeasureSettings) -> list[dict]:
         with torch.inference_mode():
             for _ in range(s.warmup):
                 prefill()
-                decode()
+                eager_decode()
+            decode, graph_distinct = eager_decode, None
+            if s.graph:
+                decode, graph_distinct = _graph_decode(spec, layers, caches, prompt, s, seen)
             seen.clear()
-            with _PowerSampler(device.type == "cuda" and not s.dry_run) as power:
+            window = _PowerWindow(device, s.power_seconds, s.dry_run)
+            sampled = _PowerSampler(device.type == "cuda" and not s.dry_run
+                                    and not s.power_seconds)
+            with sampled:
                 t_pre = min(timer.time(prefill) for _ in range(s.repeats))
                 n_seen_pre = len(seen)
                 t_dec = min(timer.time(decode) for _ in range(s.repeats)) / s.decode_steps
-                t_head_pre = timer.time(lambda: last @ head)
+                for _ in range(max(s.warmup, 1)):  # a cold first product costs milliseconds
+                    last @ head
+                t_head_pre = min(timer.time(lambda: last @ head) for _ in range(s.repeats))
                 t_head_dec = t_head_pre
+            window.run(decode)
         decode_seen = seen[n_seen_pre:]
         moe_layers = [i for i in range(s.layers) if spec.is_moe_layer(i)]
-        distinct = (sum(decode_seen) / len(decode_seen)
-                    if (moe_layers and decode_seen) else math.nan)
+        if graph_distinct is not None:
+            distinct = graph_distinct
+        else:
+            distinct = (sum(decode_seen) / len(decode_seen)
+                        if (moe_layers and decode_seen) else math.nan)
+        if s.power_seconds:
+            avg_w, n_samples, method = window.average_w, window.n_samples, window.method
+        else:
+            avg_w, n_samples = sampled.average_w, len(sampled.samples)
+            method = "nvml-samples" if sampled.samples else ""
         scale = spec.n_layers / s.layers
         pre_model = t_pre * scale + t_head_pre
         dec_model = t_dec * scale + t_head_dec
+        mode = ("eager" if not s.graph else
+                "cuda-graph" if device.type == "cuda" else "fixed-step-cpu")
+        how = ("decode step = one step at context prompt_len + 1 captured in a CUDA graph and "
+               "replayed decode_steps times, min over repeats of the mean; prefill eager"
+               if s.graph else
+               "decode step time = min over repeats of the mean over decode_steps steps")
         rows.append({
             **env, "model": spec.name, "layers_run": s.layers, "layers_model": spec.n_layers,
             "d_model": spec.d_model, "n_experts": spec.n_experts, "top_k": spec.top_k,
             "dtype": str(dtype).replace("torch.", ""), "batch": batch, "prompt_len": s.prompt_len,
             "decode_steps": s.decode_steps, "warmup": s.warmup, "repeats": s.repeats,
+            "mode": mode,
             "prefill_s_layers_run": t_pre, "decode_step_s_layers_run": t_dec,
             "lm_head_prefill_s": t_head_pre, "lm_head_decode_s": t_head_dec,
             "prefill_s_model": pre_model, "decode_step_s_model": dec_model,
             "decode_tokens_per_s_model": batch / dec_model,
-            "distinct_experts_per_layer": distinct, "avg_power_w": power.average_w,
-            "power_samples": len(power.samples), "power_limit_w": power.limit_w,
+            "distinct_experts_per_layer": distinct, "avg_power_w": avg_w,
+            "power_samples": n_samples,
+            "power_limit_w": sampled.limit_w if not s.power_seconds else window.limit_w,
+            "power_method": method, "power_window_s": window.seconds,
             "dry_run": s.dry_run,
             "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "note": (f"{s.layers} of {spec.n_layers} decoder layers timed with random weights; "
                      f"model times = measured layer time x {spec.n_layers}/{s.layers} + LM head; "
-                     "decode step time = min over repeats of the mean over decode_steps steps; "
-                     "embedding lookup and sampling not timed"
+                     f"{how}; LM head = min over repeats after warm-up; embedding lookup and "
+                     "sampling not timed"
+                     + (f"; power = average over a {window.seconds:g} s window of back-to-back "
+                        "decode after the timing" if s.power_seconds else "")
                      + ("; DRY RUN on a tiny model, numbers are meaningless" if s.dry_run else "")),
         })
         del caches
     return rows
 
 
-def write_csv(rows: list[dict], path) -> Path:
-    """Write ``rows`` with the header :data:`~aimoe_lib.gpu_measure.COLUMNS`; creates the parent
+def _check_replay(out, ref) -> None:
+    """The replayed step must compute what the eager step did (up to the order of atomic adds)."""
+    err = float((out.float() - ref.float()).abs().max())
+    scale = float(ref.float().abs().max()) or 1.0
+    if not err <= 1e-2 * scale:
+        raise HarnessError(f"the replayed decode step differs from the eager one (max |diff| "
+                           f"{err:.3g}, max |value| {scale:.3g}): the capture is not faithful; "
+                           "measure without --graph")
+
+
+def _graph_decode(spec, layers, caches, prompt, s: MeasureSettings, seen):
+    """A decode function that replays one captured decode step ``s.decode_steps`` times, and the
+    distinct experts per MoE layer of that step (nan for a dense model).
+
+    The step (the last prompt token at position ``s.prompt_len``) first runs eagerly, which
+    counts the tokens each expert gets; the capture then uses those counts, so nothing in it
+    waits for the GPU, and each replay computes exactly what the eager run did."""
+    torch = _torch()
+    x_in = prompt[:, -1:].clone()
+    routes = [{"counts": None} for _ in layers]
+
+    def step():
+        x = x_in
+        for lay, c, r in zip(layers, caches, routes):
+            x = _layer(spec, lay, x, c, s.prompt_len, seen, r)
+        return x
+
+    ref = step()  # eager; counts the routing of this step
+    moe = [r["counts"] for r in routes if r["counts"] is not None]
+    distinct = (sum(sum(1 for c in counts if c) for counts in moe) / len(moe)
+                if moe else math.nan)
+    if not str(prompt.device).startswith("cuda"):  # the CPU dry run: the fixed-routing step, eager
+        _check_replay(step(), ref)
+
+        def decode_eager():
+            for _ in range(s.decode_steps):
+                step()
+        return decode_eager, distinct
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    graph.replay()
+    torch.cuda.synchronize()
+    _check_replay(out, ref)
+
+    def decode():
+        for _ in range(s.decode_steps):
+            graph.replay()
+
+    return decode, distinct
+
+
+def measure_stream(settings: MeasureSettings, d_in: int = 8192, d_out: int = 28672
+                   ) -> list[dict]:
+    """Bandwidth of weight streaming: for each batch size b of ``settings.batches``, the time of
+    the matrix product of b tokens (b, d_in) with a (d_in, d_out) weight in ``settings.dtype``,
+    cycling through enough weights that together they exceed 1 GB (none stays in the L2 cache).
+    On a GPU the products are captured in a CUDA graph and replayed (``settings.repeats``
+    replays, the fastest kept), so launch time is excluded; one row per batch over
+    :data:`STREAM_COLUMNS` with the bytes moved (weights, inputs, outputs) per second and the
+    FLOP rate. The default shape is a Llama-2-70B FFN up-projection (8192 x 28672)."""
+    if not isinstance(settings, MeasureSettings):
+        raise ValueError(f"measure_stream(settings={type(settings).__name__}): pass a "
+                         "gpu_measure.MeasureSettings")
+    for name, v in (("d_in", d_in), ("d_out", d_out)):
+        checks.integer("measure_stream()", name, v, minimum=1, maximum=2**20)
+    _check_settings(settings)
+    torch = _torch()
+    s = settings
+    if s.dry_run:
+        d_in, d_out = min(d_in, 64), min(d_out, 128)
+    device = torch.device(s.device)
+    dtype = torch.float32 if device.type == "cpu" else getattr(torch, s.dtype)
+    esize = torch.tensor([], dtype=dtype).element_size()
+    weight_bytes = d_in * d_out * esize
+    n_w = 1 if s.dry_run else max(2, math.ceil(1e9 / weight_bytes))
+    gen = torch.Generator(device=device).manual_seed(s.seed)
+    weights = [torch.randn(d_in, d_out, generator=gen, device=device).to(dtype)
+               for _ in range(n_w)]
+    env = _environment(device)
+    timer = _Timer(device)
+    rows = []
+    for batch in s.batches:
+        x = torch.randn(batch, d_in, generator=gen, device=device).to(dtype)
+        outs = [torch.empty(batch, d_out, device=device, dtype=dtype) for _ in weights]
+
+        def products():
+            for w, o in zip(weights, outs):
+                torch.matmul(x, w, out=o)
+
+        run = products
+        with torch.inference_mode():
+            for _ in range(max(s.warmup, 1)):
+                products()
+            if device.type == "cuda":
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    products()
+                graph.replay()
+                run = graph.replay
+            t = min(timer.time(run) for _ in range(s.repeats)) / n_w
+        moved = weight_bytes + (batch * d_in + batch * d_out) * esize
+        rows.append({
+            **env, "dtype": str(dtype).replace("torch.", ""), "batch": batch, "d_in": d_in,
+            "d_out": d_out, "n_weights": n_w, "repeats": s.repeats, "time_s": t,
+            "weight_bytes": weight_bytes, "bytes_moved": moved, "tb_per_s": moved / t / 1e12,
+            "tflop_per_s": 2 * batch * d_in * d_out / t / 1e12, "dry_run": s.dry_run,
+            "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "note": (f"time of one ({batch} x {d_in}) @ ({d_in} x {d_out}) product, {n_w} "
+                     "distinct weights cycled, "
+                     + ("CUDA graph replay, " if device.type == "cuda" else "")
+                     + "min over repeats" + ("; DRY RUN, numbers are meaningless"
+                                             if s.dry_run else "")),
+        })
+    return rows
+
+
+def write_csv(rows: list[dict], path, columns=COLUMNS) -> Path:
+    """Write ``rows`` with the header ``columns`` (:data:`~aimoe_lib.gpu_measure.COLUMNS`, or
+    :data:`~aimoe_lib.gpu_measure.STREAM_COLUMNS` for :func:`measure_stream`); creates the parent
     directory. A folder or a file where a folder should be is refused (ValueError)."""
+    if columns not in (COLUMNS, STREAM_COLUMNS):
+        raise ValueError("write_csv(columns=...): pass gpu_measure.COLUMNS or "
+                         "gpu_measure.STREAM_COLUMNS")
     fix = "pass the rows of gpu_measure.measure() (dicts over COLUMNS)"
     rows = checks.items("write_csv()", "rows", rows, nonempty=False, fix=fix)
     for r in rows:
@@ -447,10 +706,10 @@ def write_csv(rows: list[dict], path) -> Path:
         raise ValueError(f"write_csv(path={str(path)!r}): its folder cannot be made ({e}); pass "
                          "a writable CSV path") from e
     with path.open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=COLUMNS)
+        wr = csv.DictWriter(f, fieldnames=columns)
         wr.writeheader()
         for r in rows:
-            wr.writerow({k: r.get(k, "") for k in COLUMNS})
+            wr.writerow({k: r.get(k, "") for k in columns})
     return path
 
 
@@ -470,6 +729,15 @@ def _parse(argv) -> tuple[MeasureSettings, str]:
     p.add_argument("--dry-run", action="store_true",
                    help="tiny model, few steps, no power reading (use with --device cpu)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--graph", action="store_true",
+                   help="replay one captured decode step from a CUDA graph (no launch time)")
+    p.add_argument("--power-seconds", type=float, default=0.0,
+                   help="steady-state power window after the timing, s (0: sample while timing)")
+    p.add_argument("--weight-stream", action="store_true",
+                   help="measure the bandwidth of weight-streaming matrix products instead "
+                        "(--batches, --dtype, --repeats; writes STREAM_COLUMNS)")
+    p.add_argument("--stream-shape", default="8192,28672",
+                   help="d_in,d_out of the streamed weight for --weight-stream")
     p.add_argument("--out", default=None,
                    help="CSV path (default data/gpu_<gpu name>.csv)")
     a = p.parse_args(argv)
@@ -480,8 +748,17 @@ def _parse(argv) -> tuple[MeasureSettings, str]:
                            "e.g. 1,2,4") from None
     s = MeasureSettings(model=a.model, layers=a.layers, batches=batches, prompt_len=a.prompt_len,
                         decode_steps=a.decode_steps, warmup=a.warmup, repeats=a.repeats,
-                        dtype=a.dtype, device=a.device, dry_run=a.dry_run, seed=a.seed)
-    return s, a.out
+                        dtype=a.dtype, device=a.device, dry_run=a.dry_run, seed=a.seed,
+                        graph=a.graph, power_seconds=a.power_seconds)
+    stream = None
+    if a.weight_stream:
+        try:
+            d_in, d_out = (int(v) for v in a.stream_shape.split(","))
+        except ValueError:
+            raise HarnessError(f"--stream-shape {a.stream_shape!r}: give two integers d_in,d_out, "
+                               "e.g. 8192,28672") from None
+        stream = (d_in, d_out)
+    return s, a.out, stream
 
 
 def _check_out(out: str | None) -> None:
@@ -510,13 +787,16 @@ def main(argv=None) -> int:
     path is checked before anything is measured."""
     argv = checks.argv("main", argv, "['--device', 'cpu', '--dry-run']")
     try:
-        settings, out = _parse(list(argv))
+        settings, out, stream = _parse(list(argv))
         _check_out(out)
-        rows = measure(settings)
+        if stream is None:
+            rows = measure(settings)
+        else:
+            rows = measure_stream(settings, *stream)
         if out is None:
             name = rows[0]["gpu_name"].lower().replace(" ", "_") if rows else "unknown"
-            out = f"data/gpu_{name}.csv"
-        path = write_csv(rows, out)
+            out = f"data/gpu_{name}{'_stream' if stream else ''}.csv"
+        path = write_csv(rows, out, STREAM_COLUMNS if stream else COLUMNS)
     except (HarnessError, ValueError) as err:  # refused settings or machine: a message
         print(f"gpu_measure: {err}", file=sys.stderr)
         return 2

@@ -93,6 +93,12 @@ for p in sorted(root.rglob("*")):
             loaded[rel] = sum(z[k].size for k in z.files)
     elif q.suffix == ".md":
         loaded[rel] = len(q.read_text(encoding="utf-8"))
+    elif rel.endswith("_stream.csv"):
+        from aimoe_lib import gpu
+        loaded[rel] = len(gpu.load_weight_stream(q))
+    elif q.suffix == ".csv":
+        from aimoe_lib import gpu
+        loaded[rel] = len(gpu.load_measured(q))
     else:
         raise SystemExit(f"test_wheel does not know how to load {rel!r}: teach it")
 

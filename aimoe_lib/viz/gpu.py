@@ -579,3 +579,99 @@ def operating_points_slider(model: str = "mixtral-8x7b", gpu: str = "h100", n_ti
                          labels={"precision": "GPU weights", "tpot_target_ms": "TPOT target",
                                  "preset": "AIMC cost preset"},
                          formats={"tpot_target_ms": "{:.0f} ms"})
+
+
+__all__ += ["measured_figure"]
+
+_MODEL_COLOURS = {"mixtral-8x7b": "tab:purple", "llama-3-8b": "tab:green",
+                  "llama-2-70b": "tab:brown"}
+
+
+def measured_figure(checks=None, stream=None) -> Figure:
+    """The harness's measurements on one H200 against the model, in three panels: time per output
+    token against batch (measured CUDA-graph and eager decode, calibrated and bare roofline);
+    measured board power against the power model at the measured utilisation; and the bandwidth
+    of one weight-streaming matrix product against batch. ``checks``: rows of
+    :func:`aimoe_lib.gpu.measured_validation` over both modes (default the shipped run);
+    ``stream``: rows of :func:`aimoe_lib.gpu.load_weight_stream` (default the shipped run)."""
+    if checks is None:
+        checks = gpu_mod.measured_validation(modes=("eager", "cuda-graph"))
+    if stream is None:
+        stream = gpu_mod.load_weight_stream()
+    checks, stream = list(checks), list(stream)
+    fig = figure(12.0, 4.0)
+    ax_t, ax_p, ax_s = fig.subplots(1, 3)
+    models = list(dict.fromkeys(c.row.model for c in checks))
+    for m in models:
+        col = _MODEL_COLOURS.get(m, "0.3")
+        graph = sorted((c for c in checks if c.row.model == m and c.row.mode == "cuda-graph"),
+                       key=lambda c: c.row.batch)
+        eager = sorted((c for c in checks if c.row.model == m and c.row.mode == "eager"),
+                       key=lambda c: c.row.batch)
+        if graph:
+            b = [c.row.batch for c in graph]
+            ax_t.plot(b, [c.measured_tpot_s * 1e3 for c in graph], "o", color=col, label=m)
+            ax_t.plot(b, [c.predicted.time_per_output_token_s * 1e3 for c in graph], "-",
+                      color=col, lw=1.2)
+            ax_t.plot(b, [c.physics.time_per_output_token_s * 1e3 for c in graph], ":",
+                      color=col, lw=1.2)
+        if eager:
+            ax_t.plot([c.row.batch for c in eager], [c.measured_tpot_s * 1e3 for c in eager],
+                      "o", mfc="none", color=col)
+        for rows, mark in ((graph, "o"), (eager, "s")):
+            ax_p.plot([c.power_at_measured_time_w for c in rows],
+                      [c.row.avg_power_w for c in rows], mark, color=col,
+                      mfc=col if mark == "o" else "none")
+    # legend entries for the line and marker kinds
+    ax_t.plot([], [], "ko", label="measured, CUDA graph")
+    ax_t.plot([], [], "ko", mfc="none", label="measured, eager")
+    ax_t.plot([], [], "k-", label="model (calibrated)")
+    ax_t.plot([], [], "k:", label="bare roofline")
+    ax_t.set_xscale("log")
+    ax_t.set_yscale("log")
+    ax_t.set_xlabel("batch (sequences)")
+    ax_t.set_ylabel("time per output token (ms)")
+    ax_t.set_title("decode step, whole model")
+    ax_t.legend(fontsize=FONT_SIZE - 3, frameon=False)
+    lo, hi = 150.0, 760.0
+    xs = np.array([lo, hi])
+    ax_p.plot(xs, xs, color="0.3", lw=0.8)
+    ax_p.fill_between(xs, xs / 1.15, xs * 1.15, color="tab:green", alpha=0.12,
+                      label="±15 %")
+    ax_p.plot([], [], "ko", label="CUDA graph")
+    ax_p.plot([], [], "ks", mfc="none", label="eager")
+    ax_p.set_xlim(lo, hi)
+    ax_p.set_ylim(lo, hi)
+    ax_p.set_xlabel("power model at the measured step time (W)")
+    ax_p.set_ylabel("measured board power (W)")
+    ax_p.set_title("board power during decode")
+    ax_p.legend(fontsize=FONT_SIZE - 3, frameon=False, loc="upper left")
+    b = [r["batch"] for r in stream]
+    ax_s.plot(b, [r["tb_per_s"] for r in stream], "o-", color="tab:red", label="measured")
+    g = gpu_mod.h200()
+    ax_s.axhline(g.hbm_bandwidth_gb_s / 1e3, color="0.3", lw=0.8, ls="--",
+                 label="datasheet (4.8 TB/s)")
+    ax_s.axhline(g.hbm_bandwidth_gb_s * g.bw_efficiency / 1e3, color="tab:blue", lw=1.0,
+                 label=f"model ({g.hbm_bandwidth_gb_s * g.bw_efficiency / 1e3:.2f} TB/s)")
+    ax_s.set_xscale("log", base=2)
+    plain_log_axes(fig)
+    ax_s.set_xticks(b)
+    ax_s.set_xticklabels([str(v) for v in b], fontsize=FONT_SIZE - 3)
+    ax_s.set_ylim(0, 5.2)
+    ax_s.set_xlabel("tokens in the product (batch)")
+    ax_s.set_ylabel("bytes moved / time (TB/s)")
+    ax_s.set_title("one 8192 × 28672 bf16 weight")
+    ax_s.legend(fontsize=FONT_SIZE - 3, frameon=False, loc="lower left")
+    graph = [c for c in checks if c.row.mode == "cuda-graph"]
+    dense = [c for c in graph if c.predicted.distinct_experts == 0]
+    moe = [c for c in graph if c.predicted.distinct_experts > 0]
+    mem = [r["tb_per_s"] for r in stream if r["batch"] <= 64]
+
+    def span(v):
+        return f"{min(v):+.0%} to {max(v):+.0%}" if v else "none"
+
+    takeaway = (f"model vs CUDA-graph decode: dense {span([c.tpot_error for c in dense])}, "
+                f"MoE {span([c.tpot_error for c in moe])}; power "
+                f"{span([c.power_error for c in graph])}; streaming "
+                f"{min(mem):.2f}-{max(mem):.2f} TB/s at batch <= 64")
+    return finish(fig, "Measured on one H200 against the model", takeaway)
