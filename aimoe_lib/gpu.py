@@ -101,6 +101,9 @@ __all__ = [
     "measured_validation",
     "format_measured_validation",
     "load_weight_stream",
+    "GEMM_FILE",
+    "load_gemm_rates",
+    "format_gemm_rates",
     "PRECISIONS",
     "SERVING_KINDS",
     "precision_formats",
@@ -1308,6 +1311,13 @@ STREAM_FILE = "gpu_h200_stream.csv"
 one (batch x 8192) @ (8192 x 28672) bfloat16 product per batch size, replayed from a CUDA graph."""
 
 
+GEMM_FILE = "gpu_h200_gemm.csv"
+"""Shipped matrix-product rates of one H200 (``data/gpu_h200_gemm.csv``, ``python -m
+aimoe_lib.gpu_measure --gemm-rates``): bfloat16 and FP8 (e4m3, cuBLASLt through
+``torch._scaled_mm``) products of Mixtral's expert shape for 16 to 16,384 tokens and of
+8192-cubed, replayed from a CUDA graph."""
+
+
 def harness_calibration() -> Calibration:
     """The calibration that predicts the harness's CUDA-graph decode: :data:`CALIBRATION` with
     gpt-fast's overhead (PyTorch kernels replayed from a CUDA graph, as gpt-fast runs them) and
@@ -1445,31 +1455,63 @@ def format_measured_validation(checks_=None) -> str:
     return "\n".join(lines)
 
 
+def _load_rate_csv(fn: str, path, ints, floats, strs, what: str) -> tuple[dict, ...]:
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise ValueError(f"{fn}(path={path!r}): must be a path to the CSV of {what}")
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{fn}(path={str(path)!r}): not a file; pass the CSV of {what}")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(ints + floats + strs) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{fn}(path={str(path)!r}): not a CSV of {what} (missing "
+                             f"{', '.join(sorted(missing))})")
+        try:
+            return tuple({**{k: r[k] for k in strs}, **{k: int(r[k]) for k in ints},
+                          **{k: float(r[k]) for k in floats}} for r in reader)
+        except ValueError as e:
+            raise ValueError(f"{fn}(path={str(path)!r}): line {reader.line_num}: {e}") from None
+
+
+def load_gemm_rates(path=None) -> tuple[dict, ...]:
+    """Rows of a ``--gemm-rates`` CSV (default: the shipped :data:`GEMM_FILE`) as dicts with
+    ``format`` and ``gpu_name`` (str), ``m``, ``k``, ``n`` (int), ``time_s``, ``tflop_per_s``
+    and ``tb_per_s`` (float). A file without those columns raises ValueError naming it."""
+    return _load_rate_csv("load_gemm_rates", shipped.data_path(GEMM_FILE) if path is None
+                          else path, ("m", "k", "n"), ("time_s", "tflop_per_s", "tb_per_s"),
+                          ("gpu_name", "format"),
+                          "python -m aimoe_lib.gpu_measure --gemm-rates")
+
+
+def format_gemm_rates(rows=None, gpu: str = "h200") -> str:
+    """A table of :func:`load_gemm_rates` rows (default the shipped run): each product's FLOP
+    rate against the tensor-core peak of its format and the rate the model assumes for it
+    (peak x the preset's ``flop_efficiency``), and its bytes per second against the model's
+    bandwidth (datasheet x ``bw_efficiency``)."""
+    rows = load_gemm_rates() if rows is None else rows
+    g = get(gpu)
+    head = (f"{'format':13s} {'m':>6s} {'k':>5s} {'n':>6s} {'TFLOP/s':>8s} {'of peak':>7s} "
+            f"{'of model':>8s} {'TB/s':>5s} {'of model':>8s}")
+    lines = [head, "-" * len(head)]
+    bw = g.hbm_bandwidth_gb_s * g.bw_efficiency / 1e3
+    for r in rows:
+        peak = g.peak_tflops("fp8" if r["format"].startswith("float8") else "bf16")
+        lines.append(f"{r['format']:13s} {r['m']:6d} {r['k']:5d} {r['n']:6d} "
+                     f"{r['tflop_per_s']:8.0f} {r['tflop_per_s'] / peak:7.0%} "
+                     f"{r['tflop_per_s'] / (peak * g.flop_efficiency):8.0%} "
+                     f"{r['tb_per_s']:5.2f} {r['tb_per_s'] / bw:8.0%}")
+    return "\n".join(lines)
+
+
 def load_weight_stream(path=None) -> tuple[dict, ...]:
     """Rows of a ``--weight-stream`` CSV (default: the shipped :data:`STREAM_FILE`) as dicts
     with ``batch``, ``d_in``, ``d_out`` (int), ``time_s``, ``tb_per_s``, ``tflop_per_s``
     (float) and ``gpu_name``. A file without those columns raises ValueError naming it."""
-    path = shipped.data_path(STREAM_FILE) if path is None else path
-    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
-        raise ValueError(f"load_weight_stream(path={path!r}): must be a path to the CSV of "
-                         "python -m aimoe_lib.gpu_measure --weight-stream")
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"load_weight_stream(path={str(path)!r}): not a file; pass the CSV of "
-                         "python -m aimoe_lib.gpu_measure --weight-stream")
-    ints, floats = ("batch", "d_in", "d_out"), ("time_s", "tb_per_s", "tflop_per_s")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = set(ints + floats + ("gpu_name",)) - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"load_weight_stream(path={str(path)!r}): not a --weight-stream CSV "
-                             f"(missing {', '.join(sorted(missing))})")
-        try:
-            return tuple({"gpu_name": r["gpu_name"], **{k: int(r[k]) for k in ints},
-                          **{k: float(r[k]) for k in floats}} for r in reader)
-        except ValueError as e:
-            raise ValueError(f"load_weight_stream(path={str(path)!r}): line {reader.line_num}: "
-                             f"{e}") from None
+    return _load_rate_csv("load_weight_stream", shipped.data_path(STREAM_FILE) if path is None
+                          else path, ("batch", "d_in", "d_out"),
+                          ("time_s", "tb_per_s", "tflop_per_s"), ("gpu_name",),
+                          "python -m aimoe_lib.gpu_measure --weight-stream")
 
 
 # =================================================================================== calibration

@@ -49,8 +49,9 @@ from pathlib import Path
 from . import checks, zoo
 from .models import AttentionKind, ModelSpec, NormKind
 
-__all__ = ["COLUMNS", "STREAM_COLUMNS", "MeasureSettings", "tiny_like", "measure",
-           "measure_stream", "write_csv", "main"]
+__all__ = ["COLUMNS", "STREAM_COLUMNS", "GEMM_COLUMNS", "GEMM_SHAPES", "GEMM_FORMATS",
+           "MeasureSettings", "tiny_like", "measure", "measure_stream", "measure_gemm",
+           "write_csv", "main"]
 
 COLUMNS = (
     "gpu_name", "driver", "torch_version", "cuda_version", "device", "model", "layers_run",
@@ -68,6 +69,23 @@ STREAM_COLUMNS = (
     "dry_run", "timestamp_utc", "note",
 )
 """Columns of the CSV ``--weight-stream`` writes, in order (one row per batch size)."""
+
+GEMM_COLUMNS = (
+    "gpu_name", "driver", "torch_version", "device", "format", "m", "k", "n", "n_weights",
+    "repeats", "time_s", "tflop_per_s", "tb_per_s", "dry_run", "timestamp_utc", "note",
+)
+"""Columns of the CSV ``--gemm-rates`` writes, in order (one row per shape and format)."""
+
+GEMM_SHAPES = tuple((m, 4096, 14336) for m in (16, 128, 1024, 4096, 16384)) \
+    + ((16384, 4096, 7168), (8192, 8192, 8192))
+"""Default shapes (m tokens, k, n) of ``--gemm-rates``: Mixtral-8x7B's expert up-projection
+(4096 x 14336) for 16 to 16,384 tokens per expert, the same split over two GPUs (n = 7,168, as
+tensor parallelism on two GPUs runs it), and the 8192-cubed product that vendors' GEMM benchmarks
+quote."""
+
+GEMM_FORMATS = ("bfloat16", "float8_e4m3fn")
+"""Formats of ``--gemm-rates``: bfloat16 products, and FP8 (e4m3) products with unit scales and
+bfloat16 output (``torch._scaled_mm``, the cuBLASLt FP8 path)."""
 
 
 class HarnessError(RuntimeError, ValueError):
@@ -682,13 +700,95 @@ def measure_stream(settings: MeasureSettings, d_in: int = 8192, d_out: int = 286
     return rows
 
 
+def measure_gemm(settings: MeasureSettings, shapes=GEMM_SHAPES, formats=GEMM_FORMATS
+                 ) -> list[dict]:
+    """Rate of single matrix products (m x k) @ (k x n) per shape of ``shapes`` and format of
+    ``formats`` (:data:`GEMM_FORMATS`): the fastest of ``settings.repeats`` replays of a CUDA
+    graph (on a GPU) that cycles through enough weights to exceed 1 GB, so small products stream
+    their weights from HBM rather than the L2 cache. One row per shape and format over
+    :data:`GEMM_COLUMNS`: FLOP rate (2 m k n per product) and bytes moved per second (weights,
+    inputs, outputs). FP8 products take e4m3 inputs and weights with unit scales and write
+    bfloat16 (``torch._scaled_mm``)."""
+    if not isinstance(settings, MeasureSettings):
+        raise ValueError(f"measure_gemm(settings={type(settings).__name__}): pass a "
+                         "gpu_measure.MeasureSettings")
+    shapes = checks.items("measure_gemm()", "shapes", shapes,
+                          fix="pass (m, k, n) triples, e.g. ((16, 4096, 14336),)")
+    shapes = [tuple(checks.integer("measure_gemm()", "shapes", v, minimum=1, maximum=2**17)
+                    for v in sh) for sh in shapes]
+    if any(len(sh) != 3 for sh in shapes):
+        raise ValueError(f"measure_gemm(shapes={shapes!r}): each shape is (m, k, n)")
+    formats = checks.items("measure_gemm()", "formats", formats, fix=f"pass {GEMM_FORMATS}")
+    for f in formats:
+        checks.choice("measure_gemm()", "formats", f, GEMM_FORMATS, what="format")
+    _check_settings(settings)
+    torch = _torch()
+    s = settings
+    device = torch.device(s.device)
+    gen = torch.Generator(device=device).manual_seed(s.seed)
+    env = _environment(device)
+    timer = _Timer(device)
+    rows = []
+    for m, k, n in shapes:
+        if s.dry_run:
+            m, k, n = min(m, 32), min(k, 64), min(n, 48)
+        for fmt in formats:
+            fp8 = fmt == "float8_e4m3fn"
+            dt = torch.float8_e4m3fn if fp8 else (
+                torch.float32 if device.type == "cpu" and not fp8 else torch.bfloat16)
+            esize = 1 if fp8 else torch.tensor([], dtype=dt).element_size()
+            n_w = 1 if s.dry_run else max(2, math.ceil(1e9 / (k * n * esize)))
+            x = torch.randn(m, k, generator=gen, device=device).to(dt)
+            # weights stored (n, k) row-major: the column-major (k, n) operand FP8 products need
+            ws = [torch.randn(n, k, generator=gen, device=device).to(dt) for _ in range(n_w)]
+            out_dt = torch.bfloat16 if fp8 else dt
+            outs = [torch.empty(m, n, device=device, dtype=out_dt) for _ in ws]
+            one = torch.ones((), device=device)
+
+            def products():
+                for w, o in zip(ws, outs):
+                    if fp8:
+                        torch._scaled_mm(x, w.t(), scale_a=one, scale_b=one,
+                                         out_dtype=torch.bfloat16, out=o)
+                    else:
+                        torch.matmul(x, w.t(), out=o)
+
+            run = products
+            with torch.inference_mode():
+                for _ in range(max(s.warmup, 1)):
+                    products()
+                if device.type == "cuda":
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        products()
+                    graph.replay()
+                    run = graph.replay
+                t = min(timer.time(run) for _ in range(s.repeats)) / n_w
+            moved = k * n * esize + m * k * esize + m * n * (2 if fp8 else esize)
+            rows.append({
+                **env, "format": fmt if device.type == "cuda" or fp8 else str(dt)[6:],
+                "m": m, "k": k, "n": n, "n_weights": n_w, "repeats": s.repeats, "time_s": t,
+                "tflop_per_s": 2 * m * k * n / t / 1e12, "tb_per_s": moved / t / 1e12,
+                "dry_run": s.dry_run,
+                "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "note": (f"one ({m} x {k}) @ ({k} x {n}) product, {n_w} weights cycled, "
+                         + ("CUDA graph replay, " if device.type == "cuda" else "")
+                         + "min over repeats"
+                         + ("; FP8 e4m3, unit scales, bfloat16 output (torch._scaled_mm)"
+                            if fp8 else "")
+                         + ("; DRY RUN, numbers are meaningless" if s.dry_run else "")),
+            })
+            del ws, outs
+    return rows
+
+
 def write_csv(rows: list[dict], path, columns=COLUMNS) -> Path:
     """Write ``rows`` with the header ``columns`` (:data:`~aimoe_lib.gpu_measure.COLUMNS`, or
     :data:`~aimoe_lib.gpu_measure.STREAM_COLUMNS` for :func:`measure_stream`); creates the parent
     directory. A folder or a file where a folder should be is refused (ValueError)."""
-    if columns not in (COLUMNS, STREAM_COLUMNS):
-        raise ValueError("write_csv(columns=...): pass gpu_measure.COLUMNS or "
-                         "gpu_measure.STREAM_COLUMNS")
+    if columns not in (COLUMNS, STREAM_COLUMNS, GEMM_COLUMNS):
+        raise ValueError("write_csv(columns=...): pass gpu_measure.COLUMNS, STREAM_COLUMNS or "
+                         "GEMM_COLUMNS")
     fix = "pass the rows of gpu_measure.measure() (dicts over COLUMNS)"
     rows = checks.items("write_csv()", "rows", rows, nonempty=False, fix=fix)
     for r in rows:
@@ -736,6 +836,9 @@ def _parse(argv) -> tuple[MeasureSettings, str]:
     p.add_argument("--weight-stream", action="store_true",
                    help="measure the bandwidth of weight-streaming matrix products instead "
                         "(--batches, --dtype, --repeats; writes STREAM_COLUMNS)")
+    p.add_argument("--gemm-rates", action="store_true",
+                   help="measure bf16 and FP8 matrix-product rates at GEMM_SHAPES instead "
+                        "(--repeats; writes GEMM_COLUMNS)")
     p.add_argument("--stream-shape", default="8192,28672",
                    help="d_in,d_out of the streamed weight for --weight-stream")
     p.add_argument("--out", default=None,
@@ -758,6 +861,10 @@ def _parse(argv) -> tuple[MeasureSettings, str]:
             raise HarnessError(f"--stream-shape {a.stream_shape!r}: give two integers d_in,d_out, "
                                "e.g. 8192,28672") from None
         stream = (d_in, d_out)
+    if a.gemm_rates:
+        if a.weight_stream:
+            raise HarnessError("--gemm-rates and --weight-stream: choose one")
+        stream = "gemm"
     return s, a.out, stream
 
 
@@ -790,13 +897,15 @@ def main(argv=None) -> int:
         settings, out, stream = _parse(list(argv))
         _check_out(out)
         if stream is None:
-            rows = measure(settings)
+            rows, columns, suffix = measure(settings), COLUMNS, ""
+        elif stream == "gemm":
+            rows, columns, suffix = measure_gemm(settings), GEMM_COLUMNS, "_gemm"
         else:
-            rows = measure_stream(settings, *stream)
+            rows, columns, suffix = measure_stream(settings, *stream), STREAM_COLUMNS, "_stream"
         if out is None:
             name = rows[0]["gpu_name"].lower().replace(" ", "_") if rows else "unknown"
-            out = f"data/gpu_{name}{'_stream' if stream else ''}.csv"
-        path = write_csv(rows, out, STREAM_COLUMNS if stream else COLUMNS)
+            out = f"data/gpu_{name}{suffix}.csv"
+        path = write_csv(rows, out, columns)
     except (HarnessError, ValueError) as err:  # refused settings or machine: a message
         print(f"gpu_measure: {err}", file=sys.stderr)
         return 2

@@ -262,3 +262,55 @@ def test_measured_figure_is_labelled_and_its_takeaway_quotes_the_table():
     assert f"dense {min(dense):+.0%} to {max(dense):+.0%}" in fig.get_supxlabel()
     # three panels: 3 models x (measured graph, model, bare, measured eager) + 4 legend keys
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 3 * 4 + 4
+
+
+# ------------------------------------------------------------------------------- GEMM rates
+def test_gemm_rates_dry_run_arithmetic(tmp_path):
+    out = tmp_path / "g.csv"
+    proc = _run("--gemm-rates", "--repeats", "1", "--device", "cpu", "--dry-run", "--out",
+                str(out))
+    assert proc.returncode == 0, proc.stderr
+    with out.open() as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == gpu_measure.GEMM_COLUMNS
+        rows = list(reader)
+    assert len(rows) == len(gpu_measure.GEMM_SHAPES) * len(gpu_measure.GEMM_FORMATS)
+    for r in rows:
+        m, k, n, t = int(r["m"]), int(r["k"]), int(r["n"]), float(r["time_s"])
+        assert float(r["tflop_per_s"]) == pytest.approx(2 * m * k * n / t / 1e12)
+        # CPU dry run: float32 (4 bytes) or FP8 inputs and weights (1 byte) with bf16 output
+        moved = (k * n + m * k + 2 * m * n) if r["format"] == "float8_e4m3fn" \
+            else 4 * (k * n + m * k + m * n)
+        assert float(r["tb_per_s"]) == pytest.approx(moved / t / 1e12)
+    assert gpu_measure.main(["--gemm-rates", "--weight-stream", "--device", "cpu",
+                             "--dry-run"]) == 2
+    with pytest.raises(ValueError, match=r"measure_gemm\(formats='int4'\): unknown format"):
+        gpu_measure.measure_gemm(gpu_measure.MeasureSettings(device="cpu", dry_run=True),
+                                 formats=("int4",))
+
+
+def test_shipped_gemm_rates_against_the_datasheet_and_the_model():
+    rows = gpu.load_gemm_rates()
+    shapes = {(r["m"], r["k"], r["n"]) for r in rows}
+    assert shapes == set(gpu_measure.GEMM_SHAPES)
+    assert {r["format"] for r in rows} == set(gpu_measure.GEMM_FORMATS)
+    g = gpu.h200()
+    for r in rows:
+        fp8 = r["format"] == "float8_e4m3fn"
+        m, k, n = r["m"], r["k"], r["n"]
+        assert r["tflop_per_s"] == pytest.approx(2 * m * k * n / r["time_s"] / 1e12, rel=1e-9)
+        moved = (k * n + m * k + 2 * m * n) if fp8 else 2 * (k * n + m * k + m * n)
+        assert r["tb_per_s"] == pytest.approx(moved / r["time_s"] / 1e12, rel=1e-9)
+        peak = 1978.9 if fp8 else 989.4  # [H100-DS] dense tensor-core peaks, TFLOP/s
+        assert r["tflop_per_s"] <= peak and r["tb_per_s"] * 1e12 <= H200_BW
+        if m >= 1024:  # compute-bound: within 10 % of the model's rate, or above it
+            assert r["tflop_per_s"] >= 0.9 * peak * g.flop_efficiency
+    # FP8 weight streaming of Mixtral's expert shape (59 MB per product) reaches less of the
+    # bandwidth than bfloat16 does, and less than the model assumes for every format
+    by = {(r["format"], r["m"]): r["tb_per_s"] for r in rows if r["n"] == 14336}
+    model_bw = g.hbm_bandwidth_gb_s * g.bw_efficiency / 1e3
+    for m in (16, 128):
+        assert by[("float8_e4m3fn", m)] < by[("bfloat16", m)]
+        assert by[("float8_e4m3fn", m)] < model_bw
+    table = gpu.format_gemm_rates(rows)
+    assert table.count("\n") == len(rows) + 1

@@ -93,6 +93,9 @@ for p in sorted(root.rglob("*")):
             loaded[rel] = sum(z[k].size for k in z.files)
     elif q.suffix == ".md":
         loaded[rel] = len(q.read_text(encoding="utf-8"))
+    elif rel.endswith("_gemm.csv"):
+        from aimoe_lib import gpu
+        loaded[rel] = len(gpu.load_gemm_rates(q))
     elif rel.endswith("_stream.csv"):
         from aimoe_lib import gpu
         loaded[rel] = len(gpu.load_weight_stream(q))
