@@ -635,6 +635,24 @@ def _graph_decode(spec, layers, caches, prompt, s: MeasureSettings, seen):
     return decode, distinct
 
 
+def _time_products(products, device, timer, s: MeasureSettings) -> float:
+    """Fastest of ``s.repeats`` timed calls of ``products`` after ``s.warmup`` (at least one)
+    untimed ones; on a GPU the calls are captured once in a CUDA graph and replayed, so launch
+    time drops out."""
+    torch = _torch()
+    run = products
+    with torch.inference_mode():
+        for _ in range(max(s.warmup, 1)):
+            products()
+        if device.type == "cuda":
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                products()
+            graph.replay()
+            run = graph.replay
+        return min(timer.time(run) for _ in range(s.repeats))
+
+
 def measure_stream(settings: MeasureSettings, d_in: int = 8192, d_out: int = 28672
                    ) -> list[dict]:
     """Bandwidth of weight streaming: for each batch size b of ``settings.batches``, the time of
@@ -673,17 +691,7 @@ def measure_stream(settings: MeasureSettings, d_in: int = 8192, d_out: int = 286
             for w, o in zip(weights, outs):
                 torch.matmul(x, w, out=o)
 
-        run = products
-        with torch.inference_mode():
-            for _ in range(max(s.warmup, 1)):
-                products()
-            if device.type == "cuda":
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    products()
-                graph.replay()
-                run = graph.replay
-            t = min(timer.time(run) for _ in range(s.repeats)) / n_w
+        t = _time_products(products, device, timer, s) / n_w
         moved = weight_bytes + (batch * d_in + batch * d_out) * esize
         rows.append({
             **env, "dtype": str(dtype).replace("torch.", ""), "batch": batch, "d_in": d_in,
@@ -753,17 +761,7 @@ def measure_gemm(settings: MeasureSettings, shapes=GEMM_SHAPES, formats=GEMM_FOR
                     else:
                         torch.matmul(x, w.t(), out=o)
 
-            run = products
-            with torch.inference_mode():
-                for _ in range(max(s.warmup, 1)):
-                    products()
-                if device.type == "cuda":
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph):
-                        products()
-                    graph.replay()
-                    run = graph.replay
-                t = min(timer.time(run) for _ in range(s.repeats)) / n_w
+            t = _time_products(products, device, timer, s) / n_w
             moved = k * n * esize + m * k * esize + m * n * (2 if fp8 else esize)
             rows.append({
                 **env, "format": fmt if device.type == "cuda" or fp8 else str(dt)[6:],
