@@ -24,7 +24,10 @@ steady-state window of S seconds after the timing in which decode runs back to b
 board's energy counter (NVML total energy, else power samples every 10 ms) gives the average
 power; without it power is sampled during the timed repetitions. ``--weight-stream`` measures
 instead the bandwidth that one weight-streaming matrix product (the decode GEMM of a batch of
-tokens against a bf16 weight) reaches, per batch size, and writes :data:`STREAM_COLUMNS`.
+tokens against a bf16 weight) reaches, per batch size, and writes :data:`STREAM_COLUMNS`;
+``--gemm-rates`` the FLOP rate and bandwidth of bfloat16 and FP8 matrix products at
+:data:`GEMM_SHAPES` (:data:`GEMM_COLUMNS`). ``tools/measure_gpu.sh`` runs the whole set that
+``data/gpu_h200*.csv`` holds.
 
 ``--device cpu --dry-run`` runs a tiny model of the same kind on the CPU in seconds and writes the
 same columns (no power reading): the test suite uses it so the harness cannot rot without a GPU.
@@ -395,7 +398,8 @@ class _PowerWindow:
         torch = _torch()
         sampler = _PowerSampler(True, torch.device(self.device).index or 0)
         self.limit_w = sampler.limit_w
-        if sampler._handle is None:
+        if sampler._handle is None:  # no NVML: no window, no power
+            self.seconds = 0.0
             return
         nvml, handle = sampler._nvml, sampler._handle
         try:
