@@ -12,10 +12,9 @@ import subprocess
 import sys
 
 import pytest
+import torch  # the project environment pins it (the harness tests run on the CPU)
 
 from aimoe_lib import gpu, gpu_measure, shipped, zoo
-
-torch = pytest.importorskip("torch")  # the project environment has it; the numpy core does not
 
 H200_BW = 4800e9  # [H200-DS] 4.8 TB/s
 H200_BF16 = 989.4e12  # [H100-DS]/[H200-DS] dense BF16 tensor-core peak, FLOP/s
