@@ -45,8 +45,8 @@ Sources:
   DGX H100/H200 "eight single-port NVIDIA ConnectX-7 VPI ... up to 400 Gb/s"; DGX A100: 200 Gb/s
   per GPU (secondary report, chippub.substack.com).
 * [VLLM] vLLM's default ``gpu_memory_utilization=0.9`` (fraction of GPU memory it plans to use).
-* [H200-RUN] ``data/gpu_h200.csv`` and ``data/gpu_h200_stream.csv``: decode and weight-streaming
-  measurements of this project's harness (:mod:`aimoe_lib.gpu_measure`, ``tools/measure_gpu.sh``)
+* [H200-RUN] ``data/gpu_h200.csv``, ``data/gpu_h200_stream.csv`` and ``data/gpu_h200_gemm.csv``:
+  decode, weight-streaming and matrix-product measurements of this project's harness (:mod:`aimoe_lib.gpu_measure`, ``tools/measure_gpu.sh``)
   on one H200 SXM, 2026-11-28; compared with the model by :func:`measured_validation`.
 * [PUBLISHED] ``data/gpu_published.json``: published decode and energy measurements (gpt-fast,
   TensorRT-LLM, NVIDIA NIM, vLLM nightly benchmarks, ML.ENERGY, the Alice benchmark), each with its
@@ -1269,7 +1269,7 @@ def load_measured(path) -> tuple[MeasuredRow, ...]:
              "decode_steps": int, "layers_run": int, "layers_model": int,
              "prefill_s_model": _float, "decode_step_s_model": _float,
              "distinct_experts_per_layer": _float, "avg_power_w": _float, "dry_run": _bool}
-    optional = {"mode": str, "dtype": str}  # absent from CSVs of older harness versions
+    optional = ("mode", "dtype")  # text columns absent from CSVs of older harness versions
     rows = []
     try:
         with path.open(newline="", encoding="utf-8") as f:
