@@ -747,8 +747,8 @@ def measure_gemm(settings: MeasureSettings, shapes=GEMM_SHAPES, formats=GEMM_FOR
         for fmt in formats:
             fp8 = fmt == "float8_e4m3fn"
             dt = torch.float8_e4m3fn if fp8 else (
-                torch.float32 if device.type == "cpu" and not fp8 else torch.bfloat16)
-            esize = 1 if fp8 else torch.tensor([], dtype=dt).element_size()
+                torch.float32 if device.type == "cpu" else torch.bfloat16)
+            esize = torch.empty(0, dtype=dt).element_size()
             n_w = 1 if s.dry_run else max(2, math.ceil(1e9 / (k * n * esize)))
             x = torch.randn(m, k, generator=gen, device=device).to(dt)
             # weights stored (n, k) row-major: the column-major (k, n) operand FP8 products need
@@ -768,7 +768,7 @@ def measure_gemm(settings: MeasureSettings, shapes=GEMM_SHAPES, formats=GEMM_FOR
             t = _time_products(products, device, timer, s) / n_w
             moved = k * n * esize + m * k * esize + m * n * (2 if fp8 else esize)
             rows.append({
-                **env, "format": fmt if device.type == "cuda" or fp8 else str(dt)[6:],
+                **env, "format": str(dt).removeprefix("torch."),
                 "m": m, "k": k, "n": n, "n_weights": n_w, "repeats": s.repeats, "time_s": t,
                 "tflop_per_s": 2 * m * k * n / t / 1e12, "tb_per_s": moved / t / 1e12,
                 "dry_run": s.dry_run,
