@@ -1817,6 +1817,8 @@ class PublishedPoint:
     kv_reads_once: bool | None = None
     """:attr:`Calibration.kv_reads_once` for this run, where the source states its attention
     kernel (with the statement in ``note``); None: the framework's usual kernel."""
+    source_key: str = ""
+    """Key of :attr:`source` in the data file's ``sources`` table."""
 
     def spec(self) -> ModelSpec:
         """The measured model."""
@@ -1875,6 +1877,7 @@ def published_points(kind: str = "decode", roles=ROLES) -> tuple[PublishedPoint,
                                   "kv_bytes", "batch", "prompt_len", "gen_len", "serving",
                                   "framework", "metric", "published", "value", "role")}
         out.append(PublishedPoint(source=data["sources"][row["source"]],
+                                  source_key=row["source"],
                                   note=row.get("note", ""),
                                   gpu_busy_fraction=row.get("gpu_busy_fraction", 1.0),
                                   kv_reads_once=row.get("kv_reads_once"),

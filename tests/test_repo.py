@@ -111,7 +111,8 @@ def test_numpy_core_does_not_import_torch():
     code = ("import sys, aimoe_lib, aimoe_lib.hardware, aimoe_lib.models, aimoe_lib.zoo, "
             "aimoe_lib.viz, aimoe_lib.widgets, aimoe_lib.mapping, aimoe_lib.simulator, "
             "aimoe_lib.sweep, aimoe_lib.experiments, aimoe_lib.provisioning, "
-            "aimoe_lib.routing_study, aimoe_lib.design_space; print('torch' in sys.modules)")
+            "aimoe_lib.routing_study, aimoe_lib.design_space, aimoe_lib.gpu_readings; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,0 +1,179 @@
+"""What a published GPU measurement says beyond the model's error on it.
+
+Two readings of the rows of ``data/gpu_published.json`` (:func:`aimoe_lib.gpu.published_points`),
+neither of which changes the model, its fit or its validation:
+
+* :func:`implied_bandwidth_share`: the share of the GPUs' datasheet HBM bandwidth a measurement
+  needs if its run read what the model says a decode step reads. It takes the model's bytes only
+  (every weight at the stated precision, the routed experts that uniform routing touches, each KV
+  head once) and gives prefill, computation and every overhead no time, so it is a lower bound on
+  the bandwidth the run used. Achievable streaming is 83 to 86 % of the datasheet figure on A100,
+  H100 and H200 ([AZURE] in :mod:`aimoe_lib.gpu`); a share above 1 is impossible, and says the run
+  read less than the stated setup implies.
+* :func:`alternative_readings`: the model's error under the other reading of a setup fact its
+  source leaves open (a source's ``open_setup`` list in the data file, each with its evidence),
+  next to the error under the reading the model uses.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, replace
+
+from . import checks
+from . import gpu as gpu_mod
+
+__all__ = ["implied_bandwidth_share", "OpenSetup", "open_setups", "AlternativeRow",
+           "alternative_readings", "format_alternative_readings"]
+
+
+def _decode_step_bytes(point: gpu_mod.PublishedPoint) -> float:
+    """HBM bytes of one decode step of ``point``'s setup as the bare roofline counts them (weights
+    at the stated precision, expected distinct experts under uniform routing, KV heads once),
+    summed over the GPUs; the mean over the run's steps."""
+    r = gpu_mod.roofline(point.spec(), point.gpu, batch=point.batch, prompt_len=point.prompt_len,
+                         gen_len=point.gen_len, n_gpus=point.n_gpus, kv_bytes=point.kv_bytes,
+                         precision=point.precision, serving=point.serving, calibrated=False,
+                         check_memory=False)
+    return r.decode_weight_bytes + r.decode_kv_bytes
+
+
+def implied_bandwidth_share(point) -> float:
+    """Share of the datasheet HBM bandwidth of ``point``'s GPUs that its measured speed needs,
+    if every decode step reads the bytes the bare roofline counts and nothing else takes time.
+
+    With ``B`` those bytes per step, ``W`` = n_gpus x datasheet bandwidth and ``s = B / W`` the
+    shortest possible step: ``s / tpot`` for a time per output token, ``(gen_len - 1) s /
+    latency`` for a latency (the prefill taken as free), and ``tokens/s x (gen_len - 1) s /
+    (batch x gen_len)`` for a throughput. Energy rows have no time and are refused."""
+    checks.instance("implied_bandwidth_share()", "point", point, gpu_mod.PublishedPoint,
+                    fix="pass a row of gpu.published_points()")
+    if point.metric == "j_per_token":
+        raise ValueError(f"implied_bandwidth_share(): point {point.id!r} is an energy row "
+                         "(metric 'j_per_token') and has no time; pass a decode row of "
+                         "gpu.published_points('decode')")
+    bw = point.n_gpus * gpu_mod.get(point.gpu).hbm_bandwidth_gb_s * 1e9
+    step = _decode_step_bytes(point) / bw
+    steps = point.gen_len - 1
+    if point.metric == "tpot_s":
+        return step / point.value
+    if point.metric == "latency_s":
+        return steps * step / point.value
+    return point.value * steps * step / (point.batch * point.gen_len)
+
+
+_SETTABLE = ("precision", "kv_reads_once", "kv_bytes")
+"""Fields of :class:`~aimoe_lib.gpu.PublishedPoint` an open setup fact may change."""
+
+
+@dataclass(frozen=True)
+class OpenSetup:
+    """A setup fact a source leaves open: which rows it concerns, the reading the model uses and
+    the other one."""
+
+    source: str
+    """Key of the source in the data file."""
+    fact: str
+    """What is open, e.g. 'attention kernel of the generation phase'."""
+    models: tuple[str, ...]
+    """Models of the rows it concerns."""
+    precisions: tuple[str, ...]
+    """Weight formats of the rows it concerns."""
+    as_modelled: str
+    """The reading the model uses."""
+    setting: tuple[tuple[str, object], ...]
+    """The other reading as (row field, value) pairs; the fields: ``precision``,
+    ``kv_reads_once``, ``kv_bytes``."""
+    reading: str
+    """The other reading in words."""
+    evidence: str
+    """What the sources say, quoted."""
+
+    def applies(self, point: gpu_mod.PublishedPoint) -> bool:
+        """True for a row of this source, model and weight format."""
+        return (point.source_key == self.source and point.model in self.models
+                and point.precision in self.precisions)
+
+    def other(self, point: gpu_mod.PublishedPoint) -> gpu_mod.PublishedPoint:
+        """``point`` under the other reading."""
+        return replace(point, **dict(self.setting))
+
+
+def open_setups() -> tuple[OpenSetup, ...]:
+    """The ``open_setup`` entries of every source of ``data/gpu_published.json``."""
+    out = []
+    for key, src in gpu_mod.published_sources().items():
+        for e in src.get("open_setup", ()):
+            bad = sorted(set(e["setting"]) - set(_SETTABLE))
+            if bad:
+                raise ValueError(f"open_setups(): source {key!r} sets {bad} in 'open_setup'; "
+                                 f"only {_SETTABLE} may be set")
+            out.append(OpenSetup(key, e["fact"], tuple(e["models"]), tuple(e["precisions"]),
+                                 e["as_modelled"], tuple(e["setting"].items()), e["reading"],
+                                 e["evidence"]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class AlternativeRow:
+    """A published row as modelled and under the other reading of one open setup fact."""
+
+    modelled: gpu_mod.PublishedRow
+    """The row with the model's reading (the error the validation reports)."""
+    setup: OpenSetup
+    """The open fact."""
+    other: gpu_mod.PublishedRow
+    """The row under the other reading."""
+
+    @property
+    def error(self) -> float:
+        """Error as modelled (:attr:`aimoe_lib.gpu.PublishedRow.error`)."""
+        return self.modelled.error
+
+    @property
+    def other_error(self) -> float:
+        """Error under the other reading."""
+        return self.other.error
+
+
+def alternative_readings(kind: str = "decode", power_model: str = "tdp"
+                         ) -> tuple[AlternativeRow, ...]:
+    """Every row of ``kind`` that an open setup fact concerns, under the model's reading and the
+    other one (calibrated model; ``power_model`` as in :func:`aimoe_lib.gpu.roofline`)."""
+    setups = open_setups()
+    out = []
+    for p in gpu_mod.published_points(kind):
+        for s in setups:
+            if s.applies(p):
+                q = s.other(p)
+                out.append(AlternativeRow(gpu_mod.PublishedRow(p, p.predict(True, power_model)),
+                                          s, gpu_mod.PublishedRow(q, q.predict(True, power_model))))
+    return tuple(out)
+
+
+def format_alternative_readings(rows=None) -> str:
+    """A plain-text table: row, the other reading, error as modelled and under the other
+    reading, and the implied bandwidth share (:func:`implied_bandwidth_share`) under each; then
+    each open fact with its evidence."""
+    rows = alternative_readings() if rows is None else rows
+    rows = checks.items("format_alternative_readings()", "rows", rows,
+                        fix="pass the rows of gpu_readings.alternative_readings()")
+    for r in rows:
+        checks.instance("format_alternative_readings()", "rows", r, AlternativeRow)
+    tags = [", ".join(f"{k}={v}" for k, v in r.setup.setting) for r in rows]
+    w = max(len("measurement"), *(len(r.modelled.point.id) for r in rows))
+    t = max(len("other reading"), *(len(g) for g in tags))
+    head = (f"{'measurement':{w}} {'other reading':{t}} {'error':>8} {'other':>8} "
+            f"{'bw share':>8} {'other':>6}")
+    lines = [head, "-" * len(head)]
+    for r, tag in zip(rows, tags, strict=True):
+        p, q = r.modelled.point, r.other.point
+        lines.append(f"{p.id:{w}} {tag:{t}} {r.error:+8.1%} {r.other_error:+8.1%} "
+                     f"{implied_bandwidth_share(p):8.2f} {implied_bandwidth_share(q):6.2f}")
+    lines.append("")
+    for s in dict.fromkeys(r.setup for r in rows):
+        tag = ", ".join(f"{k}={v}" for k, v in s.setting)
+        lines += textwrap.wrap(f"[{tag}] {s.fact} ({s.source}): modelled as {s.as_modelled}; "
+                               f"other reading: {s.reading}. Evidence: {s.evidence}.", 100,
+                               subsequent_indent="    ")
+    return "\n".join(lines)
