@@ -7,9 +7,10 @@ neither of which changes the model, its fit or its validation:
   needs if its run read what the model says a decode step reads. It takes the model's bytes only
   (every weight at the stated precision, the routed experts that uniform routing touches, each KV
   head once) and gives prefill, computation and every overhead no time, so it is a lower bound on
-  the bandwidth the run used. Achievable streaming is 83 to 86 % of the datasheet figure on A100,
+  the bandwidth the run used. Achievable streaming is 83 to 89 % of the datasheet figure on A100,
   H100 and H200 ([AZURE] in :mod:`aimoe_lib.gpu`); a share above 1 is impossible, and says the run
-  read less than the stated setup implies.
+  read less than the stated setup implies. For an MoE, :func:`max_distinct_experts` turns the
+  measured speed into the most distinct experts per layer a step can have read.
 * :func:`alternative_readings`: the model's error under the other reading of a setup fact its
   source leaves open (a source's ``open_setup`` list in the data file, each with its evidence),
   next to the error under the reading the model uses.
@@ -23,8 +24,8 @@ from dataclasses import dataclass, replace
 from . import checks
 from . import gpu as gpu_mod
 
-__all__ = ["implied_bandwidth_share", "OpenSetup", "open_setups", "AlternativeRow",
-           "alternative_readings", "format_alternative_readings"]
+__all__ = ["implied_bandwidth_share", "max_distinct_experts", "OpenSetup", "open_setups",
+           "AlternativeRow", "alternative_readings", "format_alternative_readings"]
 
 
 def _decode_step_bytes(point: gpu_mod.PublishedPoint) -> float:
@@ -60,6 +61,52 @@ def implied_bandwidth_share(point) -> float:
     if point.metric == "latency_s":
         return steps * step / point.value
     return point.value * steps * step / (point.batch * point.gen_len)
+
+
+def _measured_step_s(point: gpu_mod.PublishedPoint) -> float:
+    """The longest a decode step of ``point`` can have taken: the measured time with the prefill
+    taken as free."""
+    steps = point.gen_len - 1
+    if point.metric == "tpot_s":
+        return point.value
+    if steps < 1:
+        raise ValueError(f"point {point.id!r} has gen_len {point.gen_len}: no decode step to time")
+    if point.metric == "latency_s":
+        return point.value / steps
+    return point.batch * point.gen_len / point.value / steps
+
+
+def max_distinct_experts(point) -> float:
+    """The most distinct routed experts per MoE layer that a decode step of ``point`` can have
+    read on average, given its measured speed.
+
+    The step is given the whole measured time (prefill free, see :func:`implied_bandwidth_share`)
+    and the HBM its preset's achievable bandwidth (datasheet x ``bw_efficiency``, the STREAM
+    ratio of [AZURE]); the dense weights and the KV cache (each KV head once) are read first, and
+    what bandwidth is left reads whole experts, each ``routed params / n_experts`` parameters
+    across the MoE layers. A value at or above the model's ``n_experts`` says nothing; below the
+    expected count under uniform routing (``RooflineResult.distinct_experts``) it says the run's
+    routing was more concentrated than uniform."""
+    checks.instance("max_distinct_experts()", "point", point, gpu_mod.PublishedPoint,
+                    fix="pass a row of gpu.published_points('decode')")
+    if point.metric == "j_per_token":
+        raise ValueError(f"max_distinct_experts(): point {point.id!r} is an energy row "
+                         "(metric 'j_per_token') and has no time; pass a decode row of "
+                         "gpu.published_points('decode')")
+    spec = point.spec()
+    routed = sum(m.params for m in spec.matrices() if m.is_routed_expert)
+    if not routed:
+        raise ValueError(f"max_distinct_experts(): point {point.id!r} is of the dense model "
+                         f"{point.model!r}; pass a row of a mixture-of-experts model")
+    r = gpu_mod.roofline(spec, point.gpu, batch=point.batch, prompt_len=point.prompt_len,
+                         gen_len=point.gen_len, n_gpus=point.n_gpus, kv_bytes=point.kv_bytes,
+                         precision=point.precision, serving=point.serving, calibrated=False,
+                         check_memory=False)
+    per_expert = routed / spec.n_experts * r.bytes_per_param  # one expert in every MoE layer
+    other = r.decode_weight_bytes - r.distinct_experts * per_expert + r.decode_kv_bytes
+    g = gpu_mod.get(point.gpu)
+    budget = _measured_step_s(point) * point.n_gpus * g.hbm_bandwidth_gb_s * 1e9 * g.bw_efficiency
+    return (budget - other) / per_expert
 
 
 _SETTABLE = ("precision", "kv_reads_once", "kv_bytes")

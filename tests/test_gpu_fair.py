@@ -457,6 +457,9 @@ def test_validation_bars():
     # - nine rows of the sixth round (TensorRT-LLM v0.9.0): Mixtral in FP8 with short outputs on
     #   H100 and H200 (the model up to 2x too fast), and Mistral and Mixtral with 2,048-token
     #   outputs, mostly on A100 (the model too slow);
+    #   gpu_readings.alternative_readings() gives their error under the other reading of the
+    #   two setup facts the source leaves open (XQA kernel; Mixtral's weight format), never used
+    #   here: the bar is checked on the model's reading;
     # - energy: Serial Alice at batch 128 (+84 %, a fit row whose sequence lengths are not
     #   published) and the fifth round's BF16 row at batch 256 (-37 %).
     r5_fp8 = {p.id for p in gpu.published_points("decode") + gpu.published_points("energy")

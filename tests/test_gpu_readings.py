@@ -61,7 +61,7 @@ def test_mixtral_on_a100_with_long_outputs_beats_the_datasheet_bandwidth():
 
 def test_only_that_row_needs_more_than_the_datasheet_bandwidth():
     # a data fact: of all decode rows, one implies more bytes per second than the HBM can
-    # deliver; the next highest needs 78 % (the STREAM-measured ceiling is 83 to 86 %)
+    # deliver; the next highest needs 78 % (the STREAM-measured ceiling is 83 to 89 %)
     shares = {p.id: gpu_readings.implied_bandwidth_share(p) for p in gpu.published_points("decode")}
     over = {k for k, v in shares.items() if v > 1.0}
     assert over == {"trtllm09-mixtral-b32-2048-2048-2xa100"}
@@ -163,3 +163,36 @@ def test_open_setup_rows_use_the_stated_setup():
         p = r.modelled.point
         assert p.kv_reads_once is None
         assert replace(p, **dict(r.setup.setting)) == r.other.point
+
+
+def test_max_distinct_experts_of_the_impossible_row():
+    # the same A100 row: 32 x 2,048 tokens in 32 x 2,048 / 1,602 s, so a step takes at most
+    # 40.9 s / 2,047 = 20.0 ms; at the A100's STREAM bandwidth (1.70 of 2.039 TB/s, [AZURE]) two
+    # GPUs move 68.0 GB in it. The dense weights (attention, routers, norms, LM head) and the
+    # KV cache take 2.9 + 12.9 GB; each expert in all 32 layers is 32 x 3 x 4096 x 14336 x 2 B
+    # = 11.27 GB, so at most 4.6 experts of 8 per layer (uniform routing: 7.999)
+    p = _point("trtllm09-mixtral-b32-2048-2048-2xa100")
+    step = 32 * 2048 / 1602 / 2047
+    budget = step * 2 * 2039e9 * (1.70 / 2.039)
+    dense = 2 * (_mixtral_read_params(32) - 32 * 8 * (1 - 0.75 ** 32) * 3 * 4096 * 14336)
+    kv = 32 * 3072 * 32 * 2 * 8 * 128 * 2
+    expert = 2 * 32 * 3 * 4096 * 14336
+    want = (budget - dense - kv) / expert
+    assert want == pytest.approx(4.6, abs=0.05)
+    assert gpu_readings.max_distinct_experts(p) == pytest.approx(want, rel=0.003)
+    assert p.roofline(calibrated=False).distinct_experts == pytest.approx(8 * (1 - 0.75 ** 32))
+
+
+def test_max_distinct_experts_at_batch_1_allows_the_two_experts_read():
+    # gpt-fast's Mixtral at batch 1 reads its top-2 experts; the bound must allow at least that
+    # for every MoE row that is not impossible, and exceed it only as far as the speed allows
+    for p in gpu.published_points("decode"):
+        if p.model == "mixtral-8x7b" and p.id != "trtllm09-mixtral-b32-2048-2048-2xa100":
+            assert gpu_readings.max_distinct_experts(p) > 2.0
+
+
+def test_max_distinct_experts_refuses_dense_and_energy_rows():
+    with pytest.raises(ValueError, match="dense model 'llama-2-7b'.*mixture-of-experts"):
+        gpu_readings.max_distinct_experts(_point("gptfast-llama2-7b-1xa100"))
+    with pytest.raises(ValueError, match="energy row"):
+        gpu_readings.max_distinct_experts(gpu.published_points("energy")[0])
