@@ -243,10 +243,23 @@ def _shot_name(page: str, suffix: str = "") -> Path:
     return SHOTS / (page.replace("/", "_").removesuffix(".html") + suffix + ".png")
 
 
+def _open(browser, server, page):
+    """Load ``page``; a redirect page (jupyter-book's index.html is a meta refresh) is followed
+    to its target before anything runs in it, since a script started while the browser
+    navigates away never returns."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/{page}")
+    if 'http-equiv="Refresh"' in (BOOK / page).read_text(encoding="utf-8", errors="replace"):
+        WebDriverWait(browser, 60).until(
+            lambda d: not d.current_url.endswith("/" + page)
+            and d.execute_script("return document.readyState") == "complete")
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_offline(page, server, browser):
     browser.get_log("browser")  # drop what earlier pages left
-    browser.get(f"{server}/{page}")
+    _open(browser, server, page)
     broken_images = browser.execute_async_script(WAIT_IMAGES)
     problems = [f"image not loaded: {src}" for src in broken_images]
     problems += [f"console: {m}" for m in _severe(browser)]
