@@ -28,39 +28,25 @@ __all__ = ["implied_bandwidth_share", "max_distinct_experts", "OpenSetup", "open
            "AlternativeRow", "alternative_readings", "format_alternative_readings"]
 
 
-def _decode_step_bytes(point: gpu_mod.PublishedPoint) -> float:
-    """HBM bytes of one decode step of ``point``'s setup as the bare roofline counts them (weights
-    at the stated precision, expected distinct experts under uniform routing, KV heads once),
-    summed over the GPUs; the mean over the run's steps."""
-    r = gpu_mod.roofline(point.spec(), point.gpu, batch=point.batch, prompt_len=point.prompt_len,
-                         gen_len=point.gen_len, n_gpus=point.n_gpus, kv_bytes=point.kv_bytes,
-                         precision=point.precision, serving=point.serving, calibrated=False,
-                         check_memory=False)
-    return r.decode_weight_bytes + r.decode_kv_bytes
-
-
-def implied_bandwidth_share(point) -> float:
-    """Share of the datasheet HBM bandwidth of ``point``'s GPUs that its measured speed needs,
-    if every decode step reads the bytes the bare roofline counts and nothing else takes time.
-
-    With ``B`` those bytes per step, ``W`` = n_gpus x datasheet bandwidth and ``s = B / W`` the
-    shortest possible step: ``s / tpot`` for a time per output token, ``(gen_len - 1) s /
-    latency`` for a latency (the prefill taken as free), and ``tokens/s x (gen_len - 1) s /
-    (batch x gen_len)`` for a throughput. Energy rows have no time and are refused."""
-    checks.instance("implied_bandwidth_share()", "point", point, gpu_mod.PublishedPoint,
-                    fix="pass a row of gpu.published_points()")
+def _decode_row(owner: str, point) -> gpu_mod.PublishedPoint:
+    """``point`` if it is a published row with a time; a clear error otherwise."""
+    checks.instance(owner, "point", point, gpu_mod.PublishedPoint,
+                    fix="pass a row of gpu.published_points('decode')")
     if point.metric == "j_per_token":
-        raise ValueError(f"implied_bandwidth_share(): point {point.id!r} is an energy row "
-                         "(metric 'j_per_token') and has no time; pass a decode row of "
-                         "gpu.published_points('decode')")
-    bw = point.n_gpus * gpu_mod.get(point.gpu).hbm_bandwidth_gb_s * 1e9
-    step = _decode_step_bytes(point) / bw
-    steps = point.gen_len - 1
-    if point.metric == "tpot_s":
-        return step / point.value
-    if point.metric == "latency_s":
-        return steps * step / point.value
-    return point.value * steps * step / (point.batch * point.gen_len)
+        raise ValueError(f"{owner}: point {point.id!r} is an energy row (metric 'j_per_token') "
+                         "and has no time; pass a decode row of gpu.published_points('decode')")
+    return point
+
+
+def _bare_roofline(point: gpu_mod.PublishedPoint) -> gpu_mod.RooflineResult:
+    """The bare roofline of ``point``'s setup: its bytes are the weights at the stated precision,
+    the expected distinct experts under uniform routing and each KV head once, summed over the
+    GPUs (decode: the mean over the run's steps)."""
+    return gpu_mod.roofline(point.spec(), point.gpu, batch=point.batch,
+                            prompt_len=point.prompt_len, gen_len=point.gen_len,
+                            n_gpus=point.n_gpus, kv_bytes=point.kv_bytes,
+                            precision=point.precision, serving=point.serving, calibrated=False,
+                            check_memory=False)
 
 
 def _measured_step_s(point: gpu_mod.PublishedPoint) -> float:
@@ -76,6 +62,21 @@ def _measured_step_s(point: gpu_mod.PublishedPoint) -> float:
     return point.batch * point.gen_len / point.value / steps
 
 
+def implied_bandwidth_share(point) -> float:
+    """Share of the datasheet HBM bandwidth of ``point``'s GPUs that its measured speed needs,
+    if every decode step reads the bytes the bare roofline counts and nothing else takes time.
+
+    With ``B`` those bytes per step and ``W`` = n_gpus x datasheet bandwidth, ``B / W`` is the
+    shortest possible step; the share is that over the longest the measured step can have been:
+    the time per output token, ``latency / (gen_len - 1)`` for a latency (the prefill taken as
+    free), or ``batch x gen_len / (tokens/s x (gen_len - 1))`` for a throughput. Energy rows
+    have no time and are refused."""
+    point = _decode_row("implied_bandwidth_share()", point)
+    r = _bare_roofline(point)
+    bw = point.n_gpus * gpu_mod.get(point.gpu).hbm_bandwidth_gb_s * 1e9
+    return (r.decode_weight_bytes + r.decode_kv_bytes) / bw / _measured_step_s(point)
+
+
 def max_distinct_experts(point) -> float:
     """The most distinct routed experts per MoE layer that a decode step of ``point`` can have
     read on average, given its measured speed.
@@ -87,21 +88,13 @@ def max_distinct_experts(point) -> float:
     across the MoE layers. A value at or above the model's ``n_experts`` says nothing; below the
     expected count under uniform routing (``RooflineResult.distinct_experts``) it says the run's
     routing was more concentrated than uniform."""
-    checks.instance("max_distinct_experts()", "point", point, gpu_mod.PublishedPoint,
-                    fix="pass a row of gpu.published_points('decode')")
-    if point.metric == "j_per_token":
-        raise ValueError(f"max_distinct_experts(): point {point.id!r} is an energy row "
-                         "(metric 'j_per_token') and has no time; pass a decode row of "
-                         "gpu.published_points('decode')")
+    point = _decode_row("max_distinct_experts()", point)
     spec = point.spec()
     routed = sum(m.params for m in spec.matrices() if m.is_routed_expert)
     if not routed:
         raise ValueError(f"max_distinct_experts(): point {point.id!r} is of the dense model "
                          f"{point.model!r}; pass a row of a mixture-of-experts model")
-    r = gpu_mod.roofline(spec, point.gpu, batch=point.batch, prompt_len=point.prompt_len,
-                         gen_len=point.gen_len, n_gpus=point.n_gpus, kv_bytes=point.kv_bytes,
-                         precision=point.precision, serving=point.serving, calibrated=False,
-                         check_memory=False)
+    r = _bare_roofline(point)
     per_expert = routed / spec.n_experts * r.bytes_per_param  # one expert in every MoE layer
     other = r.decode_weight_bytes - r.distinct_experts * per_expert + r.decode_kv_bytes
     g = gpu_mod.get(point.gpu)
