@@ -37,6 +37,7 @@ def _png_with_description() -> str:
 def _build(tmp: Path, url: str) -> str:
     (tmp / "book").mkdir()
     shutil.copytree(ROOT / "book" / "_static", tmp / "book" / "_static")
+    shutil.copytree(ROOT / "book" / "_root", tmp / "book" / "_root")
     shutil.copy(ROOT / "book" / "references.bib", tmp / "book" / "references.bib")
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# One page\n"]},
                     {"cell_type": "code", "execution_count": 1, "metadata": {},
@@ -105,3 +106,17 @@ def test_nothing_loads_from_a_cdn(without_url):
 
 def test_figures_get_their_caption_as_alt_text(without_url):
     assert re.search(rf'<img alt="{ALT}" src="[^"]+\.png"', without_url)
+
+
+def test_the_site_root_redirects_to_the_first_page_and_names_the_favicon():
+    # _build/html/index.html comes from book/_root (html_extra_path), so the TOC extension does
+    # not write its own, which names no icon (browsers then fetch /favicon.ico: a 404)
+    cfg = (ROOT / "_config.yml").read_text()
+    assert "html_extra_path: [book/_root]" in cfg
+    favicon = re.search(r"\n  favicon: (\S+)", cfg).group(1)
+    root = re.search(r"^root: (\S+)$", (ROOT / "_toc.yml").read_text(), re.M).group(1)
+    html = (ROOT / "book" / "_root" / "index.html").read_text()
+    assert f'<meta http-equiv="Refresh" content="0; url={root}.html" />' in html
+    assert f'<link rel="icon" href="_static/{Path(favicon).name}"' in html
+    assert (ROOT / favicon).exists()
+    assert f'href="{root}.html"' in html  # a link for browsers that do not follow the refresh
