@@ -183,11 +183,14 @@ def alternative_readings(kind: str = "decode", power_model: str = "tdp"
     setups = open_setups()
     out = []
     for p in gpu_mod.published_points(kind):
-        for s in setups:
-            if s.applies(p):
-                q = s.other(p)
-                out.append(AlternativeRow(gpu_mod.PublishedRow(p, p.predict(True, power_model)),
-                                          s, gpu_mod.PublishedRow(q, q.predict(True, power_model))))
+        concerned = [s for s in setups if s.applies(p)]
+        if not concerned:
+            continue
+        modelled = gpu_mod.PublishedRow(p, p.predict(True, power_model))  # once per row
+        for s in concerned:
+            q = s.other(p)
+            out.append(AlternativeRow(modelled, s,
+                                      gpu_mod.PublishedRow(q, q.predict(True, power_model))))
     return tuple(out)
 
 
