@@ -576,6 +576,17 @@ def test_published_validation_figure_counts_roles():
     used = [r for r in rows if r.point.role != "excluded"]
     inside = sum(abs(r.error) <= 0.25 for r in used)
     assert fig.get_supxlabel().startswith(f"{inside} of {len(used)} used points")
+    # one line per source, not per row: the figure stays a page tall however many rows a round
+    # adds; each line ends with its used rows inside the band, e.g. gpt-fast's first table: 5/5
+    by_src = fig.axes[0]
+    labels = [t.get_text() for t in by_src.get_yticklabels()]
+    assert len(labels) == len({r.point.source_key for r in rows}) < len(rows) / 5
+    assert fig.get_size_inches()[1] < 8
+    assert labels[0] == "gptfast (rounds 1–2)"
+    notes = [a.get_text() for a in by_src.texts]
+    assert notes[0] == "5/5" and notes[labels.index("trtllm090 (round 6)")] == "39/48"
+    with pytest.raises(ValueError, match="rows is empty"):
+        viz_gpu.published_validation_figure([])
 
 
 def test_operating_panel_builds():

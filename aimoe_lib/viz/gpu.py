@@ -511,34 +511,67 @@ def format_operating_comparisons(rows) -> str:
 
 
 def published_validation_figure(rows=None, tolerance: float = 0.25) -> Figure:
-    """Measured against modelled values of the published points (``rows`` of
-    :func:`aimoe_lib.gpu.published_validation`, default the decode table), fit and held-out rows
-    marked apart, with the ±``tolerance`` band."""
+    """The model's error on the published points (``rows`` of
+    :func:`aimoe_lib.gpu.published_validation`, default the decode table) in two panels: by source
+    (one line per source, its rows spread across the line) and against batch size; fit, held-out
+    and excluded rows marked apart, with the ±``tolerance`` band. Each row's name and numbers are
+    in :func:`aimoe_lib.gpu.format_published_validation`."""
     if rows is None:
         rows = gpu_mod.published_validation("decode")
     rows = list(rows)
-    # one row per measurement, top to bottom, so that every name stays readable
-    fig = figure(6.4, 1.6 + 0.19 * len(rows))
-    ax = fig.subplots()
+    if not rows:
+        raise ValueError("published_validation_figure(): rows is empty; pass the rows of "
+                         "gpu.published_validation()")
+    sources = list(dict.fromkeys(r.point.source_key for r in rows))
+    fig = figure(10.0, 1.9 + 0.34 * len(sources))
+    by_src, by_batch = fig.subplots(1, 2, width_ratios=(1.25, 1.0))
     marks = {"fit": ("o", "tab:blue"), "heldout": ("D", "tab:orange"), "excluded": ("x", "0.5")}
+    # a row's height within its source's line: its rank among that source's rows (no jitter)
+    rank, count = {}, {k: 0 for k in sources}
+    for i, r in enumerate(rows):
+        rank[i] = count[r.point.source_key]
+        count[r.point.source_key] += 1
+    y = [sources.index(r.point.source_key) - 0.3
+         + 0.6 * (rank[i] + 0.5) / count[r.point.source_key] for i, r in enumerate(rows)]
     for role, (m, col) in marks.items():
-        rr = [r for r in rows if r.point.role == role]
-        if rr:
-            idx = [rows.index(r) for r in rr]
-            ax.scatter([r.error * 100 for r in rr], idx, marker=m, color=col, s=30,
-                       label=f"{role} ({len(rr)})", zorder=3)
-    ax.axvspan(-tolerance * 100, tolerance * 100, color="tab:green", alpha=0.12,
-               label=f"±{tolerance:.0%}")
-    ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([r.point.id for r in rows], fontsize=FONT_SIZE - 3)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.grid(axis="y", color="0.9", lw=0.6)
-    ax.set_xlabel("model error (%, time or energy; < 0: model faster)")
-    ax.set_title("calibrated roofline vs published", pad=22)
-    # above the axes, so that no row's marker hides under it
-    ax.legend(fontsize=FONT_SIZE - 2, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4,
-              frameon=False, handletextpad=0.3, columnspacing=1.0)
+        idx = [i for i, r in enumerate(rows) if r.point.role == role]
+        if not idx:
+            continue
+        err = [rows[i].error * 100 for i in idx]
+        by_src.scatter(err, [y[i] for i in idx], marker=m, color=col, s=18, zorder=3,
+                       label=f"{role} ({len(idx)})")
+        by_batch.scatter([rows[i].point.batch for i in idx], err, marker=m, color=col, s=18,
+                         zorder=3)
+    for k in sources:  # the rows outside the band, counted at the line's end
+        used = [r for r in rows if r.point.source_key == k and r.point.role != "excluded"]
+        out = sum(abs(r.error) > tolerance for r in used)
+        by_src.annotate(f"{len(used) - out}/{len(used)}" if used else "excluded",
+                        (1.0, sources.index(k)), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center",
+                        fontsize=FONT_SIZE - 3, color="0.3")
+    band = dict(color="tab:green", alpha=0.12)
+    by_src.axvspan(-tolerance * 100, tolerance * 100, label=f"±{tolerance:.0%}", **band)
+    by_batch.axhspan(-tolerance * 100, tolerance * 100, **band)
+    by_src.axvline(0, color="0.3", lw=0.8)
+    by_batch.axhline(0, color="0.3", lw=0.8)
+    by_src.set_yticks(range(len(sources)))
+    def rounds(k: str) -> str:
+        rr = sorted({r.point.round for r in rows if r.point.source_key == k})
+        return f"round {rr[0]}" if len(rr) == 1 else f"rounds {rr[0]}–{rr[-1]}"
+
+    by_src.set_yticklabels([f"{k} ({rounds(k)})" for k in sources], fontsize=FONT_SIZE - 2)
+    by_src.set_ylim(len(sources) - 0.5, -0.5)
+    for j in range(len(sources) - 1):
+        by_src.axhline(j + 0.5, color="0.9", lw=0.6)
+    by_src.set_xlabel("model error (%; < 0: model faster or less energy)")
+    by_src.set_title("by source (used rows within the band, right)", pad=22)
+    by_src.legend(fontsize=FONT_SIZE - 2, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4,
+                  frameon=False, handletextpad=0.3, columnspacing=1.0)
+    by_batch.set_xscale("log")
+    by_batch.set_xlabel("batch size (sequences)")
+    by_batch.set_ylabel("model error (%)")
+    by_batch.set_title("against batch size", pad=22)
+    plain_log_axes(fig)
     used = [r for r in rows if r.point.role != "excluded"]
     inside = sum(abs(r.error) <= tolerance for r in used)
     held = [r for r in used if r.point.role == "heldout"]
