@@ -118,6 +118,7 @@ __all__ = [
     "format_published_validation",
     "fit_calibration",
     "fit_power_model",
+    "POWER_FIT_GRID",
     "published_sources",
     "effective_bits",
     "HBM_STACK_AREA_MM2",
@@ -2051,20 +2052,38 @@ def fit_calibration(kv_efficiencies=None, half_tokens=None, per_seq_s=None,
     return replace(cal, framework="nim")
 
 
+POWER_FIT_GRID = {"mem_fraction": (0.0, 1.5, 0.02), "comp_fraction": (0.0, 3.0, 0.02)}
+"""(lowest, highest, step) of each share on :func:`fit_power_model`'s default grid; a fitted
+share at either end says the data want a value beyond it (assumption A-GPU-POWER)."""
+
+
 def fit_power_model(mem_fractions=None, comp_fractions=None,
-                    idle_w: float | None = None) -> PowerModel:
+                    idle_w: float | None = None, points=None) -> PowerModel:
     """The :class:`PowerModel` minimising the squared log error of energy per token over the
     ``fit`` rows of the energy table (with :data:`CALIBRATION` times), on a grid of
     ``mem_fractions`` (default 0 to 1.5) x ``comp_fractions`` (default 0 to 3), both in steps of
     0.02; ``idle_w`` defaults to the published idle reading of the file. Power is affine in the
     two shares below the TDP cap, so each row's roofline is run once (its
     :attr:`~RooflineResult.hbm_utilisation` and :attr:`~RooflineResult.tensor_utilisation`) and
-    the grid is evaluated in closed form."""
-    pts = published_points("energy", ("fit",))
+    the grid is evaluated in closed form. ``points`` replaces the fit rows (energy rows of
+    :func:`published_points`, e.g. with another reading of an unpublished setup)."""
+    if points is None:
+        pts = published_points("energy", ("fit",))
+    else:
+        pts = checks.items("fit_power_model()", "points", points,
+                           fix="pass energy rows of gpu.published_points('energy')")
+        for q in pts:
+            checks.instance("fit_power_model()", "points", q, PublishedPoint)
+            if q.metric != "j_per_token":
+                raise ValueError(f"fit_power_model(): points holds {q.id!r}, a "
+                                 f"{q.metric!r} row; the power model fits energy rows only "
+                                 "(metric 'j_per_token')")
     if idle_w is None:
         idle_w = _load_published()["idle_power"][0]["value_w"]
-    fm = np.round(np.arange(0, 1.501, 0.02), 2) if mem_fractions is None else mem_fractions
-    fc = np.round(np.arange(0, 3.001, 0.02), 2) if comp_fractions is None else comp_fractions
+    grid = {k: np.round(np.arange(lo, hi + step / 2, step), 2)
+            for k, (lo, hi, step) in POWER_FIT_GRID.items()}
+    fm = grid["mem_fraction"] if mem_fractions is None else mem_fractions
+    fc = grid["comp_fraction"] if comp_fractions is None else comp_fractions
     a = np.asarray(fm, dtype=float)[:, None]
     b = np.asarray(fc, dtype=float)[None, :]
     loss = np.zeros((a.size, b.size))

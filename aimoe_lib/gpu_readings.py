@@ -14,6 +14,9 @@ neither of which changes the model, its fit or its validation:
 * :func:`alternative_readings`: the model's error under the other reading of a setup fact its
   source leaves open (a source's ``open_setup`` list in the data file, each with its evidence),
   next to the error under the reading the model uses.
+* :func:`prompt_readings`: the validation redone with another value of the prompt length that
+  assumption A-GPU-ENERGY-PROMPT supplies to the rows that do not publish it, the power model
+  refitted on the fit rows so read; it says how much of the agreement rests on that assumption.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from . import checks
 from . import gpu as gpu_mod
 
 __all__ = ["implied_bandwidth_share", "max_distinct_experts", "OpenSetup", "open_setups",
-           "AlternativeRow", "alternative_readings", "format_alternative_readings"]
+           "AlternativeRow", "alternative_readings", "format_alternative_readings",
+           "PROMPT_ASSUMPTION", "prompt_assumed", "PromptReading", "prompt_readings",
+           "format_prompt_readings"]
 
 
 def _decode_row(owner: str, point) -> gpu_mod.PublishedPoint:
@@ -219,4 +224,99 @@ def format_alternative_readings(rows=None) -> str:
         lines += textwrap.wrap(f"[{tag}] {s.fact} ({s.source}): modelled as {s.as_modelled}; "
                                f"other reading: {s.reading}. Evidence: {s.evidence}.", 100,
                                subsequent_indent="    ")
+    return "\n".join(lines)
+
+
+PROMPT_ASSUMPTION = "A-GPU-ENERGY-PROMPT"
+"""The named assumption (book appendix) that supplies the prompt length of published rows whose
+source does not state it; a row's ``note`` names it where it applies."""
+
+
+def prompt_assumed(kind: str = "decode") -> tuple[gpu_mod.PublishedPoint, ...]:
+    """The rows of ``kind`` whose prompt length comes from :data:`PROMPT_ASSUMPTION`."""
+    return tuple(p for p in gpu_mod.published_points(kind) if PROMPT_ASSUMPTION in p.note)
+
+
+@dataclass(frozen=True)
+class PromptReading:
+    """The validation with every assumed prompt length set to :attr:`prompt_len`."""
+
+    prompt_len: int
+    """The prompt length given to every row of :func:`prompt_assumed`."""
+    power_model: gpu_mod.PowerModel
+    """:func:`aimoe_lib.gpu.fit_power_model` on the energy table's fit rows so read."""
+    decode: tuple[gpu_mod.PublishedRow, ...]
+    """The decode rows of :func:`prompt_assumed` so read (calibrated model; the decode model has
+    no power term, so nothing is refitted for them)."""
+    energy: tuple[gpu_mod.PublishedRow, ...]
+    """Every energy row with :attr:`power_model`, the assumed ones so read."""
+
+    @property
+    def at_grid_edge(self) -> tuple[str, ...]:
+        """The power model's shares that the fit left at an end of its grid
+        (:data:`aimoe_lib.gpu.POWER_FIT_GRID`): the data want a value beyond it."""
+        return tuple(k for k, (lo, hi, _) in gpu_mod.POWER_FIT_GRID.items()
+                     if getattr(self.power_model, k) in (lo, hi))
+
+    def within(self, kind: str, tolerance: float) -> tuple[int, int]:
+        """(rows within ``tolerance``, rows used) among :attr:`decode` or :attr:`energy`;
+        excluded rows are not counted."""
+        rows = checks.choice("PromptReading.within()", "kind", kind, ("decode", "energy"))
+        used = [r for r in getattr(self, rows) if r.point.role != "excluded"]
+        return sum(abs(r.error) <= tolerance for r in used), len(used)
+
+
+def prompt_readings(prompts=(128, 512, 2048)) -> tuple[PromptReading, ...]:
+    """One :class:`PromptReading` per prompt length in ``prompts`` (whole tokens, 1 to
+    :data:`aimoe_lib.gpu.MAX_GEN_LEN`). The value the data file uses (512) reproduces the book's
+    power model and errors. Generated lengths are left as the file has them (ML.ENERGY
+    publishes its mean answer length; the Alice benchmark's 256 is part of the same
+    assumption and kept)."""
+    prompts = checks.items("prompt_readings()", "prompts", prompts,
+                           fix="pass prompt lengths, e.g. (128, 512, 2048)")
+    for n in prompts:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= gpu_mod.MAX_GEN_LEN:
+            raise ValueError(f"prompt_readings(): prompts holds {n!r}; each prompt length must "
+                             f"be a whole number of tokens from 1 to {gpu_mod.MAX_GEN_LEN:,}")
+    decode, energy = prompt_assumed("decode"), {p.id for p in prompt_assumed("energy")}
+    out = []
+    for n in prompts:
+        rows = [replace(p, prompt_len=n) if p.id in energy else p
+                for p in gpu_mod.published_points("energy")]
+        pm = gpu_mod.fit_power_model(points=[p for p in rows if p.role == "fit"])
+        out.append(PromptReading(
+            n, pm,
+            tuple(gpu_mod.PublishedRow(q, q.predict(True, "tdp"))
+                  for q in (replace(p, prompt_len=n) for p in decode)),
+            tuple(gpu_mod.PublishedRow(q, q.predict(True, pm)) for q in rows)))
+    return tuple(out)
+
+
+def format_prompt_readings(readings=None, decode_tolerance: float = 0.25,
+                           energy_tolerance: float = 0.35) -> str:
+    """A plain-text table, one line per prompt length: the refitted power model's two shares,
+    and how many rows fall within the bars (decode: the rows of :func:`prompt_assumed`; energy:
+    every used row) with the range of their errors. A share the fit left at an end of its grid
+    is marked ``*``."""
+    readings = prompt_readings() if readings is None else readings
+    readings = checks.items("format_prompt_readings()", "readings", readings,
+                            fix="pass the result of gpu_readings.prompt_readings()")
+    for r in readings:
+        checks.instance("format_prompt_readings()", "readings", r, PromptReading)
+
+    def span(rows) -> str:
+        e = [r.error for r in rows if r.point.role != "excluded"]
+        return f"{min(e):+.0%} to {max(e):+.0%}"
+
+    head = (f"{'prompt':>6} {'HBM share':>9} {'TC share':>8} | "
+            f"{'decode ±' + format(decode_tolerance, '.0%'):>11} {'errors':>14} | "
+            f"{'energy ±' + format(energy_tolerance, '.0%'):>11} {'errors':>14}")
+    lines = [head, "-" * len(head)]
+    for r in readings:
+        di, dn = r.within("decode", decode_tolerance)
+        ei, en = r.within("energy", energy_tolerance)
+        mem, comp = (f"{getattr(r.power_model, k):.2f}" + ("*" if k in r.at_grid_edge else "")
+                     for k in ("mem_fraction", "comp_fraction"))
+        lines.append(f"{r.prompt_len:6d} {mem:>9} {comp:>8} | {f'{di}/{dn}':>11} "
+                     f"{span(r.decode):>14} | {f'{ei}/{en}':>11} {span(r.energy):>14}")
     return "\n".join(lines)
