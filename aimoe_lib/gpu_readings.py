@@ -268,7 +268,7 @@ class PromptReading:
 
 def prompt_readings(prompts=(128, 512, 2048)) -> tuple[PromptReading, ...]:
     """One :class:`PromptReading` per prompt length in ``prompts`` (whole tokens, 1 to
-    :data:`aimoe_lib.gpu.MAX_GEN_LEN`). The value the data file uses (512) reproduces the book's
+    ``gpu.MAX_GEN_LEN``). The value the data file uses (512) reproduces the book's
     power model and errors. Generated lengths are left as the file has them (ML.ENERGY
     publishes its mean answer length; the Alice benchmark's 256 is part of the same
     assumption and kept)."""
