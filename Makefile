@@ -56,9 +56,14 @@ browser-deps:
 	  echo "warning: chromium/chromedriver not found and not root: the browser tests will be skipped (apt-get install -y chromium chromium-driver)"; \
 	fi
 
+# Test processes: the CPUs, at most four (each runs a kernel and imports torch); TEST_WORKERS=1
+# runs serially. --dist loadfile keeps every notebook's cells, in order, in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
+
 test: env browser-deps
 	@test -f _build/html/index.html || $(MAKE) book-quick
-	$(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider \
+	    -n $(TEST_WORKERS) --dist loadfile
 
 bench: env
 	$(PY) -m aimoe_lib.bench
