@@ -526,13 +526,11 @@ def published_validation_figure(rows=None, tolerance: float = 0.25) -> Figure:
     fig = figure(10.0, 1.9 + 0.34 * len(sources))
     by_src, by_batch = fig.subplots(1, 2, width_ratios=(1.25, 1.0))
     marks = {"fit": ("o", "tab:blue"), "heldout": ("D", "tab:orange"), "excluded": ("x", "0.5")}
-    # a row's height within its source's line: its rank among that source's rows (no jitter)
-    rank, count = {}, {k: 0 for k in sources}
-    for i, r in enumerate(rows):
-        rank[i] = count[r.point.source_key]
-        count[r.point.source_key] += 1
-    y = [sources.index(r.point.source_key) - 0.3
-         + 0.6 * (rank[i] + 0.5) / count[r.point.source_key] for i, r in enumerate(rows)]
+    groups = {k: [i for i, r in enumerate(rows) if r.point.source_key == k] for k in sources}
+    # a row's height on its source's line: spread evenly in file order (no jitter)
+    y = np.empty(len(rows))
+    for line, idx in enumerate(groups.values()):
+        y[idx] = line - 0.3 + 0.6 * (np.arange(len(idx)) + 0.5) / len(idx)
     for role, (m, col) in marks.items():
         idx = [i for i, r in enumerate(rows) if r.point.role == role]
         if not idx:
@@ -542,11 +540,11 @@ def published_validation_figure(rows=None, tolerance: float = 0.25) -> Figure:
                        label=f"{role} ({len(idx)})")
         by_batch.scatter([rows[i].point.batch for i in idx], err, marker=m, color=col, s=18,
                          zorder=3)
-    for k in sources:  # the rows outside the band, counted at the line's end
-        used = [r for r in rows if r.point.source_key == k and r.point.role != "excluded"]
-        out = sum(abs(r.error) > tolerance for r in used)
-        by_src.annotate(f"{len(used) - out}/{len(used)}" if used else "excluded",
-                        (1.0, sources.index(k)), xycoords=("axes fraction", "data"),
+    for line, idx in enumerate(groups.values()):  # used rows within the band, at the line's end
+        used = [rows[i] for i in idx if rows[i].point.role != "excluded"]
+        inside = sum(abs(r.error) <= tolerance for r in used)
+        by_src.annotate(f"{inside}/{len(used)}" if used else "excluded",
+                        (1.0, line), xycoords=("axes fraction", "data"),
                         xytext=(4, 0), textcoords="offset points", va="center",
                         fontsize=FONT_SIZE - 3, color="0.3")
     band = dict(color="tab:green", alpha=0.12)
@@ -554,12 +552,13 @@ def published_validation_figure(rows=None, tolerance: float = 0.25) -> Figure:
     by_batch.axhspan(-tolerance * 100, tolerance * 100, **band)
     by_src.axvline(0, color="0.3", lw=0.8)
     by_batch.axhline(0, color="0.3", lw=0.8)
+    labels = []
+    for k, idx in groups.items():
+        rr = sorted({rows[i].point.round for i in idx})
+        labels.append(f"{k} (round {rr[0]})" if len(rr) == 1
+                      else f"{k} (rounds {rr[0]}–{rr[-1]})")
     by_src.set_yticks(range(len(sources)))
-    def rounds(k: str) -> str:
-        rr = sorted({r.point.round for r in rows if r.point.source_key == k})
-        return f"round {rr[0]}" if len(rr) == 1 else f"rounds {rr[0]}–{rr[-1]}"
-
-    by_src.set_yticklabels([f"{k} ({rounds(k)})" for k in sources], fontsize=FONT_SIZE - 2)
+    by_src.set_yticklabels(labels, fontsize=FONT_SIZE - 2)
     by_src.set_ylim(len(sources) - 0.5, -0.5)
     for j in range(len(sources) - 1):
         by_src.axhline(j + 0.5, color="0.9", lw=0.6)
