@@ -21,6 +21,7 @@ neither of which changes the model, its fit or its validation:
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass, replace
 
@@ -250,6 +251,16 @@ class PromptReading:
     no power term, so nothing is refitted for them)."""
     energy: tuple[gpu_mod.PublishedRow, ...]
     """Every energy row with :attr:`power_model`, the assumed ones so read."""
+    harness_power: tuple[float, ...]
+    """:attr:`power_model`'s error on the board power this project's harness measured on one
+    H200 (:func:`aimoe_lib.gpu.measured_validation`, CUDA-graph rows), at each run's measured
+    step time: predicted / measured - 1. Every setting of those runs is known and none was used
+    by a fit, so they check the power model independently of the published rows."""
+
+    @property
+    def harness_power_rms(self) -> float:
+        """Root-mean-square of :attr:`harness_power`."""
+        return math.sqrt(sum(e * e for e in self.harness_power) / len(self.harness_power))
 
     @property
     def at_grid_edge(self) -> tuple[str, ...]:
@@ -279,6 +290,7 @@ def prompt_readings(prompts=(128, 512, 2048)) -> tuple[PromptReading, ...]:
             raise ValueError(f"prompt_readings(): prompts holds {n!r}; each prompt length must "
                              f"be a whole number of tokens from 1 to {gpu_mod.MAX_GEN_LEN:,}")
     decode, energy = prompt_assumed("decode"), {p.id for p in prompt_assumed("energy")}
+    harness = gpu_mod.measured_validation()
     out = []
     for n in prompts:
         rows = [replace(p, prompt_len=n) if p.id in energy else p
@@ -288,7 +300,9 @@ def prompt_readings(prompts=(128, 512, 2048)) -> tuple[PromptReading, ...]:
             n, pm,
             tuple(gpu_mod.PublishedRow(q, q.predict(True, "tdp"))
                   for q in (replace(p, prompt_len=n) for p in decode)),
-            tuple(gpu_mod.PublishedRow(q, q.predict(True, pm)) for q in rows)))
+            tuple(gpu_mod.PublishedRow(q, q.predict(True, pm)) for q in rows),
+            tuple(gpu_mod.decode_power_w(c.predicted, c.measured_tpot_s, pm) / c.row.avg_power_w
+                  - 1 for c in harness)))
     return tuple(out)
 
 
@@ -296,8 +310,9 @@ def format_prompt_readings(readings=None, decode_tolerance: float = 0.25,
                            energy_tolerance: float = 0.35) -> str:
     """A plain-text table, one line per prompt length: the refitted power model's two shares,
     and how many rows fall within the bars (decode: the rows of :func:`prompt_assumed`; energy:
-    every used row) with the range of their errors. A share the fit left at an end of its grid
-    is marked ``*``."""
+    every used row) with the range of their errors; and the power model's root-mean-square error
+    on the harness's H200 board power (:attr:`PromptReading.harness_power_rms`). A share the fit
+    left at an end of its grid is marked ``*``."""
     readings = prompt_readings() if readings is None else readings
     readings = checks.items("format_prompt_readings()", "readings", readings,
                             fix="pass the result of gpu_readings.prompt_readings()")
@@ -310,7 +325,8 @@ def format_prompt_readings(readings=None, decode_tolerance: float = 0.25,
 
     head = (f"{'prompt':>6} {'HBM share':>9} {'TC share':>8} | "
             f"{'decode ±' + format(decode_tolerance, '.0%'):>11} {'errors':>14} | "
-            f"{'energy ±' + format(energy_tolerance, '.0%'):>11} {'errors':>14}")
+            f"{'energy ±' + format(energy_tolerance, '.0%'):>11} {'errors':>14} | "
+            f"{'H200 W rms':>10}")
     lines = [head, "-" * len(head)]
     for r in readings:
         di, dn = r.within("decode", decode_tolerance)
@@ -318,5 +334,6 @@ def format_prompt_readings(readings=None, decode_tolerance: float = 0.25,
         mem, comp = (f"{getattr(r.power_model, k):.2f}" + ("*" if k in r.at_grid_edge else "")
                      for k in ("mem_fraction", "comp_fraction"))
         lines.append(f"{r.prompt_len:6d} {mem:>9} {comp:>8} | {f'{di}/{dn}':>11} "
-                     f"{span(r.decode):>14} | {f'{ei}/{en}':>11} {span(r.energy):>14}")
+                     f"{span(r.decode):>14} | {f'{ei}/{en}':>11} {span(r.energy):>14} | "
+                     f"{r.harness_power_rms:10.1%}")
     return "\n".join(lines)

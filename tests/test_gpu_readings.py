@@ -223,6 +223,11 @@ def test_the_file_value_reproduces_the_book():
     # within the bar: all 35 but the seven FP8 Qwen3 rows (test_gpu_fair's known misses)
     assert r.within("decode", 0.25) == (35 - 7, 35)
     assert r.at_grid_edge == ()
+    # the harness check is the appendix's: one error per CUDA-graph row (3 models x batch 1, 8,
+    # 64 and 256), each the book's power error
+    book = [c.power_error for c in gpu.measured_validation()]
+    assert len(book) == 3 * 4
+    assert r.harness_power == pytest.approx(book, rel=1e-12)
 
 
 def test_every_assumed_row_takes_the_new_prompt_and_no_other_row_changes():
@@ -260,9 +265,10 @@ def test_power_at_the_cap_does_not_depend_on_the_reading():
 def test_at_grid_edge_names_the_shares_at_an_end_of_the_grid():
     lo_m, hi_m, _ = gpu.POWER_FIT_GRID["mem_fraction"]
     lo_c, hi_c, _ = gpu.POWER_FIT_GRID["comp_fraction"]
-    edge = gpu_readings.PromptReading(1, gpu.PowerModel(80.3, hi_m, lo_c), (), ())
+    edge = gpu_readings.PromptReading(1, gpu.PowerModel(80.3, hi_m, lo_c), (), (), (0.0,))
     assert edge.at_grid_edge == ("mem_fraction", "comp_fraction")
-    inner = gpu_readings.PromptReading(1, gpu.PowerModel(80.3, (lo_m + hi_m) / 2, 1.0), (), ())
+    inner = gpu_readings.PromptReading(1, gpu.PowerModel(80.3, (lo_m + hi_m) / 2, 1.0), (), (),
+                                       (0.0,))
     assert inner.at_grid_edge == ()
 
 
@@ -293,3 +299,8 @@ def test_prompt_readings_and_fit_refuse_bad_collections():
         gpu_readings.format_prompt_readings([1])
     with pytest.raises(ValueError, match="kind"):
         gpu_readings.prompt_readings((512,))[0].within("power", 0.3)
+
+
+def test_harness_power_rms_is_the_root_mean_square():
+    r = gpu_readings.PromptReading(1, gpu.POWER_MODEL, (), (), (0.3, -0.4))
+    assert r.harness_power_rms == pytest.approx((0.25 / 2) ** 0.5)  # sqrt((0.09 + 0.16) / 2)
