@@ -290,11 +290,10 @@ def prompt_readings(prompts=(128, 512, 2048)) -> tuple[PromptReading, ...]:
             raise ValueError(f"prompt_readings(): prompts holds {n!r}; each prompt length must "
                              f"be a whole number of tokens from 1 to {gpu_mod.MAX_GEN_LEN:,}")
     decode, energy = prompt_assumed("decode"), {p.id for p in prompt_assumed("energy")}
-    harness = gpu_mod.measured_validation()
+    table, harness = gpu_mod.published_points("energy"), gpu_mod.measured_validation()
     out = []
     for n in prompts:
-        rows = [replace(p, prompt_len=n) if p.id in energy else p
-                for p in gpu_mod.published_points("energy")]
+        rows = [replace(p, prompt_len=n) if p.id in energy else p for p in table]
         pm = gpu_mod.fit_power_model(points=[p for p in rows if p.role == "fit"])
         out.append(PromptReading(
             n, pm,
