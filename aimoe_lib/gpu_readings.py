@@ -285,10 +285,10 @@ def prompt_readings(prompts=(128, 512, 2048)) -> tuple[PromptReading, ...]:
     assumption and kept)."""
     prompts = checks.items("prompt_readings()", "prompts", prompts,
                            fix="pass prompt lengths, e.g. (128, 512, 2048)")
-    for n in prompts:
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= gpu_mod.MAX_GEN_LEN:
-            raise ValueError(f"prompt_readings(): prompts holds {n!r}; each prompt length must "
-                             f"be a whole number of tokens from 1 to {gpu_mod.MAX_GEN_LEN:,}")
+    prompts = [checks.integer("prompt_readings()", "prompts", n, minimum=1,
+                              maximum=gpu_mod.MAX_GEN_LEN, noun="a whole number of tokens",
+                              fix="pass each prompt length as a whole number of tokens from 1 "
+                                  f"to {gpu_mod.MAX_GEN_LEN:,}") for n in prompts]
     decode, energy = prompt_assumed("decode"), {p.id for p in prompt_assumed("energy")}
     table, harness = gpu_mod.published_points("energy"), gpu_mod.measured_validation()
     out = []
