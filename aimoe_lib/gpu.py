@@ -1382,7 +1382,13 @@ class MeasuredCheck:
     @property
     def power_error(self) -> float:
         """Power model at the measured time / measured board power - 1."""
-        return self.power_at_measured_time_w / self.row.avg_power_w - 1
+        return self.power_error_under()
+
+    def power_error_under(self, power_model: PowerModel | None = None) -> float:
+        """:attr:`power_error` with ``power_model`` (default :data:`POWER_MODEL`) in place of
+        the book's power model."""
+        return (decode_power_w(self.predicted, self.measured_tpot_s, power_model)
+                / self.row.avg_power_w - 1)
 
     @property
     def measured_j_per_token(self) -> float:

@@ -300,8 +300,7 @@ def prompt_readings(prompts=(128, 512, 2048)) -> tuple[PromptReading, ...]:
             tuple(gpu_mod.PublishedRow(q, q.predict(True, "tdp"))
                   for q in (replace(p, prompt_len=n) for p in decode)),
             tuple(gpu_mod.PublishedRow(q, q.predict(True, pm)) for q in rows),
-            tuple(gpu_mod.decode_power_w(c.predicted, c.measured_tpot_s, pm) / c.row.avg_power_w
-                  - 1 for c in harness)))
+            tuple(c.power_error_under(pm) for c in harness)))
     return tuple(out)
 
 
