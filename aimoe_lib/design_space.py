@@ -382,7 +382,9 @@ def _format_result(row) -> str:
         f"tile conflicts   {row['tile_conflicts']:10,d} ({r['conflicts_per_token']:.1f} per "
         f"token), stall {row['stall_ns'] / 1e3:.1f} µs",
         f"busy fraction    tiles {row['busy_tiles']:.1%} (busiest {row['busy_tiles_max']:.1%}), "
-        f"DPUs {row['busy_dpu']:.1%}, MHA {row['busy_mha']:.1%}; bound by {row['bottleneck']}",
+        f"DPUs {row['busy_dpu']:.1%} (most loaded {row['busy_dpu_max']:.1%}), "
+        f"MHA {row['busy_mha']:.1%} (most loaded {row['busy_mha_max']:.1%}); "
+        f"bound by {row['bottleneck']}",
     ]
     return "\n".join(lines)
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
-
 from . import checks
 from .hardware import ChipConfig, KVPlacement, UnitAssignment
 from .mapping import Mapping
@@ -67,23 +65,17 @@ def kv_units_per_layer(model: ModelSpec, chip: ChipConfig, workload: Workload) -
 
 def layer_busy(result: SimResult, chip: ChipConfig, n_layers: int) -> dict:
     """Busy fraction of each layer slot's units (layers, then the LM head's slot) per class:
-    {'dpu': array, 'mha': array}, the slot's summed busy time over (its units x makespan). Needs
-    units locked to layers (``unit_assignment='per_layer'``)."""
+    {'dpu': array, 'mha': array}, the slot's summed busy time over (its units x makespan)
+    (:meth:`~aimoe_lib.simulator.result.SimResult.slot_busy_fraction`). Needs units locked to
+    layers (``unit_assignment='per_layer'``) and ``result`` a run of an ``n_layers`` model."""
     if chip.unit_assignment is not UnitAssignment.PER_LAYER:
         raise ValueError(f"layer_busy: chip {chip.name!r} pools its units "
                          f"(unit_assignment={chip.unit_assignment.value!r}); per-layer load needs "
                          "units locked to layers: chip.provisioned(n_layers)")
-    n_slots = n_layers + 1
-    out = {}
-    for cls, n_units in (("dpu", chip.n_dpus), ("mha", chip.n_mha_units)):
-        busy = np.asarray(result.unit_busy_ns[cls], dtype=float)
-        if n_units >= n_slots:
-            slot = np.arange(n_units) % n_slots
-        else:  # one unit serves slots s, s + n_units, ...: its busy time is shared
-            slot = np.arange(n_units)
-        work = np.bincount(slot, weights=busy, minlength=n_slots)[:n_slots]
-        count = np.bincount(slot, minlength=n_slots)[:n_slots]
-        out[cls] = np.where(count > 0, work / np.maximum(count, 1) / result.makespan_ns, 0.0)
+    out = {k: result.slot_busy_fraction(k) for k in ("dpu", "mha")}
+    if any(v.shape != (n_layers + 1,) for v in out.values()):
+        raise ValueError(f"layer_busy: result has {len(out['dpu'])} layer slots, not "
+                         f"n_layers + 1 = {n_layers + 1}; pass the run's model's n_layers")
     return out
 
 

@@ -476,7 +476,8 @@ def equal_capacity_rows(batch: int = 256, configs=EQUAL_CAPACITY_CONFIGS,
     blocks by kind: attention, router, lm-head, expert) and ``ceiling``
     (:func:`~aimoe_lib.conflicts.throughput_ceiling`). The pairs in ``simulate_configs`` are also
     simulated on the point's workload: ``tokens_per_s``, ``tiles_max``, ``dpu_max`` and
-    ``mha_max`` (busy fraction of the busiest tile, digital unit and attention unit); NaN for the
+    ``mha_max`` (busy fraction of the busiest tile and of the most loaded layer's DPUs and
+    attention units, :meth:`~aimoe_lib.simulator.result.SimResult.busy_fraction`); NaN for the
     others (their runs are shipped in ``data/conditions.json``)."""
     points = {p.label: p for p in experiments.condition_points(preset=preset)}
     rows = []
@@ -510,10 +511,9 @@ def equal_capacity_rows(batch: int = 256, configs=EQUAL_CAPACITY_CONFIGS,
                "mha_max": math.nan}
         if (label, strategy) in simulate_configs:
             r = simulate(model, chip, m, w)
-            row.update(tokens_per_s=r.tokens_per_s,
-                       tiles_max=float(r.tile_busy_ns.max() / r.makespan_ns),
-                       **{f"{k}_max": float(v.max() / r.makespan_ns) if v.size else 0.0
-                          for k, v in r.unit_busy_ns.items() if k in ("dpu", "mha")})
+            b = r.busy_fraction()
+            row.update(tokens_per_s=r.tokens_per_s, tiles_max=b["tiles_max"],
+                       dpu_max=b["dpu_max"], mha_max=b["mha_max"])
         rows.append(row)
     return rows
 

@@ -224,7 +224,8 @@ def _run(point: Point, on_error: str = "record") -> tuple[dict, str]:
             **{f"energy_{k}_pj": v for k, v in r.energy_breakdown_pj.items()},
             "tile_conflicts": r.tile_conflicts, "stall_ns": r.stall_ns,
             "busy_tiles": b["tiles"], "busy_tiles_max": b["tiles_max"], "busy_dpu": b["dpu"],
-            "busy_mha": b["mha"], "busy_dram": b["dram"], "bottleneck": r.bottleneck(),
+            "busy_dpu_max": b["dpu_max"], "busy_mha": b["mha"], "busy_mha_max": b["mha_max"],
+            "busy_dram": b["dram"], "bottleneck": r.bottleneck(),
             "peak_scratchpad_bytes": r.peak_scratchpad_bytes,
         }
     except ValueError as e:  # MappingError included
@@ -251,8 +252,11 @@ def run_point(point: Point, on_error: str = "record") -> dict:
 
 
 # ----------------------------------------------------------------------------- cache files
-_FORMAT = 1
-"""Version of a cache file's layout: {"format", "key", "error_type", "row"}."""
+_FORMAT = 2
+"""Version of a cache file's layout: {"format", "key", "error_type", "row"}. 2: rows carry the
+busy fraction of the most loaded DPUs and attention units (``busy_dpu_max``, ``busy_mha_max``:
+a layer's units, or the pool), and ``bottleneck`` compares the most loaded set of every class
+(format 1 compared the busiest tile with the class means of the DPUs, MHA units and DRAM)."""
 
 # Result columns of a row that ran, and what a value must be: 'count' an int >= 0, 'positive' a
 # finite number > 0, 'nonneg' a finite number >= 0, 'nonneg_or_nan' the same or nan (the time
@@ -263,7 +267,8 @@ _RESULT_CHECKS = {
     "tpot_p50_ns": "nonneg_or_nan", "tpot_p99_ns": "nonneg_or_nan", "energy_pj": "nonneg",
     "energy_per_token_pj": "nonneg", "tile_conflicts": "count", "stall_ns": "nonneg",
     "busy_tiles": "nonneg", "busy_tiles_max": "nonneg", "busy_dpu": "nonneg",
-    "busy_mha": "nonneg", "busy_dram": "nonneg", "bottleneck": "text",
+    "busy_dpu_max": "nonneg", "busy_mha": "nonneg", "busy_mha_max": "nonneg",
+    "busy_dram": "nonneg", "bottleneck": "text",
     "peak_scratchpad_bytes": "count",
     **{f"energy_{k}_pj": "nonneg"
        for k in ("mvm", "digital", "attention", "dram", "communication", "passive")},

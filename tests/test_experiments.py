@@ -5,7 +5,7 @@ import math
 import pytest
 
 from aimoe_lib import experiments as ex
-from aimoe_lib import mapping
+from aimoe_lib import mapping, sweep
 
 
 def test_moe_family_keeps_active_params_and_dense_matches_total():
@@ -56,6 +56,20 @@ def test_shipped_results_cover_their_points(name):
     points = {"scaling": ex.scaling_points, "conditions": ex.condition_points, "zoo": ex.zoo_points}[name]()
     assert [r["label"] for r in rows] == [p.label for p in points]
     assert all(not r["error"] for r in rows)
+
+
+def test_shipped_scaling_rows_are_what_the_code_computes():
+    """Two batch-256 points re-simulated, every column compared: the shipped numbers, busy
+    fractions and bottleneck labels are current (sweep cache format 2)."""
+    rows = {r["label"]: r for r in ex.load("scaling")}
+    pts = {p.label: p for p in ex.scaling_points()}
+    for label in ("dense-wider|2|2d|256", "moe|8|3d|256"):
+        fresh = sweep.run_point(pts[label])
+        for k, v in fresh.items():
+            if isinstance(v, float):
+                assert v == pytest.approx(rows[label][k], rel=1e-12, nan_ok=True), (label, k)
+            else:
+                assert v == rows[label][k], (label, k)
 
 
 def test_missing_results_say_how_to_regenerate(tmp_path, monkeypatch):

@@ -28,11 +28,29 @@ def test_layer_busy_is_each_slots_work_over_its_units_and_the_makespan(case):
     got = layer_busy(r, c, SPEC.n_layers)
     busy = r.unit_busy_ns["dpu"]
     n_slots = SPEC.n_layers + 1
+    by_hand = []
     for s in range(n_slots):
         units = [u for u in range(c.n_dpus) if u % n_slots == s]
-        assert got["dpu"][s] == pytest.approx(sum(busy[u] for u in units)
-                                              / (len(units) * r.makespan_ns))
+        by_hand.append(sum(busy[u] for u in units) / (len(units) * r.makespan_ns))
+        assert got["dpu"][s] == pytest.approx(by_hand[-1])
     assert got["dpu"].shape == got["mha"].shape == (n_slots,)
+    # the simulator's own account of its most loaded DPUs is the busiest slot, not one unit
+    assert r.busy_fraction()["dpu_max"] == pytest.approx(max(by_hand))
+    assert r.busy_fraction()["mha_max"] == pytest.approx(got["mha"].max())
+
+
+def test_with_one_unit_per_layer_the_lm_head_shares_the_first_layers_unit(case):
+    """16 units for 17 slots: slot s uses unit s mod 16, so the LM head's slot (16) reports the
+    busy fraction of unit 0, which it shares with layer 0."""
+    chip, m = case
+    c = chip.provisioned(SPEC.n_layers, 1, 1)
+    r = simulate(SPEC, c, m, W)
+    got = layer_busy(r, c, SPEC.n_layers)
+    for kind in ("dpu", "mha"):
+        busy = r.unit_busy_ns[kind] / r.makespan_ns
+        assert got[kind] == pytest.approx(np.append(busy, busy[0]))
+    with pytest.raises(ValueError, match="n_layers"):
+        layer_busy(r, c, SPEC.n_layers - 1)
 
 
 @pytest.mark.parametrize("bound", [0.3, 0.6])

@@ -171,6 +171,41 @@ def test_steady_state_decode_throughput_is_set_by_the_bottleneck_tile():
     assert r.bottleneck() == "tiles"
 
 
+def test_a_saturated_lm_head_dpu_is_the_bottleneck_even_when_the_class_mean_is_low():
+    """Units locked to layers, 2 DPUs per layer for 8 layers: 16 DPUs over 9 slots (8 layers and
+    the LM head), so the head's slot owns one DPU (unit 8) and it samples every generated token
+    (softmax and top-1 over a 4,096-word vocabulary). With 32 sequences that DPU never rests:
+    its busy time is tokens x (softmax + top-k) by hand, throughput approaches one token per
+    sampling time, and it is the bottleneck, though the DPUs' mean and the busiest tile are
+    under half busy. Pooling the same 16 DPUs makes them interchangeable: then the class's most
+    loaded set is the whole pool, its mean."""
+    d, vocab, n_layers = 16, 4096, 8
+    spec = ModelSpec(d_model=d, n_layers=n_layers, n_heads=1, d_ff=16, vocab_size=vocab,
+                     ffn="relu")
+    locked = _fit_chip(spec, 16, 1).provisioned(n_layers, 2, 1)
+    blocks = locked.n_tiers
+    locked = locked.replace(n_tiles=blocks, n_tiers=1)  # one block per tile
+    w = Workload(batch=32, prompt_len=1, gen_len=32)
+    r = simulate(spec, locked, mapping.map_model(spec, locked), w)
+    c = locked.cost
+    sample_ns = c.cost(OpKind.SOFTMAX, vocab).latency_ns + c.cost(OpKind.TOPK, vocab, 1).latency_ns
+    b = r.busy_fraction()
+    assert r.unit_busy_ns["dpu"][n_layers] == pytest.approx(32 * 32 * sample_ns, rel=1e-12)
+    assert b["dpu_max"] == pytest.approx(32 * 32 * sample_ns / r.makespan_ns, rel=1e-12)
+    assert b["dpu_max"] > 0.95
+    assert 0.95 * 1e9 / sample_ns <= r.tokens_per_s <= 1e9 / sample_ns * (1 + 1e-12)
+    assert b["dpu"] < 0.5 and b["tiles_max"] < 0.5  # the class mean would hide it
+    assert r.bottleneck() == "dpu"
+    assert f"(most loaded {32 * 32 * sample_ns / r.makespan_ns:.1%})" in r.summary()
+    pooled = locked.replace(unit_assignment="pool")
+    rp = simulate(spec, pooled, mapping.map_model(spec, pooled), w)
+    bp = rp.busy_fraction()
+    assert bp["dpu_max"] == pytest.approx(rp.unit_busy_ns["dpu"].sum() / 16 / rp.makespan_ns)
+    assert bp["dpu_max"] == bp["dpu"] and bp["mha_max"] == bp["mha"]
+    with pytest.raises(ValueError, match="kind='tiles'"):
+        r.slot_busy_fraction("tiles")
+
+
 def test_energy_is_operations_plus_passive_power_times_makespan():
     spec = zoo.get("olmoe-1b-7b").replace(n_layers=2)
     chip = _fit_chip(spec, 512, 400, n_dpus=8, n_mha_units=2, kv_placement="dram")

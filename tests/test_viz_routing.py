@@ -171,7 +171,7 @@ def test_equal_capacity_chip_of_the_strategy_rows():
     assert (rows[(36, "balanced")]["max_always_active"],
             rows[(128, "balanced")]["max_always_active"]) == (2, 1)
     assert np.isnan(rows[(9, "in_order")]["tokens_per_s"])
-    assert "busiest DPU" in vr.format_equal_capacity_rows(list(rows.values()))
+    assert "layer's DPUs" in vr.format_equal_capacity_rows(list(rows.values()))
 
 
 def test_stacked_under_skew_is_identical():

@@ -108,20 +108,56 @@ class SimResult:
         return self.tile_busy_ns / self.makespan_ns
 
     def busy_fraction(self) -> dict:
-        """Mean busy fraction of each resource class (tiles: of the tiles holding weights)."""
+        """Busy fraction of each resource class, two ways.
+
+        - Mean over the class: ``tiles`` (over the tiles holding weights), ``dpu``, ``mha``,
+          ``dram``.
+        - The class's most loaded set of interchangeable units: ``tiles_max`` (the busiest tile:
+          each tile holds its own weights), ``dpu_max`` and ``mha_max`` (the units one layer slot
+          may use, :attr:`~aimoe_lib.simulator.program.Program.unit_ptr`: a layer's own units
+          when units are locked to layers, where the LM head's DPUs or one hot layer can
+          saturate while the class mean stays low; the whole pool when pooled, so then the mean),
+          ``dram_max`` (the one channel).
+        """
+        mk = self.makespan_ns
         used = self.tile_busy_ns[self.tile_busy_ns > 0]
-        out = {"tiles": float(used.mean() / self.makespan_ns) if used.size else 0.0,
-               "tiles_max": float(self.tile_busy_ns.max() / self.makespan_ns)}
+        out = {"tiles": float(used.mean() / mk) if used.size else 0.0,
+               "tiles_max": float(self.tile_busy_ns.max() / mk) if self.tile_busy_ns.size else 0.0}
         for k, v in self.unit_busy_ns.items():
-            out[k] = float(v.mean() / self.makespan_ns) if v.size else 0.0
+            out[k] = float(v.mean() / mk) if v.size else 0.0
+            out[f"{k}_max"] = out[k]
+        for k in ("dpu", "mha"):
+            per_slot = self.slot_busy_fraction(k)
+            if per_slot.size:
+                out[f"{k}_max"] = float(per_slot.max())
         return out
 
+    def slot_busy_fraction(self, kind: str) -> np.ndarray:
+        """Busy fraction of the units each layer slot may use (the layers, then the LM head's
+        slot), for ``kind`` 'dpu' or 'mha': the units' summed busy time over (their count x
+        makespan), from the program's unit sets. Units locked to layers: a layer's own units (or
+        the one unit it shares when there are fewer units than slots); pooled: the whole pool,
+        the same for every slot."""
+        kinds = ("dpu", "mha")
+        if kind not in kinds:
+            raise ValueError(f"slot_busy_fraction(kind={kind!r}): use 'dpu' or 'mha'")
+        c = kinds.index(kind)
+        busy = np.asarray(self.unit_busy_ns.get(kind, ()), dtype=np.float64)
+        ptr, idx = self.program.unit_ptr[c], self.program.unit_idx[c]
+        counts = np.diff(ptr)
+        if not (busy.size and idx.size) or counts.min() < 1:
+            return np.zeros(0)
+        return np.add.reduceat(busy[idx], ptr[:-1]) / counts / self.makespan_ns
+
     def bottleneck(self, threshold: float = 0.5) -> str:
-        """Resource class with the highest busy fraction (the busiest tile for tiles), or
-        'latency' when no resource is busy ``threshold`` of the time: then the run is bound by the
-        tokens' dependency chains, not by a resource."""
+        """Resource class whose most loaded set of interchangeable units (:meth:`busy_fraction`'s
+        ``*_max``: a tile, a layer's DPUs or attention units, the pool) is busy the largest
+        fraction of the run ('tiles', 'dpu', 'mha' or 'dram'), or 'latency' when none is busy
+        ``threshold`` of the time: then the run is bound by the tokens' dependency chains, not by
+        a resource. The most loaded set, not the class mean, because a pipeline runs at the pace
+        of its slowest stage."""
         b = self.busy_fraction()
-        cand = {"tiles": b["tiles_max"], "dpu": b["dpu"], "mha": b["mha"], "dram": b["dram"]}
+        cand = {k: b[f"{k}_max"] for k in ("tiles", "dpu", "mha", "dram") if f"{k}_max" in b}
         best = max(cand, key=cand.get)
         return best if cand[best] >= threshold else "latency"
 
@@ -140,8 +176,10 @@ class SimResult:
             f"{self.dynamic_energy_pj / self.generated_tokens / 1e6:.3f} µJ per token)",
             "  by kind              " + ", ".join(f"{k} {v / max(self.energy_pj, 1e-30):.1%}" for k, v in e.items()),
             f"tile conflicts         {self.tile_conflicts:12,d} (stall {self.stall_ns / 1e3:.2f} µs)",
-            f"busy fraction          tiles {b['tiles']:.1%} (busiest {b['tiles_max']:.1%}), DPUs {b['dpu']:.1%}, "
-            f"MHA {b['mha']:.1%}, DRAM {b['dram']:.1%} -> bottleneck: {self.bottleneck()}",
+            f"busy fraction          tiles {b['tiles']:.1%} (busiest {b['tiles_max']:.1%}), "
+            f"DPUs {b['dpu']:.1%} (most loaded {b['dpu_max']:.1%}), MHA {b['mha']:.1%} "
+            f"(most loaded {b['mha_max']:.1%}), "
+            f"DRAM {b['dram']:.1%} -> bottleneck: {self.bottleneck()}",
             f"peak scratchpad        {self.peak_scratchpad_bytes / 1e6:12.3f} MB",
             f"efficiency             {self.tokens_per_joule:12,.1f} tokens/J, "
             f"{self.tokens_per_s_per_mm2:,.2f} tokens/s per mm² "

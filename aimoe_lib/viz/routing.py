@@ -367,7 +367,7 @@ def format_condition_rows(rows: Sequence[dict], kind: str | None = None) -> str:
 
 def format_equal_capacity_rows(rows: Sequence[dict]) -> str:
     """Aligned text table of :func:`~aimoe_lib.routing_study.equal_capacity_rows` ("-" where a
-    row was not simulated)."""
+    row was not simulated). "layer's DPUs": busy fraction of the most loaded layer's DPUs."""
     def f(v, fmt):
         return "-" if not np.isfinite(v) else format(v, fmt)
     body = [[f"{r['n_tiles']}x{r['n_tiers']}", r["strategy"], f"{r['fill']:.1%}",
@@ -377,7 +377,7 @@ def format_equal_capacity_rows(rows: Sequence[dict]) -> str:
              f(r["tiles_max"], ".0%"), f(r["dpu_max"], ".0%")] for r in rows]
     return table(["tiles x tiers", "mapping", "filled", "max always-active/tile",
                   "busiest tile MVMs/token", "busiest tile holds", "ceiling", "M tok/s",
-                  "busiest tile", "busiest DPU"], body,
+                  "busiest tile", "layer's DPUs"], body,
                  [False, False, True, True, True, False, True, True, True, True])
 
 

@@ -345,14 +345,15 @@ def energy_breakdown(result: SimResult) -> Figure:
 
 # =============================================================================== busy fractions
 def _busy_table(result: SimResult) -> list[tuple[str, float, float]]:
-    """(class, mean busy fraction, busiest unit's busy fraction) per resource class."""
-    mk = max(result.makespan_ns, 1e-30)
+    """(class, mean busy fraction, busy fraction of its most loaded unit set) per resource class
+    (:meth:`~aimoe_lib.simulator.result.SimResult.busy_fraction`)."""
     b = result.busy_fraction()
-    rows = [("tiles", b["tiles"], b["tiles_max"])]
-    for k in ("dpu", "mha", "dram"):
-        v = result.unit_busy_ns.get(k, np.zeros(0))
-        rows.append((k, b.get(k, 0.0), float(v.max() / mk) if v.size else 0.0))
-    return rows
+    return [(k, b.get(k, 0.0), b.get(f"{k}_max", 0.0)) for k in ("tiles", "dpu", "mha", "dram")]
+
+
+_MOST_LOADED = {"tiles": "busiest tile", "dpu": "most loaded DPUs (a layer's, or the pool)",
+                "mha": "most loaded attention units (a layer's, or the pool)",
+                "dram": "DRAM channel"}
 
 
 def _bottleneck_words(result: SimResult) -> str:
@@ -360,11 +361,11 @@ def _bottleneck_words(result: SimResult) -> str:
     rows = {r[0]: r for r in _busy_table(result)}
     bn = result.bottleneck()
     if bn != "latency":
-        return f"bottleneck {bn}: busiest unit {rows[bn][2]:.1%} busy, mean {rows[bn][1]:.1%}"
+        return (f"bottleneck {bn}: {_MOST_LOADED[bn]} {rows[bn][2]:.1%} busy, "
+                f"class mean {rows[bn][1]:.1%}")
     top = max(rows.values(), key=lambda r: r[2])
-    unit = {"tiles": "a tile", "dpu": "a DPU", "mha": "an MHA unit", "dram": "the DRAM channel"}
-    return (f"bound by latency: no resource busy half the time (busiest: {unit[top[0]]}, "
-            f"{top[2]:.1%})")
+    return (f"bound by latency: no resource busy half the time (most loaded: "
+            f"{_MOST_LOADED[top[0]]}, {top[2]:.1%})")
 
 
 def _draw_busy(ax, result: SimResult) -> None:
@@ -375,7 +376,7 @@ def _draw_busy(ax, result: SimResult) -> None:
     mean = [r[1] * 100 for r in rows]
     peak = [r[2] * 100 for r in rows]
     ax.bar(x - w / 2, mean, w, color="tab:blue", label="mean of the class")
-    ax.bar(x + w / 2, peak, w, color="tab:orange", label="busiest unit")
+    ax.bar(x + w / 2, peak, w, color="tab:orange", label="most loaded tile or layer's units")
     for i, r in enumerate(rows):
         if r[0] == bn:
             ax.add_patch(Rectangle((i - 0.48, 0), 0.96, max(mean[i], peak[i]) * 1.02 + 1e-9,
@@ -411,8 +412,8 @@ def _draw_path(ax, cp: CriticalPath, label: str) -> None:
 
 def latency_breakdown(result: SimResult, seq: int = 0, pass_: int | None = None, *,
                       with_path: bool | None = None) -> Figure:
-    """Where the time goes. Left: the busy fraction of each resource class (mean and busiest unit)
-    with :meth:`~aimoe_lib.simulator.result.SimResult.bottleneck` marked. Right, when ``result``
+    """Where the time goes. Left: the busy fraction of each resource class (mean and most loaded
+    tile or unit set) with :meth:`~aimoe_lib.simulator.result.SimResult.bottleneck` marked. Right, when ``result``
     has its event log (or ``with_path=True``): the critical path of one token
     (:func:`~aimoe_lib.simulator.trace.critical_path`; pass ``pass_``, default the last) split
     into compute, network and waiting."""
