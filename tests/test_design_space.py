@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from row_checks import assert_same_row
 
 from aimoe_lib import design_space as ds
 from aimoe_lib import experiments, hardware, mapping, sweep, zoo
@@ -126,12 +127,7 @@ def test_shipped_rows_are_what_the_code_computes():
     rows = {r["label"]: r for r in ds.load()}
     pts = {p.label: p for p in ds.design_space_points()}
     for label in ("base-dense|T8|512|in_order|b8", "moe-8e-top1|T64|512|moe_stacked|b8"):
-        fresh = sweep.run_point(pts[label])
-        for k, v in fresh.items():  # every column, the bottleneck label included
-            if isinstance(v, float):
-                assert v == pytest.approx(rows[label][k], rel=1e-12, nan_ok=True), (label, k)
-            else:
-                assert v == rows[label][k], (label, k)
+        assert_same_row(sweep.run_point(pts[label]), rows[label], label)
 
 
 def test_load_adds_derived_columns():

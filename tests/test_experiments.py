@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from row_checks import assert_same_row
 
 from aimoe_lib import experiments as ex
 from aimoe_lib import mapping, sweep
@@ -64,12 +65,7 @@ def test_shipped_scaling_rows_are_what_the_code_computes():
     rows = {r["label"]: r for r in ex.load("scaling")}
     pts = {p.label: p for p in ex.scaling_points()}
     for label in ("dense-wider|2|2d|256", "moe|8|3d|256"):
-        fresh = sweep.run_point(pts[label])
-        for k, v in fresh.items():
-            if isinstance(v, float):
-                assert v == pytest.approx(rows[label][k], rel=1e-12, nan_ok=True), (label, k)
-            else:
-                assert v == rows[label][k], (label, k)
+        assert_same_row(sweep.run_point(pts[label]), rows[label], label)
 
 
 def test_missing_results_say_how_to_regenerate(tmp_path, monkeypatch):
