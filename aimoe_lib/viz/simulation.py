@@ -413,8 +413,8 @@ def _draw_path(ax, cp: CriticalPath, label: str) -> None:
 def latency_breakdown(result: SimResult, seq: int = 0, pass_: int | None = None, *,
                       with_path: bool | None = None) -> Figure:
     """Where the time goes. Left: the busy fraction of each resource class (mean and most loaded
-    tile or unit set) with :meth:`~aimoe_lib.simulator.result.SimResult.bottleneck` marked. Right, when ``result``
-    has its event log (or ``with_path=True``): the critical path of one token
+    tile or unit set) with :meth:`~aimoe_lib.simulator.result.SimResult.bottleneck` marked.
+    Right, when ``result`` has its event log (or ``with_path=True``): the critical path of one token
     (:func:`~aimoe_lib.simulator.trace.critical_path`; pass ``pass_``, default the last) split
     into compute, network and waiting."""
     if with_path is None:
