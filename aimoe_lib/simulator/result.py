@@ -157,7 +157,7 @@ class SimResult:
         a resource. The most loaded set, not the class mean, because a pipeline runs at the pace
         of its slowest stage."""
         b = self.busy_fraction()
-        cand = {k: b[f"{k}_max"] for k in ("tiles", "dpu", "mha", "dram") if f"{k}_max" in b}
+        cand = {k: b[f"{k}_max"] for k in ("tiles", "dpu", "mha", "dram")}
         best = max(cand, key=cand.get)
         return best if cand[best] >= threshold else "latency"
 
